@@ -1,0 +1,159 @@
+"""Reading and writing so-vits-svc ``config.json`` files (4.0 and 4.1)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from svc_pl.errors import ConfigError
+
+LOG = logging.getLogger(__name__)
+
+# model-block keys that are Synthesizer arguments
+SYNTH_KEYS = (
+    "inter_channels", "hidden_channels", "filter_channels", "n_heads", "n_layers", "kernel_size", "p_dropout",
+    "resblock", "resblock_kernel_sizes", "resblock_dilation_sizes", "upsample_rates", "upsample_initial_channel",
+    "upsample_kernel_sizes", "gin_channels", "ssl_dim", "n_speakers", "vol_embedding", "vocoder_name",
+    "use_depthwise_conv", "use_automatic_f0_prediction", "flow_share_parameter", "n_flow_layer",
+    "n_layers_trans_flow", "use_transformer_flow",
+)
+# keys upstream writes but its model never reads (or reads elsewhere): accepted, not used by the synthesizer
+DEAD_MODEL_KEYS = ("n_layers_q", "use_spectral_norm", "speaker_embedding", "speech_encoder")
+REQUIRED_MODEL_KEYS = ("inter_channels", "hidden_channels", "filter_channels", "n_heads", "n_layers", "kernel_size",
+                       "p_dropout", "resblock", "resblock_kernel_sizes", "resblock_dilation_sizes", "upsample_rates",
+                       "upsample_initial_channel", "upsample_kernel_sizes", "gin_channels", "ssl_dim", "n_speakers")
+
+# The so-vits-svc 4.1 config_template.json values (44.1 kHz, vec768l12), used by write_sovits_config
+TEMPLATE_41: dict[str, Any] = {
+    "train": {
+        "log_interval": 200, "eval_interval": 800, "seed": 1234, "epochs": 10000, "learning_rate": 0.0001,
+        "betas": [0.8, 0.99], "eps": 1e-09, "batch_size": 6, "fp16_run": False, "half_type": "fp16",
+        "lr_decay": 0.999875, "segment_size": 10240, "init_lr_ratio": 1, "warmup_epochs": 0, "c_mel": 45,
+        "c_kl": 1.0, "use_sr": True, "max_speclen": 512, "port": "8001", "keep_ckpts": 3, "all_in_mem": False,
+        "vol_aug": False,
+    },
+    "data": {
+        "training_files": "filelists/train.txt", "validation_files": "filelists/val.txt", "max_wav_value": 32768.0,
+        "sampling_rate": 44100, "filter_length": 2048, "hop_length": 512, "win_length": 2048, "n_mel_channels": 80,
+        "mel_fmin": 0.0, "mel_fmax": 22050, "unit_interpolate_mode": "nearest",
+    },
+    "model": {
+        "inter_channels": 192, "hidden_channels": 192, "filter_channels": 768, "n_heads": 2, "n_layers": 6,
+        "kernel_size": 3, "p_dropout": 0.1, "resblock": "1", "resblock_kernel_sizes": [3, 7, 11],
+        "resblock_dilation_sizes": [[1, 3, 5], [1, 3, 5], [1, 3, 5]], "upsample_rates": [8, 8, 2, 2, 2],
+        "upsample_initial_channel": 512, "upsample_kernel_sizes": [16, 16, 4, 4, 4], "n_layers_q": 3,
+        "n_layers_trans_flow": 3, "n_flow_layer": 4, "use_spectral_norm": False, "gin_channels": 768,
+        "ssl_dim": 768, "n_speakers": 200, "vocoder_name": "nsf-hifigan", "speech_encoder": "vec768l12",
+        "speaker_embedding": False, "vol_embedding": False, "use_depthwise_conv": False,
+        "flow_share_parameter": False, "use_automatic_f0_prediction": True, "use_transformer_flow": False,
+    },
+    "spk": {},
+}
+
+
+@dataclass
+class SovitsConfig:
+    """A so-vits-svc config.json: its four blocks as plain dicts, plus where it came from."""
+
+    train: dict[str, Any]
+    data: dict[str, Any]
+    model: dict[str, Any]
+    spk: dict[str, int] = field(default_factory=dict)
+    path: str | None = None
+
+    @property
+    def speech_encoder(self) -> str:
+        """The content encoder the model was trained on (4.0 configs name none: they used vec256l9)."""
+        return self.model.get("speech_encoder", "vec256l9")
+
+    @property
+    def sampling_rate(self) -> int:
+        return int(self.data["sampling_rate"])
+
+    @property
+    def hop_length(self) -> int:
+        return int(self.data["hop_length"])
+
+    def synthesizer_kwargs(self) -> dict[str, Any]:
+        """Arguments of :class:`svc_pl.synthesizer.Synthesizer` for this config."""
+        kwargs = {k: copy.deepcopy(self.model[k]) for k in SYNTH_KEYS if k in self.model}
+        kwargs["resblock"] = str(kwargs.get("resblock", "1"))
+        kwargs["spec_channels"] = int(self.data["filter_length"]) // 2 + 1
+        kwargs["segment_size"] = int(self.train.get("segment_size", 10240)) // self.hop_length
+        kwargs["sampling_rate"] = self.sampling_rate
+        return kwargs
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"train": self.train, "data": self.data, "model": self.model, "spk": self.spk}
+
+
+def read_sovits_config(path: str | os.PathLike) -> SovitsConfig:
+    """Parse a so-vits-svc 4.0/4.1 ``config.json``; errors name the file and the missing keys."""
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found (pass the config.json that came with the model)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: not a valid JSON config ({err})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a JSON object with train/data/model/spk blocks")
+    missing_blocks = [b for b in ("data", "model") if not isinstance(raw.get(b), dict)]
+    if missing_blocks:
+        raise ConfigError(f"{path}: missing block(s) {missing_blocks}: is this a so-vits-svc config.json?")
+    model = raw["model"]
+    missing = [k for k in REQUIRED_MODEL_KEYS if k not in model]
+    missing += [f"data.{k}" for k in ("sampling_rate", "hop_length", "filter_length") if k not in raw["data"]]
+    if missing:
+        raise ConfigError(f"{path}: missing key(s) {missing}")
+    known = set(SYNTH_KEYS) | set(DEAD_MODEL_KEYS)
+    unknown = sorted(set(model) - known)
+    if unknown:
+        LOG.warning("%s: model key(s) %s are not so-vits-svc 4.1 keys and are ignored", path, unknown)
+    spk = raw.get("spk") or {}
+    return SovitsConfig(train=dict(raw.get("train") or {}), data=dict(raw["data"]), model=dict(model),
+                        spk={str(k): int(v) for k, v in spk.items()}, path=str(path))
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
+    """Write JSON via a temp file + rename, so a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(obj, f, indent=2, ensure_ascii=False)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def sovits_config_for(synth_kwargs: dict[str, Any], speakers: dict[str, int], *, hop_length: int = 512,
+                      filter_length: int = 2048, win_length: int = 2048, n_mel_channels: int = 80,
+                      mel_fmin: float = 0.0, mel_fmax: float | None = None, segment_size_samples: int = 10240,
+                      speech_encoder: str = "vec768l12", unit_interpolate_mode: str = "nearest") -> SovitsConfig:
+    """A full 4.1 config (template values where ours say nothing) describing a synthesizer."""
+    cfg = copy.deepcopy(TEMPLATE_41)
+    sr = int(synth_kwargs.get("sampling_rate", 44100))
+    cfg["data"].update(sampling_rate=sr, hop_length=hop_length, filter_length=filter_length, win_length=win_length,
+                       n_mel_channels=n_mel_channels, mel_fmin=mel_fmin,
+                       mel_fmax=mel_fmax if mel_fmax is not None else sr // 2,
+                       unit_interpolate_mode=unit_interpolate_mode)
+    cfg["train"]["segment_size"] = segment_size_samples
+    for k in SYNTH_KEYS:
+        if k in synth_kwargs:
+            v = synth_kwargs[k]
+            cfg["model"][k] = [list(x) for x in v] if k == "resblock_dilation_sizes" else (
+                list(v) if isinstance(v, tuple | list) else v)
+    cfg["model"]["speech_encoder"] = speech_encoder
+    cfg["spk"] = dict(speakers)
+    return SovitsConfig(cfg["train"], cfg["data"], cfg["model"], cfg["spk"])

@@ -1,0 +1,209 @@
+"""The so-vits-svc 4.1 generator (upstream ``models.SynthesizerTrn``), with a named training output,
+seeded inference that leaves the caller's random state alone, and static or time-varying speaker mixes.
+
+Sub-module names (``pre``, ``enc_p``, ``enc_q``, ``flow``, ``dec``, ``f0_decoder``, ``emb_g``, ``emb_uv``,
+``emb_vol``) are upstream's, so state dicts map one to one (see :mod:`svc_pl.compat`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from typing import Literal, NamedTuple
+
+import torch
+from torch import nn
+
+from svc_pl.layers.commons import rand_slice_segments_with_pitch, sequence_mask
+from svc_pl.layers.conv import remove_all_weight_norm
+from svc_pl.layers.encoders import ContentEncoder, F0Decoder, PosteriorEncoder
+from svc_pl.layers.f0 import f0_to_coarse, f0_to_lf0, lf0_to_f0, normalize_f0
+from svc_pl.layers.flow import ResidualCouplingBlock, TransformerCouplingBlock
+from svc_pl.layers.nsf import NSFHiFiGAN
+
+
+class SynthesizerOutput(NamedTuple):
+    """What a training forward returns (upstream returns these as a positional 7-tuple).
+
+    audio: (B, 1, segment_size * hop) generated waveform of the random segment.
+    ids_slice: (B,) start frame of each segment.
+    spec_mask: (B, 1, T) valid spectrogram frames.
+    z, z_p, m_p, logs_p, m_q, logs_q: (B, inter, T) posterior sample, its flowed version, prior and posterior stats.
+    pred_lf0, norm_lf0, lf0: (B, 1, T) F0-decoder prediction, its target, and the raw log-F0 (None without the F0 decoder).
+    """
+
+    audio: torch.Tensor
+    ids_slice: torch.Tensor
+    spec_mask: torch.Tensor
+    z: torch.Tensor
+    z_p: torch.Tensor
+    m_p: torch.Tensor
+    logs_p: torch.Tensor
+    m_q: torch.Tensor
+    logs_q: torch.Tensor
+    pred_lf0: torch.Tensor | None
+    norm_lf0: torch.Tensor | None
+    lf0: torch.Tensor | None
+
+
+SpeakerSpec = int | Sequence[float] | torch.Tensor
+
+
+class Synthesizer(nn.Module):
+    """so-vits-svc 4.1 synthesizer. Arguments are the ``model`` block of a 4.1 ``config.json``
+    (dead keys excluded) plus ``spec_channels`` (filter_length // 2 + 1), ``segment_size`` in frames
+    (train.segment_size // hop_length) and ``sampling_rate``.
+    """
+
+    def __init__(self, spec_channels: int = 1025, segment_size: int = 20, inter_channels: int = 192,
+                 hidden_channels: int = 192, filter_channels: int = 768, n_heads: int = 2, n_layers: int = 6,
+                 kernel_size: int = 3, p_dropout: float = 0.1, resblock: Literal["1", "2"] = "1",
+                 resblock_kernel_sizes: Sequence[int] = (3, 7, 11),
+                 resblock_dilation_sizes: Sequence[Sequence[int]] = ((1, 3, 5), (1, 3, 5), (1, 3, 5)),
+                 upsample_rates: Sequence[int] = (8, 8, 2, 2, 2), upsample_initial_channel: int = 512,
+                 upsample_kernel_sizes: Sequence[int] = (16, 16, 4, 4, 4), gin_channels: int = 768,
+                 ssl_dim: int = 768, n_speakers: int = 200, sampling_rate: int = 44100, vol_embedding: bool = False,
+                 vocoder_name: Literal["nsf-hifigan"] = "nsf-hifigan", use_depthwise_conv: bool = False,
+                 use_automatic_f0_prediction: bool = True, flow_share_parameter: bool = False, n_flow_layer: int = 4,
+                 n_layers_trans_flow: int = 3, use_transformer_flow: bool = False):
+        super().__init__()
+        if vocoder_name != "nsf-hifigan":
+            raise ValueError(f"vocoder_name {vocoder_name!r} is not supported; svc_pl implements 'nsf-hifigan' "
+                             "(the 4.1 default). 'nsf-snake-hifigan' models cannot be loaded yet.")
+        self.segment_size = segment_size
+        self.hop_length = 1
+        for r in upsample_rates:
+            self.hop_length *= int(r)
+        self.sampling_rate = sampling_rate
+        self.gin_channels = gin_channels
+        self.n_speakers = n_speakers
+        self.ssl_dim = ssl_dim
+        self.vol_embedding = vol_embedding
+        self.use_automatic_f0_prediction = use_automatic_f0_prediction
+
+        self.emb_g = nn.Embedding(n_speakers, gin_channels)
+        if vol_embedding:
+            self.emb_vol = nn.Linear(1, hidden_channels)
+        self.pre = nn.Conv1d(ssl_dim, hidden_channels, kernel_size=5, padding=2)
+        self.enc_p = ContentEncoder(inter_channels, hidden_channels, kernel_size, n_layers, filter_channels, n_heads,
+                                    p_dropout)
+        self.dec = NSFHiFiGAN(inter_channels, sampling_rate, upsample_rates, upsample_kernel_sizes,
+                              upsample_initial_channel, resblock, resblock_kernel_sizes, resblock_dilation_sizes,
+                              gin_channels=gin_channels, padding="sovits", source="sample")
+        self.enc_q = PosteriorEncoder(spec_channels, inter_channels, hidden_channels, 5, 1, 16, gin_channels=gin_channels,
+                                      depthwise=use_depthwise_conv)
+        if use_transformer_flow:
+            self.flow = TransformerCouplingBlock(inter_channels, hidden_channels, filter_channels, n_heads,
+                                                 n_layers_trans_flow, 5, p_dropout, n_flow_layer,
+                                                 gin_channels=gin_channels, share_parameter=flow_share_parameter)
+        else:
+            self.flow = ResidualCouplingBlock(inter_channels, hidden_channels, 5, 1, n_flow_layer,
+                                              gin_channels=gin_channels, share_parameter=flow_share_parameter,
+                                              depthwise=use_depthwise_conv)
+        if use_automatic_f0_prediction:
+            self.f0_decoder = F0Decoder(1, hidden_channels, filter_channels, n_heads, n_layers, kernel_size, p_dropout,
+                                        spk_channels=gin_channels)
+        self.emb_uv = nn.Embedding(2, hidden_channels)
+
+    # ----------------------------------------------------------------------------------------------
+    def speaker_embedding(self, speaker: SpeakerSpec, batch: int = 1, device=None) -> torch.Tensor:
+        """Speaker conditioning g (B, gin, 1) or (B, gin, T).
+
+        ``speaker`` may be an id (int or long tensor (B,)), or float mix weights over the speaker
+        table: (S,) or (B, S) for a static mix, (B, S, T) for a mix that changes per frame. Weights
+        are used as given (normalise them yourself if they should sum to one).
+        """
+        device = device or self.emb_g.weight.device
+        if not torch.is_tensor(speaker):
+            speaker = torch.as_tensor(speaker, device=device)
+        speaker = speaker.to(device)
+        if not speaker.is_floating_point():
+            ids = speaker.reshape(-1)
+            if ids.numel() == 1 and batch > 1:
+                ids = ids.expand(batch)
+            if bool(((ids < 0) | (ids >= self.n_speakers)).any()):
+                raise ValueError(f"speaker id {ids.tolist()} out of range: this model has {self.n_speakers} speakers")
+            return self.emb_g(ids).unsqueeze(-1)
+        weights = speaker.to(self.emb_g.weight.dtype)
+        if weights.dim() == 1:
+            weights = weights.unsqueeze(0)
+        if weights.size(1) != self.n_speakers:
+            raise ValueError(f"speaker mix has {weights.size(1)} weights but the model has {self.n_speakers} speakers")
+        if weights.dim() == 2:
+            return (weights @ self.emb_g.weight).unsqueeze(-1).expand(batch, -1, -1)
+        return torch.einsum("bst,sh->bht", weights, self.emb_g.weight)
+
+    def _prior_input(self, c: torch.Tensor, uv: torch.Tensor, x_mask: torch.Tensor, vol: torch.Tensor | None):
+        x = self.pre(c) * x_mask + self.emb_uv(uv.long()).transpose(1, 2)
+        if vol is not None and self.vol_embedding:
+            x = x + self.emb_vol(vol[:, :, None]).transpose(1, 2)
+        return x
+
+    def forward(self, c: torch.Tensor, f0: torch.Tensor, uv: torch.Tensor, spec: torch.Tensor, g: torch.Tensor,
+                c_lengths: torch.Tensor, spec_lengths: torch.Tensor, vol: torch.Tensor | None = None) -> SynthesizerOutput:
+        """Training pass.
+
+        Args:
+            c: (B, ssl_dim, T) content units at the frame rate.
+            f0: (B, T) Hz (unvoiced interpolated); uv: (B, T) voiced flags.
+            spec: (B, spec_channels, T) linear magnitude spectrogram.
+            g: (B,) speaker ids (or mix weights, see :meth:`speaker_embedding`).
+            c_lengths, spec_lengths: (B,) valid frames.
+            vol: (B, T) volume, used when the model has ``vol_embedding``.
+        """
+        g = self.speaker_embedding(g, batch=c.size(0))
+        x_mask = sequence_mask(c_lengths, c.size(2)).unsqueeze(1).to(c.dtype)
+        x = self._prior_input(c, uv, x_mask, vol)
+        pred_lf0 = norm_lf0 = lf0 = None
+        if self.use_automatic_f0_prediction:
+            lf0 = f0_to_lf0(f0)
+            norm_lf0 = normalize_f0(lf0, x_mask, uv)
+            pred_lf0 = self.f0_decoder(x, norm_lf0, x_mask, spk_emb=g)
+        _, m_p, logs_p, _ = self.enc_p(x, x_mask, f0_to_coarse(f0))
+        z, m_q, logs_q, spec_mask = self.enc_q(spec, spec_lengths, g=g)
+        z_p = self.flow(z, spec_mask, g=g)
+        z_slice, pitch_slice, ids_slice = rand_slice_segments_with_pitch(z, f0, spec_lengths, self.segment_size)
+        g_slice = g if g.size(-1) == 1 else torch.stack(
+            [g[i, :, s:s + self.segment_size] for i, s in enumerate(ids_slice.tolist())])
+        audio = self.dec(z_slice, f0=pitch_slice, g=g_slice)
+        return SynthesizerOutput(audio, ids_slice, spec_mask, z, z_p, m_p, logs_p, m_q, logs_q, pred_lf0, norm_lf0, lf0)
+
+    @torch.no_grad()
+    def infer(self, c: torch.Tensor, f0: torch.Tensor, uv: torch.Tensor, speaker: SpeakerSpec,
+              noise_scale: float = 0.35, seed: int | None = 52468, predict_f0: bool = False,
+              vol: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Convert content + pitch to audio in the voice of ``speaker``.
+
+        Args:
+            c: (B, ssl_dim, T) units; f0: (B, T) Hz; uv: (B, T) voiced flags.
+            speaker: id(s) or mix weights (see :meth:`speaker_embedding`).
+            noise_scale: std multiplier of the prior sample.
+            seed: as upstream, the random state is seeded with this at the start, so the same inputs
+                give the same audio; the caller's random state is restored afterwards. None: not seeded.
+            predict_f0: replace ``f0`` by the F0 decoder's prediction.
+            vol: (B, T) volume for models with ``vol_embedding``.
+        Returns:
+            (audio (B, 1, T * hop), the f0 used (B, T)).
+        """
+        rng = torch.random.fork_rng(devices=[c.device] if c.device.type == "cuda" else [], enabled=seed is not None)
+        with rng if seed is not None else contextlib.nullcontext():
+            if seed is not None:
+                torch.manual_seed(seed)
+            return self._infer(c, f0, uv, speaker, noise_scale, predict_f0, vol)
+
+    def _infer(self, c, f0, uv, speaker, noise_scale, predict_f0, vol):
+        g = self.speaker_embedding(speaker, batch=c.size(0), device=c.device)
+        x_mask = torch.ones(c.size(0), 1, c.size(2), dtype=c.dtype, device=c.device)
+        x = self._prior_input(c, uv, x_mask, vol)
+        if self.use_automatic_f0_prediction and predict_f0:
+            norm_lf0 = normalize_f0(f0_to_lf0(f0), x_mask, uv, random_scale=False)
+            f0 = lf0_to_f0(self.f0_decoder(x, norm_lf0, x_mask, spk_emb=g))
+        z_p, _, _, _ = self.enc_p(x, x_mask, f0_to_coarse(f0), noise_scale=noise_scale)
+        z = self.flow(z_p, x_mask, g=g, reverse=True)
+        return self.dec(z, g=g, f0=f0), f0
+
+    def prepare_for_inference(self) -> Synthesizer:
+        """Eval mode with weight norm folded into plain weights (same outputs, less work per call)."""
+        self.eval()
+        remove_all_weight_norm(self)
+        return self
