@@ -1,0 +1,286 @@
+"""The training module: synthesizer + multi-period discriminator trained with the so-vits-svc 4.1
+recipe under Lightning's manual optimization (discriminator step, then generator step)."""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+
+from svc_pl.layers.commons import slice_segments
+from svc_pl.layers.discriminator import MultiPeriodDiscriminator
+from svc_pl.lightning.losses import MelLoss, discriminator_loss, feature_loss, generator_loss, kl_loss
+from svc_pl.synthesizer import Synthesizer
+
+LOG = logging.getLogger(__name__)
+
+
+@dataclass
+class NetConfig:
+    """Synthesizer dimensions (the ``model`` block of a so-vits-svc config, without what the data decides:
+    unit dim, speaker count and sample rate come from the preprocessed dataset)."""
+
+    inter_channels: int = 192
+    hidden_channels: int = 192
+    filter_channels: int = 768
+    n_heads: int = 2
+    n_layers: int = 6
+    kernel_size: int = 3
+    p_dropout: float = 0.1
+    resblock: Literal["1", "2"] = "1"
+    resblock_kernel_sizes: list[int] = field(default_factory=lambda: [3, 7, 11])
+    resblock_dilation_sizes: list[list[int]] = field(default_factory=lambda: [[1, 3, 5], [1, 3, 5], [1, 3, 5]])
+    upsample_rates: list[int] = field(default_factory=lambda: [8, 8, 2, 2, 2])
+    upsample_initial_channel: int = 512
+    upsample_kernel_sizes: list[int] = field(default_factory=lambda: [16, 16, 4, 4, 4])
+    gin_channels: int = 768
+    vol_embedding: bool = False
+    use_depthwise_conv: bool = False
+    use_automatic_f0_prediction: bool = True
+    flow_share_parameter: bool = False
+    n_flow_layer: int = 4
+    n_layers_trans_flow: int = 3
+    use_transformer_flow: bool = False
+
+
+class NonFiniteLossError(RuntimeError):
+    pass
+
+
+class SVCModule(pl.LightningModule):
+    """so-vits-svc 4.1 training as a LightningModule.
+
+    Args:
+        net: synthesizer dimensions.
+        dataset_info: speakers, unit dim, sample rate, hop, FFT sizes (linked from the data module).
+        segment_size: samples of audio the decoder generates per item (upstream train.segment_size).
+        learning_rate, betas, eps: AdamW, both networks.
+        lr_decay: ExponentialLR gamma, stepped once per epoch.
+        warmup_epochs: linear learning-rate warm-up over the first epochs.
+        c_mel, c_kl: loss weights.
+        n_mels, mel_fmin, mel_fmax: the mel loss (fmax None: Nyquist).
+        grad_clip: clip each network's gradient norm to this (None: only measure it, as upstream).
+        init_from: start the generator from a so-vits-svc ``G_*.pth`` or an svc_pl ``.ckpt``.
+        init_discriminator_from: start the discriminator from a so-vits-svc ``D_*.pth``.
+        max_nonfinite_steps: consecutive non-finite losses tolerated (each skips its step) before stopping.
+        val_media_every: log audio/mel/F0 media every this many validation runs.
+    """
+
+    def __init__(self, net: NetConfig | None = None, dataset_info: dict[str, Any] | None = None,
+                 segment_size: int = 10240, learning_rate: float = 1e-4, betas: tuple[float, float] = (0.8, 0.99),
+                 eps: float = 1e-9, lr_decay: float = 0.999875, warmup_epochs: int = 0, c_mel: float = 45.0,
+                 c_kl: float = 1.0, n_mels: int = 80, mel_fmin: float = 0.0, mel_fmax: float | None = None,
+                 grad_clip: float | None = None, init_from: str | None = None,
+                 init_discriminator_from: str | None = None, max_nonfinite_steps: int = 10,
+                 val_media_every: int = 1):
+        params = {k: v for k, v in locals().items() if k not in ("self", "net", "dataset_info", "__class__")}
+        super().__init__()
+        net = net or NetConfig()
+        if not isinstance(net, dict):
+            net = asdict(net)
+        info = dict(dataset_info or {})
+        info.setdefault("speakers", {"speaker0": 0})
+        info.setdefault("n_speakers", max(info["speakers"].values(), default=0) + 1)
+        for k, v in (("unit_dim", 768), ("sampling_rate", 44100), ("hop_length", 512), ("filter_length", 2048),
+                     ("win_length", 2048), ("content_encoder", "vec768l12"), ("f0_method", "pm"),
+                     ("unit_interpolate_mode", "nearest")):
+            info.setdefault(k, v)
+        params["betas"] = list(params["betas"])
+        self.save_hyperparameters({"net": net, "dataset_info": info} | params)
+        self.automatic_optimization = False
+        hop = int(info["hop_length"])
+        if segment_size % hop:
+            raise ValueError(f"segment_size ({segment_size}) must be a multiple of hop_length ({hop})")
+        upp = math.prod(int(r) for r in net["upsample_rates"])
+        if upp != hop:
+            raise ValueError(f"the decoder upsamples by {upp} (upsample_rates {list(net['upsample_rates'])}) but the "
+                             f"dataset's hop_length is {hop}: choose upsample_rates whose product is {hop}, or "
+                             f"preprocess with --hop-length {upp}")
+        self.hop_length = hop
+        self.segment_size = segment_size
+        self.net = Synthesizer(**self.synthesizer_kwargs(net, info, segment_size))
+        self.disc = MultiPeriodDiscriminator()
+        self.mel_loss = MelLoss(int(info["sampling_rate"]), int(info["filter_length"]), hop, int(info["win_length"]),
+                                n_mels, mel_fmin, mel_fmax)
+        self._nonfinite = 0
+        self._grad_norms: dict[int, float] = {}
+        self._val_runs = 0
+        if init_from:
+            self.load_generator_weights(init_from)
+        if init_discriminator_from:
+            from svc_pl.compat import load_sovits_discriminator
+
+            self.disc.load_state_dict(load_sovits_discriminator(init_discriminator_from).state_dict())
+
+    @staticmethod
+    def synthesizer_kwargs(net: dict[str, Any], info: dict[str, Any], segment_size: int) -> dict[str, Any]:
+        kwargs = dict(net)
+        kwargs["resblock_dilation_sizes"] = [list(d) for d in kwargs["resblock_dilation_sizes"]]
+        kwargs.update(spec_channels=int(info["filter_length"]) // 2 + 1,
+                      segment_size=segment_size // int(info["hop_length"]), ssl_dim=int(info["unit_dim"]),
+                      n_speakers=int(info["n_speakers"]), sampling_rate=int(info["sampling_rate"]))
+        return kwargs
+
+    @property
+    def speakers(self) -> dict[str, int]:
+        return dict(self.hparams.dataset_info["speakers"])
+
+    def load_generator_weights(self, path: str) -> None:
+        """Initialise the generator from a so-vits-svc G_*.pth (speaker table re-initialised if its size
+        differs) or from the ``net.*`` weights of an svc_pl checkpoint."""
+        if str(path).endswith(".ckpt"):
+            from svc_pl.compat.checkpoint import load_state_into
+            from svc_pl.lightning.checkpoint_io import AtomicCheckpointIO
+
+            state = AtomicCheckpointIO().load_checkpoint(path)["state_dict"]
+            net_state = {k[4:]: v for k, v in state.items() if k.startswith("net.")}
+            load_state_into(self.net, net_state, str(path), reinit_prefixes=("emb_g.",))
+        else:
+            from svc_pl.compat import load_sovits_weights
+
+            load_sovits_weights(self.net, path, finetune=True)
+        LOG.info("generator initialised from %s", path)
+
+    # ------------------------------------------------------------------ optimisation
+    def configure_optimizers(self):
+        hp = self.hparams
+        opt_g = torch.optim.AdamW(self.net.parameters(), hp.learning_rate, betas=tuple(hp.betas), eps=hp.eps)
+        opt_d = torch.optim.AdamW(self.disc.parameters(), hp.learning_rate, betas=tuple(hp.betas), eps=hp.eps)
+        warmup, decay = hp.warmup_epochs, hp.lr_decay
+
+        def factor(epoch: int) -> float:
+            ramp = min(1.0, (epoch + 1) / warmup) if warmup > 0 else 1.0
+            return ramp * decay**epoch
+
+        sched = [torch.optim.lr_scheduler.LambdaLR(o, factor) for o in (opt_g, opt_d)]
+        return [opt_g, opt_d], [{"scheduler": s, "interval": "epoch"} for s in sched]
+
+    def on_train_epoch_end(self) -> None:
+        for sched in self.lr_schedulers():
+            sched.step()
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        # Gradients are unscaled here under 16-mixed (Lightning unscales before this hook).
+        params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+        max_norm = self.hparams.grad_clip if self.hparams.grad_clip else float("inf")
+        norm = torch.nn.utils.clip_grad_norm_(params, max_norm) if params else torch.tensor(0.0)
+        self._grad_norms[id(optimizer)] = float(norm)
+
+    def _all_finite(self, *losses: torch.Tensor) -> bool:
+        finite = all(bool(torch.isfinite(loss).all()) for loss in losses)
+        return bool(self.trainer.strategy.reduce_boolean_decision(finite, all=True))
+
+    def _skip_nonfinite(self, what: str) -> None:
+        self._nonfinite += 1
+        LOG.warning("non-finite %s loss at step %d: step skipped (%d in a row)", what, self.global_step, self._nonfinite)
+        if self._nonfinite >= self.hparams.max_nonfinite_steps:
+            raise NonFiniteLossError(
+                f"{self._nonfinite} consecutive non-finite losses (last: {what}) at step {self.global_step}. "
+                "Lower the learning rate, use precision 32 or bf16-mixed, or check the data for bad clips; "
+                "resume from the last good checkpoint with --ckpt_path.")
+
+    def training_step(self, batch, batch_idx: int):
+        opt_g, opt_d = self.optimizers()
+        out = self.net(batch.units, batch.f0, batch.voiced, batch.spec, batch.speaker, batch.lengths, batch.lengths,
+                       vol=batch.volume if self.net.vol_embedding else None)
+        y = slice_segments(batch.audio, out.ids_slice * self.hop_length, self.segment_size)
+        y_hat = out.audio
+
+        # discriminator
+        self.toggle_optimizer(opt_d)
+        d_out = self.disc(y, y_hat.detach())
+        loss_d = discriminator_loss(d_out.real_logits, d_out.fake_logits)
+        if self._all_finite(loss_d):
+            opt_d.zero_grad(set_to_none=True)
+            self.manual_backward(loss_d)
+            opt_d.step()
+        else:
+            opt_d.zero_grad(set_to_none=True)
+            self._skip_nonfinite("discriminator")
+        self.untoggle_optimizer(opt_d)
+
+        # generator
+        self.toggle_optimizer(opt_g)
+        loss_mel, mel_hat, mel = self.mel_loss(y_hat, y)
+        d_out = self.disc(y, y_hat)
+        with torch.autocast(device_type=y.device.type, enabled=False):
+            loss_kl = kl_loss(out.z_p, out.logs_q, out.m_p, out.logs_p, out.spec_mask)
+            loss_fm = feature_loss(d_out.real_fmaps, d_out.fake_fmaps)
+            loss_adv = generator_loss(d_out.fake_logits)
+            loss_lf0 = (F.mse_loss(out.pred_lf0.float(), out.norm_lf0.float()) if out.pred_lf0 is not None
+                        else torch.zeros((), device=y.device))
+            loss_g = loss_adv + loss_fm + loss_mel * self.hparams.c_mel + loss_kl * self.hparams.c_kl + loss_lf0
+        if self._all_finite(loss_g):
+            opt_g.zero_grad(set_to_none=True)
+            self.manual_backward(loss_g)
+            opt_g.step()
+            self._nonfinite = 0
+        else:
+            opt_g.zero_grad(set_to_none=True)
+            self._skip_nonfinite("generator")
+        self.untoggle_optimizer(opt_g)
+
+        logs = {"loss/g/total": loss_g, "loss/d/total": loss_d, "loss/g/mel": loss_mel, "loss/g/kl": loss_kl,
+                "loss/g/fm": loss_fm, "loss/g/lf0": loss_lf0, "loss/g/adv": loss_adv,
+                "learning_rate": opt_g.param_groups[0]["lr"],
+                "grad_norm_g": self._grad_norms.get(id(opt_g.optimizer), 0.0),
+                "grad_norm_d": self._grad_norms.get(id(opt_d.optimizer), 0.0)}
+        self.log_dict({k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in logs.items()}, on_step=True, on_epoch=False, prog_bar=False,
+                      batch_size=batch.f0.size(0))
+        self.log("mel", float(loss_mel.detach()), prog_bar=True, on_step=True, logger=False, batch_size=batch.f0.size(0))
+        return loss_g.detach()
+
+    # ------------------------------------------------------------------ validation
+    def validation_step(self, batch, batch_idx: int):
+        audio, f0 = self.net.infer(batch.units, batch.f0, batch.voiced, batch.speaker, noise_scale=0.0,
+                                   predict_f0=False, vol=batch.volume if self.net.vol_embedding else None)
+        n = min(audio.shape[-1], batch.audio.shape[-1])
+        loss, mel_hat, mel = self.mel_loss(audio[..., :n], batch.audio[..., :n])
+        self.log("val/mel", loss, batch_size=1, sync_dist=True, prog_bar=True)
+        if (self.trainer.is_global_zero and self._val_runs % max(1, self.hparams.val_media_every) == 0
+                and not self.trainer.sanity_checking):
+            from svc_pl.lightning.media import log_validation_media
+
+            log_validation_media(self.logger, self.global_step, batch_idx, audio[0, 0], batch.audio[0, 0, :n], mel_hat[0],
+                                 mel[0], batch.f0[0] * batch.voiced[0], int(self.hparams.dataset_info["sampling_rate"]))
+        return loss
+
+    def on_validation_epoch_end(self) -> None:
+        if not self.trainer.sanity_checking:
+            self._val_runs += 1
+
+    # ------------------------------------------------------------------ export
+    def export_sovits(self, out_dir: str | Path, speech_encoder: str | None = None) -> dict[str, Path]:
+        """Write ``G_<step>.pth``, ``D_<step>.pth`` and ``config.json`` that so-vits-svc 4.1 loads."""
+        from svc_pl.compat import save_sovits, save_sovits_discriminator, sovits_config_for, write_json_atomic
+
+        out = Path(out_dir)
+        info = self.hparams.dataset_info
+        kwargs = self.synthesizer_kwargs(dict(self.hparams.net), info, self.segment_size)
+        cfg = sovits_config_for(kwargs, self.speakers, hop_length=self.hop_length,
+                                filter_length=int(info["filter_length"]), win_length=int(info["win_length"]),
+                                n_mel_channels=self.hparams.n_mels, mel_fmin=self.hparams.mel_fmin,
+                                mel_fmax=self.hparams.mel_fmax, segment_size_samples=self.segment_size,
+                                speech_encoder=speech_encoder or info["content_encoder"],
+                                unit_interpolate_mode=info["unit_interpolate_mode"])
+        cfg.train.update(learning_rate=self.hparams.learning_rate, betas=list(self.hparams.betas), eps=self.hparams.eps,
+                         lr_decay=self.hparams.lr_decay, c_mel=self.hparams.c_mel, c_kl=self.hparams.c_kl,
+                         warmup_epochs=self.hparams.warmup_epochs)
+        step = int(self.global_step // 2)
+        paths = {"G": out / f"G_{step}.pth", "D": out / f"D_{step}.pth", "config": out / "config.json"}
+        lr = self.hparams.learning_rate * self.hparams.lr_decay ** max(0, self.current_epoch)
+        save_sovits(self.net, paths["G"], iteration=step, learning_rate=lr)
+        save_sovits_discriminator(self.disc, paths["D"], iteration=step, learning_rate=lr)
+        write_json_atomic(paths["config"], cfg.to_dict())
+        return paths
+
+
+def steps_to_batches(global_step: int) -> int:
+    """Lightning counts one step per optimizer step: two per batch here."""
+    return math.ceil(global_step / 2)
