@@ -27,19 +27,44 @@ class SVCLightningCLI(LightningCLI):
             trainer["strategy"] = "ddp_find_unused_parameters_true"
         del accel
 
+    def _parse_ckpt_path(self) -> None:
+        """Check a resume checkpoint up front, with an error naming the file if it cannot be read.
+
+        The model is built from the config given on the command line (use the run's saved
+        ``config.yaml``); Lightning's default of re-parsing hyper-parameters from the checkpoint is skipped.
+        """
+        if not self.config.get("subcommand"):
+            return
+        ckpt_path = self.config[self.config.subcommand].get("ckpt_path")
+        if ckpt_path and ckpt_path not in ("last", "best", "hpc", "registry") and not str(ckpt_path).startswith(
+                "registry:"):
+            from svc_pl.lightning.checkpoint_io import AtomicCheckpointIO
+
+            AtomicCheckpointIO().load_checkpoint(ckpt_path)
+
+    def instantiate_trainer(self, **kwargs):
+        from pytorch_lightning.plugins.io import CheckpointIO
+
+        from svc_pl.lightning.checkpoint_io import AtomicCheckpointIO
+
+        cfg = self.config_init.get(self.subcommand, self.config_init) if self.subcommand else self.config_init
+        trainer_cfg = cfg.get("trainer", {})
+        plugins = trainer_cfg.get("plugins") or []
+        plugins = list(plugins) if isinstance(plugins, list | tuple) else [plugins]
+        if not any(isinstance(p, CheckpointIO) for p in plugins):
+            plugins.append(AtomicCheckpointIO())  # checkpoints are written atomically
+            trainer_cfg["plugins"] = plugins
+        return super().instantiate_trainer(**kwargs)
+
 
 def trainer_defaults() -> dict:
-    from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
-
-    from svc_pl.lightning.checkpoint_io import AtomicCheckpointIO
+    from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 
     return {
-        "plugins": [AtomicCheckpointIO()],
         "callbacks": [
             ModelCheckpoint(filename="{epoch}-{step}", save_last=True, save_top_k=3, monitor="step", mode="max",
                             every_n_train_steps=1600),
             LearningRateMonitor(logging_interval="epoch"),
-            TQDMProgressBar(refresh_rate=5),
         ],
         "log_every_n_steps": 50,
         "max_epochs": -1,

@@ -236,6 +236,36 @@ class SVCModule(pl.LightningModule):
         self.log("mel", float(loss_mel.detach()), prog_bar=True, on_step=True, logger=False, batch_size=batch.f0.size(0))
         return loss_g.detach()
 
+    # ------------------------------------------------------------------ exact resume
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        import random
+
+        import numpy as np
+
+        kind, keys, pos, has_gauss, gauss = np.random.get_state()
+        checkpoint["svc_pl_rng"] = {"torch": torch.get_rng_state(),
+                                    "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
+                                    "python": random.getstate(),
+                                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+        checkpoint["svc_pl_counters"] = {"nonfinite": self._nonfinite, "val_runs": self._val_runs}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        import random
+
+        import numpy as np
+
+        rng = checkpoint.get("svc_pl_rng")
+        if rng:  # restore the random state, so a resumed run draws what the uninterrupted one would have
+            torch.set_rng_state(rng["torch"])
+            kind, keys, pos, has_gauss, gauss = rng["numpy"]
+            np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+            random.setstate(rng["python"])
+            if rng.get("cuda") is not None and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(rng["cuda"])
+        counters = checkpoint.get("svc_pl_counters", {})
+        self._nonfinite = counters.get("nonfinite", 0)
+        self._val_runs = counters.get("val_runs", 0)
+
     # ------------------------------------------------------------------ validation
     def validation_step(self, batch, batch_idx: int):
         audio, f0 = self.net.infer(batch.units, batch.f0, batch.voiced, batch.speaker, noise_scale=0.0,

@@ -1,0 +1,133 @@
+"""Training with trainer.fit on CPU: overfitting, exact resume, TensorBoard tags, DDP, fine-tuning."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from svc_pl.cli import main as cli_main
+from svc_pl.lightning.module import SVCModule
+from tests.datasets import make_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = str(REPO / "configs" / "tiny.yaml")
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return make_dataset(tmp_path_factory.mktemp("ds"), clips_per_voice=3)
+
+
+def _fit(root, dataset, *extra):
+    args = ["fit", "--config", TINY, "--data.dataset_dir", str(dataset), "--trainer.default_root_dir", str(root),
+            "--trainer.enable_progress_bar", "false", *extra]
+    assert cli_main(args) == 0
+
+
+def _scalars(root, tag):
+    events = sorted(Path(root).rglob("events.out.tfevents.*"))
+    assert events, f"no TensorBoard events under {root}"
+    values = []
+    for ev in events:
+        acc = EventAccumulator(str(ev), size_guidance={"scalars": 0, "images": 0, "audio": 0})
+        acc.Reload()
+        if tag in acc.Tags()["scalars"]:
+            values += [(e.step, e.value) for e in acc.Scalars(tag)]
+    return values, events
+
+
+def _last_ckpt(root):
+    ckpts = sorted(Path(root).rglob("last.ckpt"))
+    assert len(ckpts) == 1, ckpts
+    return ckpts[0]
+
+
+@pytest.mark.slow
+def test_overfits_one_clip_and_logs_tensorboard_tags(tmp_path):
+    ds = make_dataset(tmp_path / "one", voices=("en",), clips_per_voice=2)  # 1 train clip, 1 val clip
+    _fit(tmp_path / "run", ds, "--trainer.max_steps", "200", "--trainer.log_every_n_steps", "2",
+         "--trainer.check_val_every_n_epoch", "50", "--model.learning_rate", "0.001", "--model.lr_decay", "1.0",
+         "--data.batch_size", "1")
+    mel, events = _scalars(tmp_path / "run", "loss/g/mel")
+    first = sum(v for _, v in mel[:3]) / 3
+    last = sum(v for _, v in mel[-3:]) / 3
+    assert last <= first / 2, (first, last)
+    acc = EventAccumulator(str(events[0]), size_guidance={"scalars": 0, "images": 0, "audio": 0})
+    acc.Reload()
+    tags = acc.Tags()
+    for tag in ("loss/g/total", "loss/d/total", "loss/g/mel", "loss/g/kl", "loss/g/fm", "loss/g/lf0", "learning_rate",
+                "grad_norm_g", "grad_norm_d", "val/mel"):
+        assert tag in tags["scalars"], tag
+    assert any(t.startswith("val/mel/") for t in tags["images"]) and any(t.startswith("val/f0/") for t in tags["images"])
+    assert any(t.startswith("val/audio/") for t in tags["audio"])
+
+
+@pytest.mark.slow
+def test_resumed_run_equals_uninterrupted(tmp_path, dataset):
+    common = ["--trainer.limit_val_batches", "0", "--data.batch_size", "4", "--trainer.log_every_n_steps", "1"]
+    _fit(tmp_path / "full", dataset, "--trainer.max_steps", "8", *common)
+    _fit(tmp_path / "part", dataset, "--trainer.max_steps", "4", *common)
+    first = _last_ckpt(tmp_path / "part")
+    assert torch.load(first, weights_only=False)["global_step"] == 4
+    _fit(tmp_path / "part", dataset, "--trainer.max_steps", "8", "--ckpt_path", str(first), *common)
+    ckpts = sorted((tmp_path / "part").rglob("last.ckpt"), key=os.path.getmtime)
+    full = torch.load(_last_ckpt(tmp_path / "full"), weights_only=False)
+    resumed = torch.load(ckpts[-1], weights_only=False)
+    assert full["global_step"] == resumed["global_step"] == 8 and full["epoch"] == resumed["epoch"]
+    for k, v in full["state_dict"].items():
+        assert torch.allclose(v, resumed["state_dict"][k], atol=1e-6), k
+
+
+def test_corrupt_resume_checkpoint_names_the_file(tmp_path, dataset, capsys):
+    bad = tmp_path / "last.ckpt"
+    bad.write_bytes(b"PK\x03\x04 not really a checkpoint")
+    code = cli_main(["fit", "--config", TINY, "--data.dataset_dir", str(dataset), "--trainer.default_root_dir",
+                     str(tmp_path / "r"), "--trainer.max_steps", "2", "--ckpt_path", str(bad)])
+    assert code != 0
+    assert "last.ckpt" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_two_process_ddp_writes_one_set_of_outputs(tmp_path, dataset):
+    cmd = [sys.executable, "-m", "svc_pl.cli", "fit", "--config", TINY, "--data.dataset_dir", str(dataset),
+           "--trainer.default_root_dir", str(tmp_path), "--trainer.devices", "2", "--trainer.accelerator", "cpu",
+           "--trainer.max_steps", "4", "--trainer.enable_progress_bar", "false", "--data.batch_size", "2",
+           "--trainer.check_val_every_n_epoch", "1"]
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    versions = list(tmp_path.rglob("version_*"))
+    assert len(versions) == 1, versions
+    assert len(list(tmp_path.rglob("events.out.tfevents.*"))) == 1
+    assert len(list(tmp_path.rglob("last.ckpt"))) == 1
+    assert torch.load(_last_ckpt(tmp_path), weights_only=False)["global_step"] == 4
+
+
+@pytest.mark.slow
+def test_finetune_from_sovits_base(tmp_path, fixture_dir):
+    # the fixture model: 44.1 kHz, hop 512, 48-d units, 2 speakers; our data has 3 speakers
+    ds = make_dataset(tmp_path / "ds44", sr=44100, hop=512, unit_dim=48, voices=("en", "en+f3", "en+m3"),
+                      clips_per_voice=2, n_fft=2048)
+    net = ["--model.net.inter_channels", "32", "--model.net.hidden_channels", "32", "--model.net.filter_channels", "64",
+           "--model.net.n_layers", "2", "--model.net.upsample_rates", "[8, 8, 2, 2, 2]",
+           "--model.net.upsample_kernel_sizes", "[16, 16, 4, 4, 4]", "--model.net.upsample_initial_channel", "64",
+           "--model.net.resblock_kernel_sizes", "[3, 7, 11]",
+           "--model.net.resblock_dilation_sizes", "[[1, 3, 5], [1, 3, 5], [1, 3, 5]]", "--model.net.gin_channels", "32",
+           "--model.net.n_flow_layer", "4", "--model.segment_size", "10240", "--model.mel_fmax", "22050",
+           "--data.max_frames", "80", "--model.init_from", str(fixture_dir / "G_0.pth"),
+           "--model.init_discriminator_from", "", "--model.learning_rate", "0.0005"]
+    _fit(tmp_path / "run", ds, "--trainer.max_steps", "40", "--trainer.limit_val_batches", "0",
+         "--trainer.log_every_n_steps", "1", "--data.batch_size", "3", *net)
+    mel, _ = _scalars(tmp_path / "run", "loss/g/mel")
+    assert sum(v for _, v in mel[-4:]) / 4 < sum(v for _, v in mel[:4]) / 4
+    model = SVCModule.load_from_checkpoint(_last_ckpt(tmp_path / "run"), init_from=None, weights_only=False)
+    assert model.net.emb_g.weight.shape[0] == 3
+    out = model.export_sovits(tmp_path / "export")
+    from svc_pl.compat import load_sovits
+
+    reloaded = load_sovits(out["G"], out["config"])
+    assert torch.equal(reloaded.pre.weight, model.net.pre.weight)
