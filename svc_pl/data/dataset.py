@@ -76,10 +76,13 @@ class FeatureDataset(Dataset):
     def _read_frames(self, item: str) -> int:
         return int(load_bundle(self.root / item)["f0"].shape[0])
 
+    def _bundle(self, item: str) -> dict[str, torch.Tensor]:
+        return load_bundle(self.root / item)
+
     def __getitem__(self, key):
         index, epoch = key if isinstance(key, tuple) else (key, 0)
         gen = torch.Generator().manual_seed(hash((self.seed, int(epoch), int(index))) & 0x7FFFFFFF)
-        bundle = load_bundle(self.root / self.items[index])
+        bundle = self._bundle(self.items[index])
         hop = self.info.hop_length
         f0 = bundle["f0"].float()
         n = f0.shape[0]
