@@ -1,0 +1,237 @@
+"""Reading, checking, resampling, normalising and writing audio files.
+
+Used by preprocessing and by the inference CLI; everything past loading works on in-memory arrays.
+Shapes use T = samples, C = channels. Arrays are float32 in [-1, 1] (float files may exceed it).
+
+Reading goes through soundfile (libsndfile), so every container/codec it knows works: WAV (any bit
+depth, int or float), FLAC, OGG/Vorbis, AIFF, ... ``torchaudio.load`` is not used because recent
+torchaudio needs torchcodec for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from svc_pl.errors import BadAudioError, UserFacingError
+
+LOG = logging.getLogger(__name__)
+
+# Output container chosen from the file extension. libsndfile's default subtype is used unless the
+# caller asks for another one (WAV/FLAC -> PCM_16, OGG -> VORBIS).
+FORMATS: dict[str, str] = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}
+
+# Resampler: soxr (libsoxr) at quality "HQ". It is a hard dependency of librosa, so always present;
+# it is a polyphase band-limited resampler with ~-144 dB stop band, passband flat to ~0.95 Nyquist
+# and no audible ringing, and it is much faster than a long windowed-sinc convolution in torchaudio.
+# "HQ" is also what ``librosa.resample`` uses by default, i.e. what so-vits-svc's resample.py applied
+# to the training data, so data prepared here matches upstream's numerically.
+_SOXR_QUALITY = "HQ"
+
+
+class UnsupportedFormatError(UserFacingError, ValueError):
+    """An output path whose extension names no audio format we can write."""
+
+
+def load_audio(path: str | os.PathLike, target_sr: int | None = None,
+               mono: bool = True) -> tuple[np.ndarray, int]:
+    """Read an audio file, down-mix it and resample it once.
+
+    Args:
+        path: any file soundfile can read (WAV/FLAC/OGG/AIFF..., any rate, channel count, bit depth).
+        target_sr: output sample rate; ``None`` keeps the file's rate.
+        mono: average the channels into one.
+
+    Returns:
+        ``(y, sr)``: float32 samples, shape ``(T,)`` if ``mono`` else ``(C, T)``, and their rate.
+
+    Raises:
+        BadAudioError: the file is missing, unreadable/corrupt, holds no samples, or holds NaN/inf.
+    """
+    path = Path(path)
+    if not path.is_file():
+        reason = "file does not exist" if not path.exists() else "is not a regular file"
+        raise BadAudioError(str(path), reason)
+    if path.stat().st_size == 0:
+        raise BadAudioError(str(path), "is empty (0 bytes)")
+    try:
+        data, sr = sf.read(str(path), dtype="float32", always_2d=True)  # (T, C)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
+        raise BadAudioError(str(path), f"cannot be read as audio ({err}): is it a supported format "
+                                       f"(wav, flac, ogg, ...) and not truncated?") from err
+    if data.shape[0] == 0:
+        raise BadAudioError(str(path), "is empty (0 samples)")
+    if not np.isfinite(data).all():
+        bad = int((~np.isfinite(data)).sum())
+        raise BadAudioError(str(path), f"contains {bad} NaN/inf sample(s): re-export the file")
+    y = data.mean(axis=1) if mono else np.ascontiguousarray(data.T)
+    if target_sr is not None and target_sr != sr:
+        y = resample(y, sr, target_sr)
+        sr = target_sr
+    return np.ascontiguousarray(y, dtype=np.float32), int(sr)
+
+
+def resample(y: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
+    """Band-limited resampling with soxr (see ``_SOXR_QUALITY`` for why).
+
+    Args:
+        y: samples, shape ``(T,)`` or ``(C, T)``.
+        orig_sr: rate of ``y``.
+        target_sr: wanted rate.
+
+    Returns:
+        float32 samples, shape ``(T',)`` or ``(C, T')`` with ``T' ~= T * target_sr / orig_sr``;
+        ``y`` itself when the rates are equal.
+    """
+    if orig_sr <= 0 or target_sr <= 0:
+        raise ValueError(f"sample rates must be positive, got {orig_sr} -> {target_sr}")
+    if orig_sr == target_sr:
+        return y
+    import soxr  # librosa's own dependency; imported here so `import svc_pl.data.audio` stays cheap
+
+    x = np.asarray(y, dtype=np.float32)
+    if x.ndim == 1:
+        return soxr.resample(x, orig_sr, target_sr, quality=_SOXR_QUALITY).astype(np.float32, copy=False)
+    if x.ndim == 2:  # soxr takes (T, C)
+        out = soxr.resample(np.ascontiguousarray(x.T), orig_sr, target_sr, quality=_SOXR_QUALITY)
+        return np.ascontiguousarray(out.T, dtype=np.float32)
+    raise ValueError(f"expected samples of shape (T,) or (C, T), got {x.shape}")
+
+
+def check_audio(y: np.ndarray, sr: int, path: str | os.PathLike, min_seconds: float = 0.0,
+                silence_db: float = -60.0) -> None:
+    """Reject audio that loads fine but cannot be used.
+
+    Args:
+        y: samples, shape ``(T,)`` or ``(C, T)``.
+        sr: sample rate of ``y``.
+        path: the file ``y`` came from, named in the error.
+        min_seconds: shortest acceptable duration.
+        silence_db: a peak below this level (dBFS) counts as all silent.
+
+    Raises:
+        BadAudioError: empty, too short, or all silent.
+    """
+    n = y.shape[-1]
+    if n == 0:
+        raise BadAudioError(str(path), "is empty (0 samples)")
+    seconds = n / sr
+    if seconds < min_seconds:
+        raise BadAudioError(str(path), f"is too short ({seconds:.3f} s < {min_seconds:g} s)")
+    peak = float(np.max(np.abs(y)))
+    if peak < 10.0 ** (silence_db / 20.0):
+        level = "-inf" if peak == 0.0 else f"{20.0 * np.log10(peak):.1f}"
+        raise BadAudioError(str(path), f"is all silent (peak {level} dBFS < {silence_db:g} dBFS)")
+
+
+def normalize_loudness(y: np.ndarray, target_db: float = -23.0, peak_limit: float = 0.95) -> np.ndarray:
+    """Scale to a target RMS level, but never let the peak exceed ``peak_limit``.
+
+    so-vits-svc's preprocessing only peak-normalises, so quiet and dense recordings end up at very
+    different loudness. Here the gain first brings the RMS to ``target_db`` dBFS, then is reduced if
+    that would push the peak above ``peak_limit`` (0.95 leaves headroom for resampling overshoot and
+    int16 export, instead of clipping). Digital silence is returned unchanged.
+
+    Args:
+        y: samples, shape ``(T,)`` or ``(C, T)``.
+        target_db: wanted RMS level in dBFS (over all channels).
+        peak_limit: largest allowed absolute sample value after scaling, in (0, 1].
+
+    Returns:
+        float32 array of the shape of ``y``.
+    """
+    if not 0.0 < peak_limit <= 1.0:
+        raise ValueError(f"peak_limit must be in (0, 1], got {peak_limit}")
+    x = np.asarray(y, dtype=np.float32)
+    if x.size == 0:
+        return x.copy()
+    rms = float(np.sqrt(np.mean(np.square(x, dtype=np.float64))))
+    peak = float(np.max(np.abs(x)))
+    if rms == 0.0 or peak == 0.0:
+        return x.copy()
+    gain = min(10.0 ** (target_db / 20.0) / rms, peak_limit / peak)
+    return (x * np.float32(gain)).astype(np.float32, copy=False)
+
+
+def save_audio(path: str | os.PathLike, y: np.ndarray, sr: int, subtype: str | None = None) -> Path:
+    """Write audio atomically: the file at ``path`` is either the old one or complete, never partial.
+
+    The data go to a hidden temporary file in the same directory, are fsync'ed, then renamed over
+    ``path`` with ``os.replace`` (atomic on POSIX and Windows). On any error the temporary is removed.
+
+    Args:
+        path: output file; its extension (.wav, .flac, .ogg) chooses the format.
+        y: samples, shape ``(T,)`` or ``(C, T)``; values outside [-1, 1] are clipped (with a warning)
+            for integer subtypes.
+        sr: sample rate.
+        subtype: soundfile subtype (e.g. "PCM_24", "FLOAT"); default: the format's default.
+
+    Returns:
+        ``path`` as a ``Path``.
+
+    Raises:
+        UnsupportedFormatError: unknown extension or a subtype the format cannot hold.
+        FileNotFoundError: the output directory does not exist.
+        ValueError: ``y`` has a bad shape or non-finite samples.
+    """
+    path = Path(path)
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise UnsupportedFormatError(f"{path}: cannot write audio with extension {path.suffix!r}; "
+                                     f"use one of {', '.join(sorted(FORMATS))}")
+    if subtype is not None and not sf.check_format(fmt, subtype):
+        raise UnsupportedFormatError(f"{path}: format {fmt} cannot hold subtype {subtype!r}; "
+                                     f"choose one of {', '.join(sf.available_subtypes(fmt))}")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise FileNotFoundError(f"{path}: output directory {parent} does not exist")
+    data = _frames_for_writing(path, y, subtype or sf.default_subtype(fmt))
+
+    tmp = parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+    # O_EXCL: never clobber anything; mode 0o666 lets the umask decide, like a normal open().
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            sf.write(f, data, sr, format=fmt, subtype=subtype)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(parent)
+    return path
+
+
+def _frames_for_writing(path: Path, y: np.ndarray, subtype: str) -> np.ndarray:
+    """(T,) or (C, T) -> (T,) or (T, C) float32, checked and clipped for integer subtypes."""
+    x = np.asarray(y, dtype=np.float32)
+    if x.ndim not in (1, 2) or x.shape[-1] == 0:
+        raise ValueError(f"{path}: expected non-empty samples of shape (T,) or (C, T), got {x.shape}")
+    if not np.isfinite(x).all():
+        raise ValueError(f"{path}: refusing to write NaN/inf samples")
+    if subtype not in ("FLOAT", "DOUBLE", "VORBIS", "OPUS"):
+        peak = float(np.max(np.abs(x)))
+        if peak > 1.0:
+            LOG.warning("%s: peak %.3f exceeds full scale; clipping for %s", path, peak, subtype)
+            x = np.clip(x, -1.0, 1.0)
+    return x if x.ndim == 1 else np.ascontiguousarray(x.T)
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Persist a rename in ``directory`` (POSIX); a no-op where directories cannot be opened."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
