@@ -31,7 +31,7 @@ def _f0_pm(y: np.ndarray, sr: int, hop: int, n: int) -> np.ndarray:
 
 
 def make_dataset(root: Path, sr: int = 16000, hop: int = 320, unit_dim: int = 32, voices=("en", "en+f3"),
-                 clips_per_voice: int = 3, n_fft: int = 1024) -> Path:
+                 clips_per_voice: int = 3, n_fft: int = 1024, phrases: list[str] | None = None) -> Path:
     root = Path(root)
     rng = np.random.default_rng(0)
     proj = rng.standard_normal((unit_dim, 80)).astype(np.float32) / 9
@@ -40,7 +40,8 @@ def make_dataset(root: Path, sr: int = 16000, hop: int = 320, unit_dim: int = 32
         name = f"spk{s}"
         speakers[name] = s
         for i in range(clips_per_voice):
-            wav = synth_speech(root / "raw" / name / f"{i}.wav", PHRASES[i % len(PHRASES)], voice=voice,
+            texts = phrases or PHRASES
+            wav = synth_speech(root / "raw" / name / f"{i}.wav", texts[i % len(texts)], voice=voice,
                                pitch=40 + 20 * s)
             y, file_sr = sf.read(wav, dtype="float32")
             y = librosa.resample(y, orig_sr=file_sr, target_sr=sr).astype(np.float32)

@@ -17,17 +17,18 @@ from svc_pl.layers.nsf import LRELU_SLOPE
 class DiscriminatorP(nn.Module):
     """Looks at the waveform folded into ``period`` columns. (B, 1, T) -> (logits (B, N), feature maps)."""
 
-    def __init__(self, period: int, kernel_size: int = 5, stride: int = 3, use_spectral_norm: bool = False):
+    def __init__(self, period: int, kernel_size: int = 5, stride: int = 3, use_spectral_norm: bool = False,
+                 width: float = 1.0):
         super().__init__()
         self.period = period
         norm_f = spectral_norm if use_spectral_norm else weight_norm
         pad = (get_padding(kernel_size, 1), 0)
-        chans = [1, 32, 128, 512, 1024, 1024]
+        chans = [1] + [max(1, int(c * width)) for c in (32, 128, 512, 1024, 1024)]
         self.convs = nn.ModuleList([
             norm_f(nn.Conv2d(chans[i], chans[i + 1], (kernel_size, 1), (stride if i < 4 else 1, 1), padding=pad))
             for i in range(5)
         ])
-        self.conv_post = norm_f(nn.Conv2d(1024, 1, (3, 1), 1, padding=(1, 0)))
+        self.conv_post = norm_f(nn.Conv2d(chans[-1], 1, (3, 1), 1, padding=(1, 0)))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         fmap = []
@@ -48,18 +49,19 @@ class DiscriminatorP(nn.Module):
 class DiscriminatorS(nn.Module):
     """Grouped strided 1-D convs over the raw waveform. (B, 1, T) -> (logits (B, N), feature maps)."""
 
-    def __init__(self, use_spectral_norm: bool = False):
+    def __init__(self, use_spectral_norm: bool = False, width: float = 1.0):
         super().__init__()
         norm_f = spectral_norm if use_spectral_norm else weight_norm
+        c = [max(4, int(ch * width)) for ch in (16, 64, 256, 1024)]
         self.convs = nn.ModuleList([
-            norm_f(nn.Conv1d(1, 16, 15, 1, padding=7)),
-            norm_f(nn.Conv1d(16, 64, 41, 4, groups=4, padding=20)),
-            norm_f(nn.Conv1d(64, 256, 41, 4, groups=16, padding=20)),
-            norm_f(nn.Conv1d(256, 1024, 41, 4, groups=64, padding=20)),
-            norm_f(nn.Conv1d(1024, 1024, 41, 4, groups=256, padding=20)),
-            norm_f(nn.Conv1d(1024, 1024, 5, 1, padding=2)),
+            norm_f(nn.Conv1d(1, c[0], 15, 1, padding=7)),
+            norm_f(nn.Conv1d(c[0], c[1], 41, 4, groups=4, padding=20)),
+            norm_f(nn.Conv1d(c[1], c[2], 41, 4, groups=16, padding=20)),
+            norm_f(nn.Conv1d(c[2], c[3], 41, 4, groups=64, padding=20)),
+            norm_f(nn.Conv1d(c[3], c[3], 41, 4, groups=256, padding=20)),
+            norm_f(nn.Conv1d(c[3], c[3], 5, 1, padding=2)),
         ])
-        self.conv_post = norm_f(nn.Conv1d(1024, 1, 3, 1, padding=1))
+        self.conv_post = norm_f(nn.Conv1d(c[3], 1, 3, 1, padding=1))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         fmap = []
@@ -81,12 +83,17 @@ class DiscriminatorOutput(NamedTuple):
 
 
 class MultiPeriodDiscriminator(nn.Module):
-    """``DiscriminatorS`` + ``DiscriminatorP`` for each period; state-dict layout as upstream."""
+    """``DiscriminatorS`` + ``DiscriminatorP`` for each period; state-dict layout as upstream.
 
-    def __init__(self, use_spectral_norm: bool = False, periods: tuple[int, ...] = (2, 3, 5, 7, 11)):
+    ``width`` scales every channel count (1.0 is upstream's, needed to load ``D_*.pth``; the tiny CPU
+    config uses 0.25, where the full-size discriminator would cost more than the generator).
+    """
+
+    def __init__(self, use_spectral_norm: bool = False, periods: tuple[int, ...] = (2, 3, 5, 7, 11),
+                 width: float = 1.0):
         super().__init__()
-        discs: list[nn.Module] = [DiscriminatorS(use_spectral_norm=use_spectral_norm)]
-        discs += [DiscriminatorP(p, use_spectral_norm=use_spectral_norm) for p in periods]
+        discs: list[nn.Module] = [DiscriminatorS(use_spectral_norm=use_spectral_norm, width=width)]
+        discs += [DiscriminatorP(p, use_spectral_norm=use_spectral_norm, width=width) for p in periods]
         self.discriminators = nn.ModuleList(discs)
 
     def forward(self, y: torch.Tensor, y_hat: torch.Tensor) -> DiscriminatorOutput:

@@ -70,6 +70,7 @@ class SVCModule(pl.LightningModule):
         init_discriminator_from: start the discriminator from a so-vits-svc ``D_*.pth``.
         max_nonfinite_steps: consecutive non-finite losses tolerated (each skips its step) before stopping.
         val_media_every: log audio/mel/F0 media every this many validation runs.
+        discriminator_width: channel scale of the discriminator (1.0 = upstream; D_*.pth needs 1.0).
     """
 
     def __init__(self, net: NetConfig | None = None, dataset_info: dict[str, Any] | None = None,
@@ -78,7 +79,7 @@ class SVCModule(pl.LightningModule):
                  c_kl: float = 1.0, n_mels: int = 80, mel_fmin: float = 0.0, mel_fmax: float | None = None,
                  grad_clip: float | None = None, init_from: str | None = None,
                  init_discriminator_from: str | None = None, max_nonfinite_steps: int = 10,
-                 val_media_every: int = 1):
+                 val_media_every: int = 1, discriminator_width: float = 1.0):
         params = {k: v for k, v in locals().items() if k not in ("self", "net", "dataset_info", "__class__")}
         super().__init__()
         net = net or NetConfig()
@@ -105,7 +106,7 @@ class SVCModule(pl.LightningModule):
         self.hop_length = hop
         self.segment_size = segment_size
         self.net = Synthesizer(**self.synthesizer_kwargs(net, info, segment_size))
-        self.disc = MultiPeriodDiscriminator()
+        self.disc = MultiPeriodDiscriminator(width=discriminator_width)
         self.mel_loss = MelLoss(int(info["sampling_rate"]), int(info["filter_length"]), hop, int(info["win_length"]),
                                 n_mels, mel_fmin, mel_fmax)
         self._nonfinite = 0
