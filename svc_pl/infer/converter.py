@@ -1,0 +1,274 @@
+"""Whole-file voice conversion, pure and in memory: array in, array out.
+
+The input is resampled once to the model rate and once to the content encoder's 16 kHz, split at
+silences (the seed's slicer), and every voiced chunk is converted with ``pad_seconds`` of silence on
+both sides and trimmed back; silent chunks stay silent, so the output has the input's duration.
+Long voiced chunks are cut into clips of at most ``clip_seconds`` (or ``max_chunk_seconds`` when
+no forced clip length is set) that overlap by ``crossfade_seconds`` and are cross-faded, so time
+and memory stay linear in length. Clips of equal length are synthesised as one batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from svc_pl.infer.loading import VoiceModel
+
+LOG = logging.getLogger(__name__)
+
+
+@dataclass
+class ConvertOptions:
+    """Conversion settings, named as so-vits-svc users know them.
+
+    speaker: target speaker name or id; or a static mix {name_or_id: weight}.
+    speaker_keyframes: time-varying mix: [(seconds, {name_or_id: weight}), ...], linearly interpolated
+        between keyframes (overrides ``speaker``).
+    transpose: semitones added to the source pitch.
+    noise_scale: prior noise (upstream ``noice_scale``).
+    auto_predict_f0: use the model's F0 decoder instead of the (transposed) source F0 (speech only).
+    f0_method / f0_threshold: F0 extractor and its voicing threshold (upstream ``cr_threshold``).
+    cluster_ratio / retrieval_ratio: share of k-means centres / retrieved features mixed into the units.
+    loudness_mix: 1 keeps the model's loudness; 0 imposes the input's loudness envelope (upstream ``-lea``).
+    slice_db: slicer silence threshold in dB.
+    max_silence_kept: seconds of silence kept next to voiced audio; longer pauses become silent chunks,
+        which are not converted and come out as exact silence (so-vits-svc keeps up to 5 s).
+    min_chunk_seconds: a voiced chunk is at least this long before a pause may end it (upstream 5 s).
+    pad_seconds: silence padded around each chunk before conversion (removed after).
+    clip_seconds: forced clip length (0: automatic, clips of at most ``max_chunk_seconds``).
+    crossfade_seconds: overlap cross-faded between consecutive clips of a chunk.
+    seed: inference seed (upstream 52468); None for unseeded.
+    enhancer_adaptive_key: semitone shift of the enhancer's working range.
+    """
+
+    speaker: str | int | dict = 0
+    speaker_keyframes: Sequence[tuple[float, dict]] | None = None
+    transpose: float = 0.0
+    noise_scale: float = 0.4
+    auto_predict_f0: bool = False
+    f0_method: str = "pm"
+    f0_threshold: float | None = None
+    f0_model_path: str | None = None
+    cluster_ratio: float = 0.0
+    retrieval_ratio: float = 0.0
+    loudness_mix: float = 1.0
+    slice_db: float = -40.0
+    max_silence_kept: float = 0.5
+    min_chunk_seconds: float = 5.0
+    pad_seconds: float = 0.5
+    clip_seconds: float = 0.0
+    crossfade_seconds: float = 0.0
+    max_chunk_seconds: float = 30.0
+    seed: int | None = 52468
+    enhancer_adaptive_key: float = 0.0
+
+
+@dataclass
+class _Piece:
+    start: int  # in model-rate samples
+    end: int
+    overlap: int  # samples at its start that overlap the previous piece (cross-faded)
+    audio: np.ndarray = field(repr=False, default=None)
+
+
+class Converter:
+    """Converts whole recordings with a loaded :class:`VoiceModel` and content encoder.
+
+    Args:
+        model: the voice model.
+        content_encoder: a :class:`svc_pl.data.content.ContentEncoder` matching the model's units.
+        device: where the synthesizer and encoder run.
+        enhancer: optional :class:`svc_pl.infer.enhancer.Enhancer`.
+        cluster: optional :class:`svc_pl.infer.retrieval.ClusterModel`.
+        index: optional :class:`svc_pl.infer.retrieval.FeatureIndex`.
+    """
+
+    def __init__(self, model: VoiceModel, content_encoder, device: str | torch.device = "cpu", enhancer=None,
+                 cluster=None, index=None):
+        self.model = model
+        self.encoder = content_encoder.to(device).eval()
+        self.device = torch.device(device)
+        self.enhancer = enhancer
+        self.cluster = cluster
+        self.index = index
+        self._f0 = {}
+        self.timings: dict[str, float] = defaultdict(float)
+
+    # ------------------------------------------------------------------ helpers
+    def _f0_extractor(self, opts: ConvertOptions):
+        key = (opts.f0_method, opts.f0_threshold, opts.f0_model_path)
+        if key not in self._f0:
+            from svc_pl.data.pitch import get_f0_extractor
+
+            self._f0[key] = get_f0_extractor(opts.f0_method, sample_rate=self.model.sampling_rate,
+                                             hop_length=self.model.hop_length, device=self.device,
+                                             model_path=opts.f0_model_path, threshold=opts.f0_threshold)
+        return self._f0[key]
+
+    def _speaker_weights(self, spec) -> torch.Tensor:
+        n = self.model.net.n_speakers
+        w = torch.zeros(n)
+        for k, v in spec.items():
+            w[self.model.speaker_id(k)] += float(v)
+        if w.sum() <= 0:
+            raise ValueError(f"speaker mix {spec} has no positive weight")
+        return w / w.sum()
+
+    def _speaker_for(self, opts: ConvertOptions, start: int, n_frames: int):
+        """Speaker conditioning for a piece starting at sample ``start``: an id, (S,) weights or (1, S, T)."""
+        if opts.speaker_keyframes:
+            times = np.array([t for t, _ in opts.speaker_keyframes], dtype=np.float64)
+            weights = torch.stack([self._speaker_weights(w) for _, w in opts.speaker_keyframes]).numpy()
+            frame_t = (start + (np.arange(n_frames) + 0.5) * self.model.hop_length) / self.model.sampling_rate
+            mix = np.stack([np.interp(frame_t, times, weights[:, s]) for s in range(weights.shape[1])])
+            return torch.from_numpy(mix).float().unsqueeze(0)
+        if isinstance(opts.speaker, dict):
+            return self._speaker_weights(opts.speaker)
+        return self.model.speaker_id(opts.speaker)
+
+    def _pieces(self, start: int, end: int, opts: ConvertOptions) -> list[_Piece]:
+        sr = self.model.sampling_rate
+        clip = opts.clip_seconds if opts.clip_seconds > 0 else opts.max_chunk_seconds
+        per = max(int(clip * sr), self.model.hop_length)
+        lg = min(int(opts.crossfade_seconds * sr), per // 2)
+        if end - start <= per and opts.clip_seconds <= 0:
+            return [_Piece(start, end, 0)]
+        pieces = []
+        for s in range(start, end, per):
+            a = max(start, s - lg) if s > start else s
+            pieces.append(_Piece(a, min(end, s + per), s - a))
+        return pieces
+
+    # ------------------------------------------------------------------ conversion
+    @torch.inference_mode()
+    def convert(self, audio: np.ndarray, sr: int, opts: ConvertOptions | None = None) -> np.ndarray:
+        """Convert ``audio`` (T,) float at ``sr`` (any rate). Returns float32 audio at the model rate,
+        of the input's duration."""
+        from svc_pl.data.audio import resample
+        from svc_pl.infer.slicer import Slicer
+
+        opts = opts or ConvertOptions()
+        msr, hop = self.model.sampling_rate, self.model.hop_length
+        t0 = time.perf_counter()
+        y = resample(np.asarray(audio, dtype=np.float32), sr, msr)
+        y16 = resample(np.asarray(audio, dtype=np.float32), sr, 16000)
+        self.timings["resample"] += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        kept_ms = max(20, int(opts.max_silence_kept * 1000))
+        chunks = Slicer(msr, threshold=opts.slice_db, max_sil_kept=kept_ms,
+                                  min_length=max(300, int(opts.min_chunk_seconds * 1000))).slice(y) if len(y) > 0 else []
+        pieces = [p for c in chunks if not c.silent for p in self._pieces(c.start, c.end, opts)]
+        self.timings["slicing"] += time.perf_counter() - t0
+        out = np.zeros(len(y), dtype=np.float32)
+        pad = int(round(opts.pad_seconds * msr / hop)) * hop
+        groups: dict[int, list[_Piece]] = defaultdict(list)
+        for p in pieces:
+            groups[p.end - p.start].append(p)
+        for length, group in sorted(groups.items()):
+            self._synthesize_group(group, y, y16, pad, opts)
+        for p in sorted(pieces, key=lambda p: p.start):
+            seg = p.audio
+            if p.overlap:
+                ramp = np.linspace(0.0, 1.0, p.overlap, dtype=np.float32)
+                seg = seg.copy()
+                seg[: p.overlap] = out[p.start:p.start + p.overlap] * (1 - ramp) + seg[: p.overlap] * ramp
+            out[p.start:p.end] = seg
+        return out
+
+    def _synthesize_group(self, group: list[_Piece], y: np.ndarray, y16: np.ndarray, pad: int,
+                          opts: ConvertOptions) -> None:
+        from svc_pl.data.content import units_to_frames
+        from svc_pl.data.preprocess import frame_volume
+
+        msr, hop = self.model.sampling_rate, self.model.hop_length
+        net = self.model.net
+        units, f0s, uvs, vols, spks = [], [], [], [], []
+        for p in group:
+            seg = np.concatenate([np.zeros(pad, np.float32), y[p.start:p.end], np.zeros(pad, np.float32)])
+            n_frames = len(seg) // hop
+            t0 = time.perf_counter()
+            track = self._f0_extractor(opts).compute(seg, n_frames=n_frames)
+            f0 = torch.from_numpy(track.f0).float() * 2 ** (opts.transpose / 12)
+            self.timings["f0"] += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            a16, b16 = int(p.start * 16000 / msr), int(p.end * 16000 / msr)
+            pad16 = int(pad * 16000 / msr)
+            seg16 = np.concatenate([np.zeros(pad16, np.float32), y16[a16:b16], np.zeros(pad16, np.float32)])
+            c = self.encoder(torch.from_numpy(seg16).to(self.device).unsqueeze(0)).float()
+            c = units_to_frames(c, n_frames, mode=self.model.unit_interpolate_mode)
+            name = self._speaker_name(opts)
+            if self.cluster is not None and opts.cluster_ratio > 0:
+                c = self.cluster.mix(c, name, opts.cluster_ratio)
+            if self.index is not None and opts.retrieval_ratio > 0:
+                c = self.index.mix(c[0], name, opts.retrieval_ratio).unsqueeze(0)
+            self.timings["units"] += time.perf_counter() - t0
+            units.append(c[0])
+            f0s.append(f0)
+            uvs.append(torch.from_numpy(track.voiced).float())
+            vols.append(torch.from_numpy(frame_volume(seg, hop, n_frames)))
+            spks.append(self._speaker_for(opts, p.start - pad, n_frames))
+        t0 = time.perf_counter()
+        dev = self.device
+        c, f0, uv, vol = (torch.stack(x).to(dev) for x in (units, f0s, uvs, vols))
+        speaker = self._stack_speakers(spks).to(dev)
+        audio, f0_used = net.infer(c, f0, uv, speaker, noise_scale=opts.noise_scale, seed=opts.seed,
+                                   predict_f0=opts.auto_predict_f0, vol=vol if net.vol_embedding else None)
+        audio = audio[:, 0].float()
+        if self.enhancer is not None:
+            enhanced = []
+            for i in range(audio.shape[0]):
+                e, esr = self.enhancer.enhance(audio[i:i + 1], msr, f0_used[i:i + 1, :, None], hop,
+                                               adaptive_key=opts.enhancer_adaptive_key)
+                if esr != msr:
+                    from svc_pl.data.audio import resample
+
+                    e = torch.from_numpy(resample(e.cpu().numpy()[0], esr, msr)).unsqueeze(0)
+                enhanced.append(e[0, : audio.shape[1]].to(audio))
+            audio = torch.stack(enhanced)
+        audio = audio.cpu().numpy()
+        self.timings["synthesis"] += time.perf_counter() - t0
+        for i, p in enumerate(group):
+            seg = audio[i, pad:pad + (p.end - p.start)]
+            seg = np.pad(seg, (0, (p.end - p.start) - len(seg)))
+            if opts.loudness_mix != 1:
+                seg = match_loudness(y[p.start:p.end], seg, msr, opts.loudness_mix)
+            p.audio = seg.astype(np.float32)
+
+    def _speaker_name(self, opts: ConvertOptions) -> str:
+        spk = opts.speaker
+        if isinstance(spk, dict) or opts.speaker_keyframes:
+            spk = max(spk.items(), key=lambda kv: kv[1])[0] if isinstance(spk, dict) else spk
+        if isinstance(spk, int) or str(spk).isdigit():
+            sid = int(spk)
+            return next((k for k, v in self.model.speakers.items() if v == sid), str(sid))
+        return str(spk)
+
+    @staticmethod
+    def _stack_speakers(spks: list) -> torch.Tensor:
+        if all(isinstance(s, int) for s in spks):
+            return torch.tensor(spks, dtype=torch.long)
+        if all(torch.is_tensor(s) and s.dim() == 1 for s in spks):
+            return torch.stack(spks)
+        return torch.cat([s if s.dim() == 3 else s.view(1, -1, 1).expand(1, -1, spks[0].shape[-1]) for s in spks])
+
+
+def match_loudness(source: np.ndarray, output: np.ndarray, sr: int, rate: float) -> np.ndarray:
+    """Impose the source's RMS envelope on the output: ``rate`` 1 keeps the output's, 0 takes the source's
+    (so-vits-svc's loudness envelope adjustment, 0.5 s frames)."""
+    import librosa
+
+    frame = sr // 2 * 2
+    n = len(output)
+    rms1 = librosa.feature.rms(y=source, frame_length=frame, hop_length=sr // 2)[0]
+    rms2 = librosa.feature.rms(y=output, frame_length=frame, hop_length=sr // 2)[0]
+    x = np.linspace(0, 1, n)
+    rms1 = np.interp(x, np.linspace(0, 1, len(rms1)), rms1)
+    rms2 = np.maximum(np.interp(x, np.linspace(0, 1, len(rms2)), rms2), 1e-6)
+    return output * (rms1 ** (1 - rate)) * (rms2 ** (rate - 1))

@@ -1,0 +1,145 @@
+"""Conversion: whole files in memory, the svc-pl infer command, and multi-process conversion."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from svc_pl.cli import main as cli_main
+from svc_pl.compat import save_sovits, sovits_config_for, write_json_atomic
+from svc_pl.data.content import random_content_encoder
+from svc_pl.infer.converter import ConvertOptions, Converter
+from svc_pl.infer.loading import load_voice_model
+from svc_pl.synthesizer import Synthesizer
+from tests.speech import speech_with_pause, synth_speech
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = dict(inter_channels=16, hidden_channels=16, filter_channels=32, n_heads=2, n_layers=1, kernel_size=3,
+            p_dropout=0.0, resblock="1", resblock_kernel_sizes=[3], resblock_dilation_sizes=[[1, 3, 5]],
+            upsample_rates=[5, 4, 4, 4], upsample_initial_channel=32, upsample_kernel_sizes=[11, 8, 8, 8],
+            gin_channels=16, ssl_dim=768, n_speakers=3, sampling_rate=16000, use_depthwise_conv=True,
+            flow_share_parameter=True)
+
+
+@pytest.fixture(scope="module")
+def voice(tmp_path_factory):
+    d = tmp_path_factory.mktemp("voice")
+    torch.manual_seed(0)
+    net = Synthesizer(**TINY, spec_channels=513, segment_size=20)
+    cfg = sovits_config_for(TINY, {"alto": 0, "tenor": 1, "bass": 2}, hop_length=320, filter_length=1024,
+                            win_length=1024, segment_size_samples=6400)
+    save_sovits(net, d / "G_1.pth")
+    write_json_atomic(d / "config.json", cfg.to_dict())
+    return d
+
+
+@pytest.fixture(scope="module")
+def converter(voice):
+    return Converter(load_voice_model(voice / "G_1.pth"), random_content_encoder("vec768l12"))
+
+
+@pytest.fixture(scope="module")
+def speech(tmp_path_factory):
+    path, a, b = speech_with_pause(tmp_path_factory.mktemp("sp") / "speech.wav", pause_s=1.5)
+    y, sr = sf.read(path, dtype="float32")
+    return path, y, sr, a, b
+
+
+def test_output_length_and_silence(converter, speech):
+    _, y, sr, a, b = speech
+    out = converter.convert(y, sr, ConvertOptions(speaker="tenor", transpose=3, min_chunk_seconds=1.0))
+    assert out.dtype == np.float32 and np.isfinite(out).all()
+    assert abs(len(out) - round(len(y) * 16000 / sr)) <= 1
+    pause = out[int(a * 16000 / sr) + 9600:int(b * 16000 / sr) - 9600]  # inside the pause, past the 0.5 s kept
+    assert np.abs(pause).max() == 0.0
+    assert np.abs(out[: int(a * 16000 / sr) - 4000]).max() > 0  # speech was converted, not zeroed
+    assert set(converter.timings) >= {"resample", "slicing", "f0", "units", "synthesis"}
+
+
+def test_seeded_conversion_is_reproducible(converter, speech):
+    _, y, sr, _, _ = speech
+    opts = ConvertOptions(speaker=1, noise_scale=0.8)
+    assert np.array_equal(converter.convert(y, sr, opts), converter.convert(y, sr, opts))
+
+
+def test_forced_clips_with_crossfade(converter, speech):
+    _, y, sr, _, _ = speech
+    out = converter.convert(y, sr, ConvertOptions(clip_seconds=0.7, crossfade_seconds=0.1))
+    assert abs(len(out) - round(len(y) * 16000 / sr)) <= 1 and np.isfinite(out).all()
+
+
+def test_speaker_mixes(converter, speech):
+    _, y, sr, _, _ = speech
+    y = y[: sr * 2]
+    by_name = converter.convert(y, sr, ConvertOptions(speaker="bass"))
+    one_hot = converter.convert(y, sr, ConvertOptions(speaker={"bass": 1.0}))
+    assert np.allclose(by_name, one_hot, atol=1e-5)
+    frames = converter.convert(y, sr, ConvertOptions(speaker_keyframes=[(0.0, {"alto": 1}), (2.0, {"bass": 1})]))
+    assert frames.shape == by_name.shape and not np.allclose(frames, by_name)
+
+
+def test_unknown_speaker_lists_speakers(converter, speech):
+    _, y, sr, _, _ = speech
+    from svc_pl.errors import UserFacingError
+
+    with pytest.raises(UserFacingError, match="alto"):
+        converter.convert(y, sr, ConvertOptions(speaker="soprano"))
+
+
+def _infer(*args):
+    return cli_main(["infer", *map(str, args), "--random-encoder", "--no-progress"])
+
+
+def test_cli_mirrors_tree_and_reports_bad_files(tmp_path, voice, capsys):
+    src = tmp_path / "in"
+    synth_speech(src / "a" / "one.wav", "Hello there, how are you?")
+    y, sr = sf.read(src / "a" / "one.wav", dtype="float32")
+    sf.write(src / "a" / "b" / "two.flac" if (src / "a" / "b").mkdir() is None else None, np.stack([y, y], 1), sr)
+    (src / "a" / "broken.wav").write_bytes(b"RIFF....WAVEfmt garbage")
+    code = _infer(src / "a", "-o", tmp_path / "out", "-m", voice / "G_1.pth", "-s", "alto", "-t", "2")
+    err = capsys.readouterr().err
+    assert code == 1 and "broken.wav" in err
+    assert (tmp_path / "out" / "a" / "one.wav").is_file() and (tmp_path / "out" / "a" / "b" / "two.flac").is_file()
+    assert not (tmp_path / "out" / "a" / "broken.wav").exists()
+    assert not [p for p in (tmp_path / "out").rglob("*") if p.name.startswith(".")]
+    info = sf.info(tmp_path / "out" / "a" / "one.wav")
+    assert info.samplerate == 16000 and abs(info.frames - round(len(y) * 16000 / sr)) <= 1
+
+
+def test_cli_fails_fast_on_bad_model_or_speaker(tmp_path, voice, speech, capsys):
+    path = speech[0]
+    assert _infer(path, "-o", tmp_path / "o", "-m", voice / "G_1.pth", "-s", "nobody") == 2
+    assert "nobody" in capsys.readouterr().err
+    cfg = json.loads((voice / "config.json").read_text())
+    cfg["model"]["hidden_channels"] = 24
+    (tmp_path / "bad.json").write_text(json.dumps(cfg))
+    assert _infer(path, "-o", tmp_path / "o", "-m", voice / "G_1.pth", "-c", tmp_path / "bad.json") == 2
+    assert "mis-shaped" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists() or not list((tmp_path / "o").rglob("*.wav"))
+
+
+@pytest.mark.slow
+def test_two_process_conversion_equals_one_process(tmp_path, voice):
+    src = tmp_path / "in"
+    for i, text in enumerate(["One two three.", "Four five six seven.", "Eight nine.", "Ten eleven twelve."]):
+        synth_speech(src / f"{i}.wav", text)
+    common = [sys.executable, "-m", "svc_pl.cli", "infer", str(src), "-m", str(voice / "G_1.pth"), "-s", "tenor",
+              "--random-encoder", "--no-progress"]
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")  # same thread count: same float sums
+    for out, extra in (("one", []), ("two", ["--devices", "2", "--accelerator", "cpu"])):
+        proc = subprocess.run([*common, "-o", str(tmp_path / out), *extra], env=env, capture_output=True, text=True,
+                              timeout=900, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    one = sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one").rglob("*.wav"))
+    two = sorted(p.relative_to(tmp_path / "two") for p in (tmp_path / "two").rglob("*.wav"))
+    assert one == two and len(one) == 4
+    for rel in one:
+        a, _ = sf.read(tmp_path / "one" / rel)
+        b, _ = sf.read(tmp_path / "two" / rel)
+        assert np.array_equal(a, b), rel
