@@ -62,7 +62,7 @@ def _setup_logging(verbosity: int) -> None:
     level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
     logging.basicConfig(level=min(level, logging.INFO), format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("svc_pl").setLevel(logging.INFO if verbosity <= 1 else logging.DEBUG)
-    for noisy in ("numba", "matplotlib", "fsspec", "urllib3"):
+    for noisy in ("numba", "matplotlib", "fsspec", "urllib3", "faiss", "faiss.loader"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

@@ -1,0 +1,503 @@
+"""Pull content units toward a target speaker's training units (so-vits-svc 4.1's cluster model and
+``--feature_retrieval``), and build both from a preprocessed dataset.
+
+* :class:`ClusterModel`: per-speaker k-means centres; ``mix`` replaces every frame by its nearest
+  centre, blended with the original. Reads so-vits-svc's ``kmeans_10000.pt`` too, without
+  unpickling anything but numpy arrays.
+* :class:`FeatureIndex`: per-speaker faiss index of training unit vectors; ``mix`` blends every frame
+  with the inverse-distance-weighted average of its nearest training vectors.
+
+Both leave the units unchanged at ``ratio=0``. Nothing here is ever pickled: the cluster model is a
+``weights_only`` torch file, the index a folder of faiss files plus ``manifest.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import pickle
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from svc_pl.errors import UserFacingError
+
+LOG = logging.getLogger(__name__)
+
+KMEANS_FORMAT = "svc_pl.kmeans"
+INDEX_FORMAT = "svc_pl.feature_index"
+FORMAT_VERSION = 1
+INDEX_MANIFEST = "manifest.json"
+REBUILD_HINT = "build one with `svc-pl train-index DATASET_DIR`"
+
+
+def collect_units(dataset_dir: str | os.PathLike, split: str = "train",
+                  max_frames_per_speaker: int | None = None, seed: int = 0) -> dict[str, np.ndarray]:
+    """Content-unit frames of a preprocessed dataset, grouped by speaker.
+
+    Args:
+        dataset_dir: folder with ``dataset.json`` and ``<split>.txt`` (``svc-pl preprocess`` output).
+        split: ``"train"``, ``"val"`` or ``"all"`` (both lists).
+        max_frames_per_speaker: keep at most this many frames per speaker, drawn at random with ``seed``.
+
+    Returns:
+        speaker name -> (N, D) float32 array of unit frames.
+    """
+    from svc_pl.data.features import DatasetInfo, load_bundle, read_filelist
+
+    root = Path(dataset_dir)
+    info = DatasetInfo.load(root)
+    if info.format != "svc_pl":
+        raise UserFacingError(f"{root / 'dataset.json'}: format {info.format!r} is not supported here; "
+                              "run `svc-pl preprocess` to build an svc_pl dataset")
+    names = ["train", "val"] if split == "all" else [split]
+    items = list(dict.fromkeys(i for name in names for i in read_filelist(root / f"{name}.txt")))
+    if not items:
+        raise UserFacingError(f"{root}: {' + '.join(f'{n}.txt' for n in names)} list no clips")
+    id_to_name = {v: k for k, v in info.speakers.items()}
+    chunks: dict[str, list[np.ndarray]] = {}
+    for item in items:
+        bundle = load_bundle(root / item)
+        if "speaker_id" in bundle:
+            speaker = id_to_name.get(int(bundle["speaker_id"]))
+        else:
+            speaker = Path(item).parts[0]
+        if speaker not in info.speakers:
+            raise UserFacingError(f"{root / item}: its speaker is not in {root / 'dataset.json'} "
+                                  f"(known: {', '.join(info.speakers)}); re-run `svc-pl preprocess`")
+        units = bundle["units"]
+        if units.dim() != 2:
+            raise UserFacingError(f"{root / item}: units have shape {tuple(units.shape)}, expected (D, N); "
+                                  "re-run `svc-pl preprocess`")
+        chunks.setdefault(speaker, []).append(units.to(torch.float16).T.numpy())
+    rng = np.random.default_rng(seed)
+    out = {}
+    for speaker, parts in chunks.items():
+        frames = np.concatenate(parts, axis=0)
+        if max_frames_per_speaker and len(frames) > max_frames_per_speaker:
+            keep = np.sort(rng.choice(len(frames), size=max_frames_per_speaker, replace=False))
+            frames = frames[keep]
+        frames = frames.astype(np.float32)
+        if not np.isfinite(frames).all():
+            raise UserFacingError(f"{root}: speaker {speaker!r} has non-finite content units; "
+                                  "re-run `svc-pl preprocess` for that speaker")
+        out[speaker] = frames
+    return out
+
+
+def _check_ratio(ratio: float) -> float:
+    ratio = float(ratio)
+    if not 0.0 <= ratio <= 1.0:
+        raise UserFacingError(f"mix ratio {ratio} is outside 0..1 (0 keeps the units, 1 replaces them)")
+    return ratio
+
+
+def _unknown_speaker(source: str, what: str, speaker, known) -> UserFacingError:
+    names = ", ".join(map(repr, known))
+    return UserFacingError(f"{source}: no {what} for speaker {speaker!r}; it knows {names}. Pick one of "
+                           "these, or rebuild it with `svc-pl train-index` over a dataset with that speaker")
+
+
+def _as_frames(units: torch.Tensor, dim: int, source: str) -> tuple[torch.Tensor, tuple[int, ...]]:
+    """(D, T) or (B, D, T) -> (B*T, D) float32 frames, plus the shape to restore."""
+    if units.dim() not in (2, 3) or units.shape[-2] != dim:
+        raise UserFacingError(f"{source}: built for {dim}-dim units but got units of shape "
+                              f"{tuple(units.shape)} (expected (D, T) or (B, D, T)); use a cluster model or "
+                              "index built from the same content encoder as the voice model")
+    batched = units if units.dim() == 3 else units.unsqueeze(0)
+    return batched.transpose(1, 2).reshape(-1, dim).float(), tuple(batched.shape)
+
+
+def _from_frames(frames: torch.Tensor, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+    b, d, t = shape
+    out = frames.reshape(b, t, d).transpose(1, 2).to(like.dtype)
+    return out if like.dim() == 3 else out[0]
+
+
+def _numpy_safe_globals() -> list:
+    """The only globals a so-vits-svc k-means file may name: numpy's array/scalar rebuilding and dtypes."""
+    multiarray = np._core.multiarray if hasattr(np, "_core") else np.core.multiarray
+    allowed: list = [np.ndarray, np.dtype]
+    for fn in (multiarray._reconstruct, multiarray.scalar):
+        allowed.append(fn)
+        allowed += [(fn, f"{mod}.multiarray.{fn.__name__}") for mod in ("numpy.core", "numpy._core")]
+    dtypes = getattr(np, "dtypes", None)  # numpy >= 1.25 builds dtypes of these classes
+    if dtypes is not None:
+        for bits in (8, 16, 32, 64):
+            allowed += [getattr(dtypes, f"{kind}{bits}DType") for kind in ("Int", "UInt", "Float")
+                        if hasattr(dtypes, f"{kind}{bits}DType")]
+        allowed.append(dtypes.BoolDType)
+    return allowed
+
+
+def _unpickling_detail(err: Exception) -> str:
+    """The specific reason in torch's long weights-only error, without its generic advice."""
+    generic = ("Weights only load failed", "Please file an issue", "Check the documentation", "(1)", "(2)")
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    specific = [line for line in lines if not line.startswith(generic)]
+    text = " ".join(specific).replace("WeightsUnpickler error: ", "")
+    return (text or (lines[0] if lines else type(err).__name__)).rstrip(".")
+
+
+class ClusterModel:
+    """Per-speaker k-means centres over content units.
+
+    Args:
+        centers: speaker name -> (K, D) float32 centres.
+        source: where the model came from (used in error messages).
+    """
+
+    def __init__(self, centers: dict[str, torch.Tensor], source: str = "cluster model"):
+        if not centers:
+            raise UserFacingError(f"{source}: holds no speakers; {REBUILD_HINT}")
+        dims = {name: c.shape[-1] for name, c in centers.items()}
+        if len(set(dims.values())) != 1:
+            raise UserFacingError(f"{source}: speakers have different unit sizes {dims}; {REBUILD_HINT}")
+        self.centers = {name: c.detach().float().cpu().contiguous() for name, c in centers.items()}
+        self.dim = next(iter(dims.values()))
+        self.source = source
+        self._cache: dict[tuple[str, torch.device], tuple[torch.Tensor, torch.Tensor]] = {}
+
+    @property
+    def speakers(self) -> list[str]:
+        return list(self.centers)
+
+    @classmethod
+    def fit(cls, units_by_speaker: dict[str, np.ndarray], n_clusters: int = 10000, seed: int = 1234,
+            batch_size: int = 4096, max_iter: int = 80) -> ClusterModel:
+        """Run MiniBatchKMeans per speaker.
+
+        Args:
+            units_by_speaker: speaker -> (N, D) unit frames (see :func:`collect_units`).
+            n_clusters: centres per speaker (so-vits-svc uses 10000); capped at the speaker's frame count.
+        """
+        from sklearn.cluster import MiniBatchKMeans
+
+        centers = {}
+        for i, (speaker, frames) in enumerate(units_by_speaker.items(), 1):
+            frames = np.ascontiguousarray(frames, dtype=np.float32)
+            if frames.ndim != 2 or len(frames) == 0:
+                raise UserFacingError(f"speaker {speaker!r}: no unit frames to cluster (got {frames.shape})")
+            k = min(int(n_clusters), len(frames))
+            if k < n_clusters:
+                LOG.warning("%s: only %d frames, using %d clusters instead of %d", speaker, len(frames), k,
+                            n_clusters)
+            LOG.info("k-means %d/%d: %s, %d frames -> %d centres", i, len(units_by_speaker), speaker,
+                     len(frames), k)
+            # k-means++ seeding costs O(k^2) and dominates for thousands of centres; random seeding is what
+            # so-vits-svc's feature index uses for its 10k centres.
+            km = MiniBatchKMeans(n_clusters=k, init="k-means++" if k <= 1000 else "random", n_init="auto",
+                                 batch_size=max(batch_size, 1), max_iter=max_iter, random_state=seed)
+            km.fit(frames)
+            centers[speaker] = torch.from_numpy(km.cluster_centers_.astype(np.float32))
+        return cls(centers, source="fitted cluster model")
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write a file ``torch.load(weights_only=True)`` reads: format tag, version, centres per speaker."""
+        from svc_pl.compat.checkpoint import save_torch_atomic
+
+        save_torch_atomic({"format": KMEANS_FORMAT, "version": FORMAT_VERSION, "dim": self.dim,
+                           "centers": dict(self.centers)}, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> ClusterModel:
+        """Read a file written by :meth:`save` or so-vits-svc's ``kmeans_10000.pt``.
+
+        The so-vits-svc file holds numpy arrays; they are rebuilt by torch's weights-only unpickler with
+        numpy's array constructors as the only allowed globals, so a tampered file cannot run code.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise UserFacingError(f"{path}: cluster model not found; {REBUILD_HINT}")
+        try:
+            with torch.serialization.safe_globals(_numpy_safe_globals()):
+                raw = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as err:
+            detail = _unpickling_detail(err)
+            if "global" not in detail.lower() and "can only build" not in detail.lower():
+                raise UserFacingError(f"{path}: unreadable cluster model ({detail}); "
+                                      f"{REBUILD_HINT}") from None
+            raise UserFacingError(f"{path}: refused to load: it holds objects other than tensors and numpy "
+                                  f"arrays, which could run code ({detail}). Use a file you trust, or "
+                                  f"{REBUILD_HINT}") from None
+        except Exception as err:  # truncated / not a torch file: report which one
+            raise UserFacingError(f"{path}: unreadable cluster model ({type(err).__name__}: {err}); "
+                                  f"{REBUILD_HINT}") from None
+        source = str(path)
+        if isinstance(raw, dict) and raw.get("format") == KMEANS_FORMAT:
+            if int(raw.get("version", 0)) > FORMAT_VERSION:
+                raise UserFacingError(f"{path}: written by a newer svc_pl (format version {raw['version']}); "
+                                      "upgrade svc_pl")
+            centers = raw.get("centers")
+        elif isinstance(raw, dict) and raw and all(isinstance(v, dict) and "cluster_centers_" in v
+                                                    for v in raw.values()):
+            centers = {str(k): v["cluster_centers_"] for k, v in raw.items()}  # so-vits-svc layout
+        else:
+            raise UserFacingError(f"{path}: not a cluster model (expected svc_pl's kmeans.pt or "
+                                  f"so-vits-svc's kmeans_10000.pt); {REBUILD_HINT}")
+        if not isinstance(centers, dict):
+            raise UserFacingError(f"{path}: cluster model has no 'centers'; {REBUILD_HINT}")
+        tensors = {}
+        for speaker, c in centers.items():
+            t = torch.as_tensor(np.asarray(c) if not isinstance(c, torch.Tensor) else c).float()
+            if t.dim() != 2 or t.shape[0] == 0 or not torch.isfinite(t).all():
+                raise UserFacingError(f"{path}: centres of speaker {speaker!r} have shape {tuple(t.shape)} "
+                                      f"or non-finite values; expected (K, D); {REBUILD_HINT}")
+            tensors[str(speaker)] = t
+        return cls(tensors, source=source)
+
+    def _centers_on(self, speaker: str, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        if speaker not in self.centers:
+            raise _unknown_speaker(self.source, "cluster centres", speaker, self.speakers)
+        key = (speaker, device)
+        if key not in self._cache:
+            c = self.centers[speaker].to(device)
+            self._cache[key] = (c, (c * c).sum(dim=1))
+        return self._cache[key]
+
+    def nearest(self, units: torch.Tensor, speaker: str) -> torch.Tensor:
+        """The nearest centre of every frame.
+
+        Args:
+            units: (D, T) or (B, D, T) content units.
+            speaker: speaker name.
+
+        Returns:
+            Same shape and dtype as ``units``, on the same device.
+        """
+        centers, sq_norms = self._centers_on(speaker, units.device)
+        frames, shape = _as_frames(units, self.dim, self.source)
+        chunk = max(1, (1 << 24) // centers.shape[0])  # keep the (chunk, K) distance matrix ~64 MB
+        picked = []
+        for x in frames.split(chunk):
+            # ||x - c||^2 without the ||x||^2 term, which does not change the argmin
+            idx = torch.addmm(sq_norms.unsqueeze(0), x, centers.T, alpha=-2.0).argmin(dim=1)
+            picked.append(centers[idx])
+        return _from_frames(torch.cat(picked) if picked else frames, shape, units)
+
+    def mix(self, units: torch.Tensor, speaker: str, ratio: float) -> torch.Tensor:
+        """``ratio * nearest_centre + (1 - ratio) * units`` per frame (so-vits-svc ``cluster_infer_ratio``).
+
+        Args:
+            units: (D, T) or (B, D, T) content units.
+            speaker: speaker name.
+            ratio: 0 returns ``units`` unchanged, 1 returns the centres.
+
+        Returns:
+            Same shape and dtype as ``units``, on the same device.
+        """
+        ratio = _check_ratio(ratio)
+        if ratio == 0.0:
+            if speaker not in self.centers:
+                raise _unknown_speaker(self.source, "cluster centres", speaker, self.speakers)
+            return units
+        nearest = self.nearest(units, speaker)
+        if ratio == 1.0:
+            return nearest
+        return (ratio * nearest.float() + (1.0 - ratio) * units.float()).to(units.dtype)
+
+
+def _file_stem(i: int, speaker: str) -> str:
+    return f"{i:03d}_{re.sub(r'[^A-Za-z0-9_.-]+', '_', speaker)[:64]}"
+
+
+class FeatureIndex:
+    """Per-speaker faiss indexes of training unit vectors, for feature retrieval.
+
+    Args:
+        indexes: speaker name -> faiss index (IVF-Flat or Flat, L2).
+        vectors: speaker name -> (N, D) float32 vectors in index order; reconstructed from the
+            index when omitted.
+        source: where the index came from (used in error messages).
+    """
+
+    def __init__(self, indexes: dict, vectors: dict[str, np.ndarray] | None = None,
+                 source: str = "feature index"):
+        if not indexes:
+            raise UserFacingError(f"{source}: holds no speakers; {REBUILD_HINT}")
+        self.indexes = dict(indexes)
+        self.vectors = {s: vectors[s] if vectors and s in vectors else _reconstruct_all(ix)
+                        for s, ix in self.indexes.items()}
+        dims = {ix.d for ix in self.indexes.values()}
+        if len(dims) != 1:
+            raise UserFacingError(f"{source}: speakers have different unit sizes {sorted(dims)}; "
+                                  f"{REBUILD_HINT}")
+        self.dim = dims.pop()
+        self.source = source
+
+    @property
+    def speakers(self) -> list[str]:
+        return list(self.indexes)
+
+    @classmethod
+    def build(cls, units_by_speaker: dict[str, np.ndarray], max_vectors: int = 200_000,
+              reduce_to: int = 10000, nprobe: int = 1, seed: int = 1234) -> FeatureIndex:
+        """Index every speaker's frames as so-vits-svc's ``train_index`` does.
+
+        Args:
+            units_by_speaker: speaker -> (N, D) unit frames (see :func:`collect_units`).
+            max_vectors: above this many frames a speaker's frames are first reduced to ``reduce_to``
+                k-means centres.
+            nprobe: IVF lists searched per query (so-vits-svc uses 1).
+
+        The IVF list count is ``min(16 * sqrt(N), N // 39)``; below 2 lists a flat (exact) index is used.
+        """
+        import faiss
+
+        indexes, vectors = {}, {}
+        for i, (speaker, frames) in enumerate(units_by_speaker.items(), 1):
+            frames = np.ascontiguousarray(frames, dtype=np.float32)
+            if frames.ndim != 2 or len(frames) == 0:
+                raise UserFacingError(f"speaker {speaker!r}: no unit frames to index (shape {frames.shape})")
+            if len(frames) > max_vectors:
+                from sklearn.cluster import MiniBatchKMeans
+
+                LOG.info("feature index: %s has %d frames, reducing to %d k-means centres", speaker,
+                         len(frames), reduce_to)
+                frames = MiniBatchKMeans(n_clusters=reduce_to, init="random", n_init="auto", batch_size=4096,
+                                         compute_labels=False, random_state=seed).fit(frames).cluster_centers_
+                frames = np.ascontiguousarray(frames, dtype=np.float32)
+            n, dim = frames.shape
+            n_list = min(int(16 * math.sqrt(n)), n // 39)
+            if n_list >= 2:
+                index = faiss.index_factory(dim, f"IVF{n_list},Flat")
+                ivf = faiss.extract_index_ivf(index)
+                ivf.nprobe = max(1, int(nprobe))
+                ivf.cp.seed = seed
+                index.train(frames)
+            else:
+                index = faiss.IndexFlatL2(dim)
+            for start in range(0, n, 8192):
+                index.add(frames[start:start + 8192])
+            LOG.info("feature index %d/%d: %s, %d vectors, %s", i, len(units_by_speaker), speaker, n,
+                     f"IVF{n_list},Flat" if n_list >= 2 else "Flat")
+            indexes[speaker], vectors[speaker] = index, frames
+        return cls(indexes, vectors, source="built feature index")
+
+    def save(self, directory: str | os.PathLike) -> None:
+        """Write one ``.index`` file per speaker (faiss's own format) plus ``manifest.json``."""
+        import faiss
+
+        from svc_pl.compat.config import write_json_atomic
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        entries = {}
+        for i, (speaker, index) in enumerate(self.indexes.items()):
+            name = f"{_file_stem(i, speaker)}.index"
+            tmp = directory / f".{name}.tmp"
+            faiss.write_index(index, str(tmp))
+            os.replace(tmp, directory / name)
+            entries[speaker] = {"file": name, "vectors": int(index.ntotal), "dim": int(index.d)}
+        write_json_atomic(directory / INDEX_MANIFEST, {"format": INDEX_FORMAT, "version": FORMAT_VERSION,
+                                                       "dim": self.dim, "speakers": entries})
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> FeatureIndex:
+        """Read a folder written by :meth:`save`."""
+        import faiss
+
+        directory = Path(directory)
+        manifest_path = directory / INDEX_MANIFEST
+        if directory.is_file() and directory.suffix == ".pkl":
+            raise UserFacingError(f"{directory}: so-vits-svc's feature_and_index.pkl is a pickle, which "
+                                  f"svc_pl does not load because it can run code; {REBUILD_HINT}")
+        if not manifest_path.is_file():
+            raise UserFacingError(f"{directory}: not a feature index folder (no {INDEX_MANIFEST}); "
+                                  f"{REBUILD_HINT}")
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise UserFacingError(f"{manifest_path}: unreadable ({err}); {REBUILD_HINT}") from None
+        if not isinstance(manifest, dict) or manifest.get("format") != INDEX_FORMAT:
+            raise UserFacingError(f"{manifest_path}: not an svc_pl feature index manifest; {REBUILD_HINT}")
+        if int(manifest.get("version", 0)) > FORMAT_VERSION:
+            raise UserFacingError(f"{manifest_path}: written by a newer svc_pl; upgrade svc_pl")
+        indexes = {}
+        for speaker, entry in manifest.get("speakers", {}).items():
+            path = directory / Path(str(entry.get("file", ""))).name  # never outside the folder
+            if not path.is_file():
+                raise UserFacingError(f"{path}: listed in {manifest_path} for speaker {speaker!r} but "
+                                      f"missing; {REBUILD_HINT}")
+            try:
+                index = faiss.read_index(str(path))
+            except RuntimeError as err:
+                raise UserFacingError(f"{path}: unreadable faiss index ({str(err).splitlines()[0]}); "
+                                      f"{REBUILD_HINT}") from None
+            if index.d != entry.get("dim", index.d) or index.ntotal != entry.get("vectors", index.ntotal):
+                raise UserFacingError(f"{path}: holds {index.ntotal} vectors of size {index.d} but "
+                                      f"{manifest_path} says {entry.get('vectors')} of size "
+                                      f"{entry.get('dim')}; {REBUILD_HINT}")
+            indexes[speaker] = index
+        return cls(indexes, source=str(directory))
+
+    def retrieve(self, units: torch.Tensor, speaker: str, k: int = 8) -> torch.Tensor:
+        """Inverse-distance-weighted average of every frame's ``k`` nearest training vectors.
+
+        Weights are ``1 / d^2`` with ``d`` faiss's squared L2 distance, normalised per frame, as in
+        so-vits-svc. Frames without any neighbour (an empty IVF list) are returned unchanged.
+
+        Args:
+            units: (D, T) or (B, D, T) content units.
+            speaker: speaker name.
+            k: neighbours per frame (capped at the number of indexed vectors).
+
+        Returns:
+            Same shape and dtype as ``units``, on the same device.
+        """
+        if speaker not in self.indexes:
+            raise _unknown_speaker(self.source, "feature index", speaker, self.speakers)
+        index, stored = self.indexes[speaker], self.vectors[speaker]
+        frames, shape = _as_frames(units, self.dim, self.source)
+        query = np.ascontiguousarray(frames.detach().cpu().numpy(), dtype=np.float32)
+        k = max(1, min(int(k), int(index.ntotal)))
+        dist, ids = index.search(query, k)  # (N, k) squared L2, (N, k) ids (-1 = no neighbour)
+        valid = ids >= 0
+        weight = np.where(valid, 1.0 / np.square(np.maximum(dist.astype(np.float64), 1e-12)), 0.0)
+        total = weight.sum(axis=1, keepdims=True)
+        found = total[:, 0] > 0
+        weight = weight / np.where(total > 0, total, 1.0)
+        retrieved = np.einsum("nk,nkd->nd", weight, stored[np.where(valid, ids, 0)].astype(np.float64))
+        retrieved = np.where(found[:, None], retrieved, query).astype(np.float32)
+        return _from_frames(torch.from_numpy(retrieved).to(units.device), shape, units)
+
+    def mix(self, units: torch.Tensor, speaker: str, ratio: float, k: int = 8) -> torch.Tensor:
+        """``ratio * retrieved + (1 - ratio) * units`` per frame (so-vits-svc ``--feature_retrieval``).
+
+        Args:
+            units: (D, T) or (B, D, T) content units.
+            speaker: speaker name.
+            ratio: 0 returns ``units`` unchanged, 1 returns the retrieved features.
+            k: neighbours per frame.
+
+        Returns:
+            Same shape and dtype as ``units``, on the same device.
+        """
+        ratio = _check_ratio(ratio)
+        if ratio == 0.0:
+            if speaker not in self.indexes:
+                raise _unknown_speaker(self.source, "feature index", speaker, self.speakers)
+            return units
+        retrieved = self.retrieve(units, speaker, k=k)
+        if ratio == 1.0:
+            return retrieved
+        return (ratio * retrieved.float() + (1.0 - ratio) * units.float()).to(units.dtype)
+
+
+def _reconstruct_all(index) -> np.ndarray:
+    """All vectors of a Flat or IVF-Flat index, in id order."""
+    import faiss
+
+    if index.ntotal == 0:
+        return np.zeros((0, index.d), np.float32)
+    try:
+        ivf = faiss.extract_index_ivf(index)
+    except RuntimeError:  # not an IVF index: Flat indexes reconstruct directly
+        ivf = None
+    if ivf is not None:
+        ivf.make_direct_map()
+    return np.ascontiguousarray(index.reconstruct_n(0, index.ntotal), dtype=np.float32)
