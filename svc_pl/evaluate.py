@@ -1,0 +1,122 @@
+"""Scoring a conversion: does the output follow the (transposed) source melody, and whose voice is it?
+
+F0 agreement is measured on frames voiced in both the transposed source and the converted audio:
+median / RMS / mean error in cents, voicing agreement and the gross-error rate (|error| > 50 cents).
+Speaker similarity (optional extra ``svc_pl[speaker]``) is the cosine similarity of resemblyzer
+speaker embeddings, whose weights ship in that package.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+ANALYSIS_SR = 16000
+ANALYSIS_HOP = 160  # 10 ms frames
+
+
+@dataclass
+class F0Agreement:
+    f0_median_cents: float
+    f0_rms_cents: float
+    f0_mean_cents: float
+    vuv_agreement: float
+    f0_gross_error_rate: float
+    n_voiced_frames: int
+    method: str
+    transpose: float
+    times: np.ndarray = field(repr=False, default=None)
+    target_f0: np.ndarray = field(repr=False, default=None)  # transposed source, Hz, NaN where unvoiced
+    converted_f0: np.ndarray = field(repr=False, default=None)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        for k in ("times", "target_f0", "converted_f0"):
+            d.pop(k)
+        return d
+
+
+def _track(audio: np.ndarray, sr: int, method: str, device):
+    from svc_pl.data.audio import resample
+    from svc_pl.data.pitch import get_f0_extractor
+
+    y = resample(np.asarray(audio, dtype=np.float32), sr, ANALYSIS_SR)
+    track = get_f0_extractor(method, ANALYSIS_SR, ANALYSIS_HOP, device=device).compute(y)
+    return track.raw.astype(np.float64), track.voiced > 0
+
+
+def evaluate_f0(source: np.ndarray, converted: np.ndarray, sr_source: int, sr_converted: int,
+                transpose: float = 0.0, method: str = "fcpe", device=None) -> F0Agreement:
+    """F0 agreement of ``converted`` with ``source`` shifted by ``transpose`` semitones (both mono arrays)."""
+    src_f0, src_v = _track(source, sr_source, method, device)
+    out_f0, out_v = _track(converted, sr_converted, method, device)
+    n = min(len(src_f0), len(out_f0))
+    src_f0, src_v, out_f0, out_v = src_f0[:n], src_v[:n], out_f0[:n], out_v[:n]
+    target = src_f0 * 2 ** (transpose / 12)
+    both = src_v & out_v
+    if both.any():
+        cents = 1200 * np.log2(out_f0[both] / target[both])
+        median, rms, mean = float(np.median(np.abs(cents))), float(np.sqrt(np.mean(cents**2))), float(np.mean(cents))
+        gross = float(np.mean(np.abs(cents) > 50))
+    else:
+        median = rms = mean = gross = float("nan")
+    return F0Agreement(
+        f0_median_cents=median, f0_rms_cents=rms, f0_mean_cents=mean,
+        vuv_agreement=float(np.mean(src_v == out_v)) if n else float("nan"), f0_gross_error_rate=gross,
+        n_voiced_frames=int(both.sum()), method=method, transpose=float(transpose),
+        times=np.arange(n) * ANALYSIS_HOP / ANALYSIS_SR, target_f0=np.where(src_v, target, np.nan),
+        converted_f0=np.where(out_v, out_f0, np.nan))
+
+
+def speaker_similarity(converted: np.ndarray, sr_converted: int, reference: np.ndarray, sr_reference: int,
+                       source: np.ndarray | None = None, sr_source: int | None = None) -> dict[str, float]:
+    """Cosine similarity of resemblyzer embeddings: converted vs target reference (and vs source)."""
+    try:
+        from resemblyzer import VoiceEncoder, preprocess_wav
+    except ImportError:
+        from svc_pl.errors import UserFacingError
+
+        raise UserFacingError('speaker similarity needs resemblyzer: pip install "svc_pl[speaker]"') from None
+    encoder = VoiceEncoder(device="cpu", verbose=False)
+
+    def embed(y, sr):
+        return encoder.embed_utterance(preprocess_wav(np.asarray(y, dtype=np.float32), source_sr=sr))
+
+    conv = embed(converted, sr_converted)
+    out = {"similarity_to_target": float(np.dot(conv, embed(reference, sr_reference)))}
+    if source is not None:
+        out["similarity_to_source"] = float(np.dot(conv, embed(source, sr_source)))
+    return out
+
+
+def plot_f0(result: F0Agreement, png: str, title: str = "") -> None:
+    """PNG of the transposed source F0 and the converted F0 (Hz, log axis), written atomically."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(11, 3.5))
+    ax.plot(result.times, result.target_f0, "--", lw=1.2, label=f"source F0 {result.transpose:+g} st")
+    ax.plot(result.times, result.converted_f0, lw=1.2, label="converted F0")
+    ax.set_yscale("log")
+    ax.set_xlabel("seconds")
+    ax.set_ylabel("Hz")
+    ax.set_title(title or f"F0 agreement: median {result.f0_median_cents:.1f} cents, RMS {result.f0_rms_cents:.1f} cents")
+    ax.legend(loc="upper right")
+    fig.tight_layout()
+    png = Path(png)
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=png.parent, suffix=".png")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=100)
+        os.replace(tmp, png)
+    finally:
+        plt.close(fig)
+        Path(tmp).unlink(missing_ok=True)

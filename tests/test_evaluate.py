@@ -1,0 +1,65 @@
+"""svc-pl evaluate: F0 agreement figures on tones and real speech, JSON and PNG output."""
+
+import json
+
+import librosa
+import numpy as np
+import pytest
+import soundfile as sf
+
+from svc_pl.cli import main as cli_main
+from svc_pl.evaluate import evaluate_f0
+from tests.speech import synth_speech
+
+SR = 44100
+
+
+def _tone(hz, seconds=3.0):
+    t = np.arange(int(SR * seconds)) / SR
+    y = 0.3 * np.sin(2 * np.pi * hz * t) + 0.1 * np.sin(2 * np.pi * 2 * hz * t)
+    y[int(1.2 * SR):int(1.6 * SR)] = 0
+    return (y + 0.003 * np.random.default_rng(1).standard_normal(len(y))).astype(np.float32)
+
+
+@pytest.mark.parametrize("method", ["fcpe", "pm"])
+def test_octave_transposition_is_near_zero_error(method):
+    res = evaluate_f0(_tone(220), _tone(440), SR, SR, transpose=12, method=method)
+    assert res.n_voiced_frames > 100
+    assert abs(res.f0_median_cents) < 5 and res.f0_rms_cents < 20 and res.vuv_agreement > 0.9
+
+
+def test_detuned_copy_gives_its_detuning_back():
+    res = evaluate_f0(_tone(220), _tone(220 * 2 ** (30 / 1200)), SR, SR, transpose=0, method="fcpe")
+    assert abs(res.f0_median_cents - 30) < 2 and abs(res.f0_mean_cents - 30) < 2
+    assert res.f0_gross_error_rate == 0.0
+
+
+def test_real_speech_pitch_shift(tmp_path):
+    path = synth_speech(tmp_path / "s.wav", "The quick brown fox jumps over the lazy dog.")
+    y, sr = sf.read(path, dtype="float32")
+    shifted = librosa.effects.pitch_shift(y, sr=sr, n_steps=3)
+    res = evaluate_f0(y, shifted, sr, sr, transpose=3, method="fcpe")
+    assert res.f0_median_cents < 30 and res.vuv_agreement > 0.8
+    wrong = evaluate_f0(y, shifted, sr, sr, transpose=0, method="fcpe")
+    assert abs(wrong.f0_median_cents - 300) < 40
+
+
+def test_cli_writes_json_and_png(tmp_path, capsys):
+    sf.write(tmp_path / "a.wav", _tone(220), SR)
+    sf.write(tmp_path / "b.flac", _tone(440), SR)
+    code = cli_main(["evaluate", str(tmp_path / "a.wav"), str(tmp_path / "b.flac"), "--transpose", "12", "--json",
+                     str(tmp_path / "r.json"), "--plot", str(tmp_path / "f0.png")])
+    assert code == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    for key in ("f0_median_cents", "f0_rms_cents", "f0_mean_cents", "vuv_agreement", "f0_gross_error_rate",
+                "n_voiced_frames", "method", "transpose"):
+        assert key in report
+    assert abs(report["f0_median_cents"]) < 5
+    assert (tmp_path / "f0.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "f0_median_cents" in capsys.readouterr().out
+
+
+def test_missing_file_is_named(tmp_path, capsys):
+    sf.write(tmp_path / "a.wav", _tone(220), SR)
+    assert cli_main(["evaluate", str(tmp_path / "a.wav"), str(tmp_path / "missing.wav")]) != 0
+    assert "missing.wav" in capsys.readouterr().err
