@@ -107,7 +107,7 @@ def run_demo(out: str | Path, max_steps: int = 600, transpose: int = 4, workers:
     _step(f"3/5 fit the tiny config for {max_steps} optimizer steps (TensorBoard: tensorboard --logdir {out}/runs)")
     ckpt_dir = out / "runs"
     last = sorted(ckpt_dir.rglob("last.ckpt"))
-    fit = ["fit", "--config", str(Path(__file__).resolve().parent.parent / "configs" / "tiny.yaml"),
+    fit = ["fit", "--config", str(Path(__file__).resolve().parents[2] / "configs" / "tiny.yaml"),
            "--data.dataset_dir", str(data), "--trainer.default_root_dir", str(ckpt_dir),
            "--trainer.max_steps", str(max_steps), "--trainer.logger.class_path",
            "pytorch_lightning.loggers.TensorBoardLogger", "--trainer.logger.init_args.save_dir", str(ckpt_dir),

@@ -133,10 +133,13 @@ def _to16k(audio: np.ndarray, sr: int) -> np.ndarray:
 
 
 class CrepeExtractor(F0Extractor):
-    """torchcrepe (weights ship with the package), periodicity-thresholded voicing."""
+    """torchcrepe (weights ship with the package), periodicity-thresholded voicing. ``model``: full or tiny."""
 
     method = "crepe"
-    model = "full"
+
+    def __init__(self, model: str = "full", **kw):
+        super().__init__(**kw)
+        self.model = model
 
     def _raw(self, audio, n):
         import torchcrepe
@@ -212,8 +215,8 @@ def _resample_track(f0: np.ndarray, src_period: float, dst_period: float, n: int
 
 def get_f0_extractor(method: str, sample_rate: int = 44100, hop_length: int = 512, f0_min: float = 50.0,
                      f0_max: float = 1100.0, device=None, model_path: str | None = None,
-                     threshold: float | None = None) -> F0Extractor:
-    """The extractor for ``method`` (one of :data:`METHODS`)."""
+                     threshold: float | None = None, crepe_model: str = "full") -> F0Extractor:
+    """The extractor for ``method`` (one of :data:`METHODS`); ``crepe_model`` picks torchcrepe's full or tiny net."""
     kw = dict(sample_rate=sample_rate, hop_length=hop_length, f0_min=f0_min, f0_max=f0_max, device=device,
               model_path=model_path, threshold=threshold)
     if method == "pm":
@@ -221,7 +224,7 @@ def get_f0_extractor(method: str, sample_rate: int = 44100, hop_length: int = 51
     if method in ("dio", "harvest"):
         return WorldExtractor(method, **kw)
     if method == "crepe":
-        return CrepeExtractor(**kw)
+        return CrepeExtractor(model=crepe_model, **kw)
     if method == "fcpe":
         return FCPEExtractor(**kw)
     if method == "rmvpe":
