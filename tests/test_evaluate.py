@@ -63,3 +63,24 @@ def test_missing_file_is_named(tmp_path, capsys):
     sf.write(tmp_path / "a.wav", _tone(220), SR)
     assert cli_main(["evaluate", str(tmp_path / "a.wav"), str(tmp_path / "missing.wav")]) != 0
     assert "missing.wav" in capsys.readouterr().err
+
+
+def test_speaker_similarity_prefers_the_same_voice(tmp_path):
+    a = synth_speech(tmp_path / "a1.wav", "The quick brown fox jumps over the lazy dog.", voice="en+f3", pitch=70)
+    b = synth_speech(tmp_path / "a2.wav", "Singing voice conversion keeps the melody.", voice="en+f3", pitch=70)
+    c = synth_speech(tmp_path / "b1.wav", "Singing voice conversion keeps the melody.", voice="en+m3", pitch=20)
+    code = cli_main(["evaluate", str(c), str(b), "--target-reference", str(a), "--json", str(tmp_path / "r.json"),
+                     "--f0", "pm"])
+    assert code == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["similarity_to_target"] > report["similarity_to_source"]
+
+
+def test_speaker_similarity_without_the_extra_says_how_to_install(tmp_path, monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "resemblyzer", None)
+    sf.write(tmp_path / "a.wav", _tone(220), SR)
+    assert cli_main(["evaluate", str(tmp_path / "a.wav"), str(tmp_path / "a.wav"), "--target-reference",
+                     str(tmp_path / "a.wav"), "--f0", "pm"]) != 0
+    assert 'pip install "svc_pl[speaker]"' in capsys.readouterr().err
