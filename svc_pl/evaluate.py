@@ -92,10 +92,6 @@ def speaker_similarity(converted: np.ndarray, sr_converted: int, reference: np.n
 
 def plot_f0(result: F0Agreement, png: str, title: str = "") -> None:
     """PNG of the transposed source F0 and the converted F0 (Hz, log axis), written atomically."""
-    import os
-    import tempfile
-    from pathlib import Path
-
     import matplotlib
 
     matplotlib.use("Agg")
@@ -110,6 +106,17 @@ def plot_f0(result: F0Agreement, png: str, title: str = "") -> None:
     ax.set_title(title or f"F0 agreement: median {result.f0_median_cents:.1f} cents, RMS {result.f0_rms_cents:.1f} cents")
     ax.legend(loc="upper right")
     fig.tight_layout()
+    save_figure(fig, png)
+
+
+def save_figure(fig, png) -> None:
+    """Save a matplotlib figure as PNG atomically (temp file + rename) and close it."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    import matplotlib.pyplot as plt
+
     png = Path(png)
     png.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=png.parent, suffix=".png")

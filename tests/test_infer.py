@@ -14,7 +14,7 @@ import torch
 from svc_pl.cli import main as cli_main
 from svc_pl.compat import save_sovits, sovits_config_for, write_json_atomic
 from svc_pl.data.content import random_content_encoder
-from svc_pl.infer.converter import ConvertOptions, Converter
+from svc_pl.infer.converter import Converter, ConvertOptions
 from svc_pl.infer.loading import load_voice_model
 from svc_pl.synthesizer import Synthesizer
 from tests.speech import speech_with_pause, synth_speech
@@ -143,3 +143,24 @@ def test_two_process_conversion_equals_one_process(tmp_path, voice):
         a, _ = sf.read(tmp_path / "one" / rel)
         b, _ = sf.read(tmp_path / "two" / rel)
         assert np.array_equal(a, b), rel
+
+
+def test_cli_with_enhancer_cluster_and_index(tmp_path, voice, speech):
+    from svc_pl.infer.cluster import ClusterModel
+    from svc_pl.infer.retrieval import FeatureIndex
+    from tests.test_enhancer import _write_vocoder
+
+    rng = np.random.default_rng(0)
+    units = {name: rng.standard_normal((400, 768)).astype(np.float32) for name in ("alto", "tenor", "bass")}
+    ClusterModel.fit(units, n_clusters=8).save(tmp_path / "kmeans.pt")
+    FeatureIndex.build(units).save(tmp_path / "index")
+    _write_vocoder(tmp_path / "vocoder")
+    path = speech[0]
+    base = ["-m", voice / "G_1.pth", "-s", "alto", "--seed", "1"]
+    assert _infer(path, "-o", tmp_path / "plain", *base) == 0
+    assert _infer(path, "-o", tmp_path / "extra", *base, "--cluster-model", tmp_path / "kmeans.pt", "--cluster-ratio",
+                  "0.5", "--feature-index", tmp_path / "index", "--retrieval-ratio", "0.5", "--enhancer",
+                  tmp_path / "vocoder", "--enhancer-adaptive-key", "2") == 0
+    plain, sr = sf.read(tmp_path / "plain" / path.name)
+    extra, sr2 = sf.read(tmp_path / "extra" / path.name)
+    assert sr == sr2 == 16000 and plain.shape == extra.shape and not np.allclose(plain, extra)

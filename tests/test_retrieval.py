@@ -16,7 +16,8 @@ import torch
 from svc_pl.cli import main
 from svc_pl.data.features import DatasetInfo, save_bundle, write_filelist
 from svc_pl.errors import UserFacingError
-from svc_pl.infer.retrieval import ClusterModel, FeatureIndex, collect_units
+from svc_pl.infer.cluster import ClusterModel
+from svc_pl.infer.retrieval import FeatureIndex, collect_units
 
 DIM, CENTRES, FRAMES, HOP = 16, 5, 60, 64
 

@@ -17,7 +17,6 @@ import json
 import logging
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -162,9 +161,6 @@ def plot_conversion(src: np.ndarray, src_sr: int, conv: np.ndarray, conv_sr: int
                     png: Path, hop_seconds: float = 0.01) -> Path:
     """Mel spectrograms of source and conversion with F0 curves on top: the transposed source F0
     (dashed, on both) and the converted F0 (solid, on the conversion). Written atomically."""
-    import os
-    import tempfile
-
     import librosa
     import matplotlib
 
@@ -172,6 +168,7 @@ def plot_conversion(src: np.ndarray, src_sr: int, conv: np.ndarray, conv_sr: int
     import matplotlib.pyplot as plt
 
     from svc_pl.data.pitch import get_f0_extractor
+    from svc_pl.evaluate import save_figure
 
     fig, axes = plt.subplots(2, 1, figsize=(11, 6), sharex=True)
     target = None
@@ -197,15 +194,7 @@ def plot_conversion(src: np.ndarray, src_sr: int, conv: np.ndarray, conv_sr: int
         ax.legend(loc="upper right", fontsize=8)
     axes[-1].set_xlabel("seconds")
     fig.tight_layout()
-    png = Path(png)
-    fd, tmp = tempfile.mkstemp(dir=png.parent, suffix=".png")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=100)
-        os.replace(tmp, png)
-    finally:
-        plt.close(fig)
-        Path(tmp).unlink(missing_ok=True)
+    save_figure(fig, png)
     return png
 
 

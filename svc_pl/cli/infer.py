@@ -101,9 +101,9 @@ class ConverterFactory:
         if a.enhancer:
             from svc_pl.infer.enhancer import Enhancer
 
-            enhancer = Enhancer("nsf-hifigan", a.enhancer, device=device)
+            enhancer = Enhancer.from_pretrained(a.enhancer, device=device)
         if a.cluster_model:
-            from svc_pl.infer.retrieval import ClusterModel
+            from svc_pl.infer.cluster import ClusterModel
 
             cluster = ClusterModel.load(a.cluster_model)
         if a.feature_index:

@@ -31,7 +31,8 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from svc_pl.errors import UserFacingError
-    from svc_pl.infer.retrieval import ClusterModel, FeatureIndex, collect_units
+    from svc_pl.infer.cluster import ClusterModel
+    from svc_pl.infer.retrieval import FeatureIndex, collect_units
 
     if args.n_clusters < 1:
         raise UserFacingError(f"--n-clusters must be at least 1, got {args.n_clusters}")

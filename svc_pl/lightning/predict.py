@@ -12,8 +12,8 @@ import torch
 from pytorch_lightning.callbacks import BasePredictionWriter
 from torch.utils.data import DataLoader, Dataset
 
-from svc_pl.infer.batch import Job, convert_file
 from svc_pl.errors import UserFacingError
+from svc_pl.infer.batch import Job, convert_file
 
 LOG = logging.getLogger(__name__)
 
