@@ -164,3 +164,13 @@ def test_cli_with_enhancer_cluster_and_index(tmp_path, voice, speech):
     plain, sr = sf.read(tmp_path / "plain" / path.name)
     extra, sr2 = sf.read(tmp_path / "extra" / path.name)
     assert sr == sr2 == 16000 and plain.shape == extra.shape and not np.allclose(plain, extra)
+
+
+def test_bf16_and_long_chunks_stay_close_to_fp32(converter, speech):
+    _, y, sr, _, _ = speech
+    long = np.concatenate([y, y, y])  # speech with short pauses: chunks get split at max_chunk_seconds
+    fp32 = converter.convert(long, sr, ConvertOptions(max_chunk_seconds=3.0, seed=3))
+    bf16 = converter.convert(long, sr, ConvertOptions(max_chunk_seconds=3.0, seed=3, precision="bf16"))
+    assert fp32.shape == bf16.shape == (round(len(long) * 16000 / sr),) or abs(len(fp32) - len(long) * 16000 / sr) <= 1
+    rel = np.sqrt(np.mean((fp32 - bf16) ** 2)) / max(1e-9, np.sqrt(np.mean(fp32**2)))
+    assert rel < 0.1, rel

@@ -46,6 +46,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--clip-seconds", type=float, default=0.0, help="forced clip length (0: automatic)")
     p.add_argument("--crossfade-seconds", type=float, default=0.0, help="cross-fade between forced clips")
     p.add_argument("--seed", type=int, default=52468)
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                   help="bf16: synthesizer under bfloat16 autocast (faster on AVX-512 BF16 CPUs and GPUs)")
+    p.add_argument("--max-chunk-seconds", type=float, default=10.0,
+                   help="longest voiced clip converted at once when --clip-seconds is 0")
     p.add_argument("--enhancer", metavar="DIR", help="openvpi NSF-HiFiGAN vocoder folder (model + config.json)")
     p.add_argument("--enhancer-adaptive-key", type=float, default=0.0)
     p.add_argument("--format", choices=["wav", "flac", "ogg"], help="output format (default: the input's)")
@@ -75,6 +79,7 @@ def _options(args):
                           loudness_mix=args.loudness_mix, slice_db=args.slice_db, max_silence_kept=args.max_silence_kept,
                           min_chunk_seconds=args.min_chunk_seconds, pad_seconds=args.pad_seconds,
                           clip_seconds=args.clip_seconds, crossfade_seconds=args.crossfade_seconds, seed=args.seed,
+                          precision=args.precision, max_chunk_seconds=args.max_chunk_seconds,
                           enhancer_adaptive_key=args.enhancer_adaptive_key)
 
 
