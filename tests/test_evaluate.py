@@ -59,10 +59,28 @@ def test_cli_writes_json_and_png(tmp_path, capsys):
     assert "f0_median_cents" in capsys.readouterr().out
 
 
-def test_missing_file_is_named(tmp_path, capsys):
+@pytest.mark.parametrize("which", ["source", "converted", "reference"])
+def test_missing_file_is_named(tmp_path, capsys, which):
     sf.write(tmp_path / "a.wav", _tone(220), SR)
-    assert cli_main(["evaluate", str(tmp_path / "a.wav"), str(tmp_path / "missing.wav")]) != 0
-    assert "missing.wav" in capsys.readouterr().err
+    files = {"source": tmp_path / "a.wav", "converted": tmp_path / "a.wav", "reference": tmp_path / "a.wav"}
+    files[which] = tmp_path / f"missing_{which}.wav"
+    argv = ["evaluate", str(files["source"]), str(files["converted"]), "--f0", "pm"]
+    if which == "reference":
+        argv += ["--target-reference", str(files["reference"])]
+    assert cli_main(argv) != 0
+    assert f"missing_{which}.wav" in capsys.readouterr().err
+
+
+def test_rmvpe_without_weights_says_so(tmp_path, capsys):
+    sf.write(tmp_path / "a.wav", _tone(220, seconds=0.5), SR)
+    assert cli_main(["evaluate", str(tmp_path / "a.wav"), str(tmp_path / "a.wav"), "--f0", "rmvpe"]) != 0
+    assert "rmvpe" in capsys.readouterr().err.lower()
+
+
+def test_silence_gives_nan_figures_not_a_crash():
+    quiet = np.zeros(SR, dtype=np.float32)
+    res = evaluate_f0(quiet, _tone(220, seconds=1.0), SR, SR, method="pm")
+    assert res.n_voiced_frames == 0 and np.isnan(res.f0_median_cents) and res.vuv_agreement < 0.5
 
 
 def test_speaker_similarity_prefers_the_same_voice(tmp_path):
@@ -79,7 +97,13 @@ def test_speaker_similarity_prefers_the_same_voice(tmp_path):
 def test_speaker_similarity_without_the_extra_says_how_to_install(tmp_path, monkeypatch, capsys):
     import sys
 
+    import svc_pl.evaluate
+
+    def no_f0_work(*a, **k):
+        raise AssertionError("the missing extra must be reported before the F0 work")
+
     monkeypatch.setitem(sys.modules, "resemblyzer", None)
+    monkeypatch.setattr(svc_pl.evaluate, "evaluate_f0", no_f0_work)
     sf.write(tmp_path / "a.wav", _tone(220), SR)
     assert cli_main(["evaluate", str(tmp_path / "a.wav"), str(tmp_path / "a.wav"), "--target-reference",
                      str(tmp_path / "a.wav"), "--f0", "pm"]) != 0
