@@ -164,9 +164,16 @@ class FCPEExtractor(F0Extractor):
     def _raw(self, audio, n):
         from torchfcpe import spawn_bundled_infer_model
 
+        import contextlib
+        import io
+
         if self._model is None:
-            self._model = spawn_bundled_infer_model(device=str(self.device))
-        x = torch.from_numpy(_to16k(audio, self.sample_rate)).float().view(1, -1, 1).to(self.device)
+            chatter = io.StringIO()  # torchfcpe prints status lines to stdout: keep them out of CLI output
+            with contextlib.redirect_stdout(chatter):
+                self._model = spawn_bundled_infer_model(device=str(self.device))
+            LOG.debug("torchfcpe: %s", chatter.getvalue().strip())
+        x16 = np.clip(_to16k(audio, self.sample_rate), -1.0, 1.0)  # resampling can overshoot full scale a little
+        x = torch.from_numpy(x16).float().view(1, -1, 1).to(self.device)
         frames16 = max(1, len(x[0]) // 160)
         threshold = 0.006 if self.threshold is None else self.threshold
         with torch.no_grad():
