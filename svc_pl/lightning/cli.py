@@ -19,13 +19,12 @@ class SVCLightningCLI(LightningCLI):
         trainer = cfg.get("trainer")
         if trainer is None:
             return
-        devices, accel = trainer.get("devices"), trainer.get("accelerator")
+        devices = trainer.get("devices")
         multi = devices not in (None, 1, "1", "auto", [0]) or (trainer.get("num_nodes") or 1) > 1
         if multi and trainer.get("strategy") in (None, "auto"):
             # Two optimizers and two backward passes per step: DDP must tolerate parameters without
             # gradients in a pass (the generator's during the discriminator step, and vice versa).
             trainer["strategy"] = "ddp_find_unused_parameters_true"
-        del accel
 
     def _parse_ckpt_path(self) -> None:
         """Check a resume checkpoint up front, with an error naming the file if it cannot be read.

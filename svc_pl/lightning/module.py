@@ -311,7 +311,3 @@ class SVCModule(pl.LightningModule):
         write_json_atomic(paths["config"], cfg.to_dict())
         return paths
 
-
-def steps_to_batches(global_step: int) -> int:
-    """Lightning counts one step per optimizer step: two per batch here."""
-    return math.ceil(global_step / 2)
