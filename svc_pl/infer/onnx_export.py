@@ -28,12 +28,10 @@ import warnings
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from svc_pl.errors import UserFacingError
 from svc_pl.layers.f0 import f0_to_coarse
-from svc_pl.layers.nsf import LRELU_SLOPE
 from svc_pl.synthesizer import Synthesizer
 
 LOG = logging.getLogger(__name__)
@@ -128,20 +126,7 @@ class OnnxSynthesizer(nn.Module):
 
     def _decode(self, z, f0, g, phase, sine_noise) -> torch.Tensor:
         """NSFHiFiGAN.forward with the source from :meth:`_source`. z (B, inter, T) -> (B, 1, T*hop)."""
-        dec = self.synth.dec
-        har_source = self._source(f0, phase, sine_noise)
-        x = dec.conv_pre(z)
-        if dec.cond is not None:
-            x = x + dec.cond(g)
-        for i in range(dec.num_upsamples):
-            x = dec.ups[i](F.leaky_relu(x, LRELU_SLOPE))
-            x = x + dec.noise_convs[i](har_source)
-            blocks = dec.resblocks[i * dec.num_kernels : (i + 1) * dec.num_kernels]
-            xs = blocks[0](x)
-            for block in blocks[1:]:
-                xs = xs + block(x)
-            x = xs / dec.num_kernels
-        return torch.tanh(dec.conv_post(F.leaky_relu(x)))
+        return self.synth.dec.decode(z, self._source(f0, phase, sine_noise), g)
 
 
 def infer_noise(

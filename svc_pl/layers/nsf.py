@@ -212,7 +212,10 @@ class NSFHiFiGAN(nn.Module):
         self.cond = nn.Conv1d(gin_channels, upsample_initial_channel, 1) if gin_channels else None
 
     def forward(self, x: torch.Tensor, f0: torch.Tensor, g: torch.Tensor | None = None) -> torch.Tensor:
-        har_source = self.m_source(f0, self.upp)
+        return self.decode(x, self.m_source(f0, self.upp), g)
+
+    def decode(self, x: torch.Tensor, har_source: torch.Tensor, g: torch.Tensor | None = None) -> torch.Tensor:
+        """The generator given its excitation: x (B, in, N), har_source (B, 1, N*upp) -> (B, 1, N*upp)."""
         x = self.conv_pre(x)
         if self.cond is not None:
             x = x + self.cond(g)
