@@ -120,6 +120,39 @@ def _stretch_nearest(x: np.ndarray, n: int) -> np.ndarray:
     return x[np.floor(np.arange(n) * (len(x) / n)).astype(np.int64)] if len(x) else np.zeros(n, x.dtype)
 
 
+def _viterbi_banded(prob: np.ndarray, width: int = 12) -> np.ndarray:
+    """Most likely bin path through (M, K) per-frame probabilities, from a uniform start.
+
+    The transition from bin i to j has weight ``max(width - |i - j|, 0)``, normalised per source bin
+    (torchcrepe's Viterbi matrix); only the 2 * width - 1 non-zero diagonals are evaluated. -> (M,) int64.
+    """
+    m, k = prob.shape
+    tiny = np.finfo(np.float64).tiny
+    shifts = np.arange(-(width - 1), width)  # destination = source + shift
+    dest = np.arange(k)[:, None] + shifts  # (K, S) for each source bin
+    valid = (dest >= 0) & (dest < k)
+    w = np.where(valid, width - np.abs(shifts), 0).astype(np.float64)
+    log_trans = np.log(w / w.sum(1, keepdims=True) + tiny)  # (K source, S)
+    src = np.arange(k)[:, None] - shifts  # (K destination, S) source bin of each candidate
+    src_ok = (src >= 0) & (src < k)
+    src = np.clip(src, 0, k - 1)
+    step = log_trans[src, np.arange(len(shifts))]  # (K destination, S)
+    step[~src_ok] = -np.inf
+    log_prob = np.log(prob + tiny)
+    score = log_prob[0] - np.log(k)
+    back = np.empty((m, k), np.int64)
+    for t in range(1, m):
+        cand = score[src] + step
+        best = cand.argmax(1)
+        back[t] = src[np.arange(k), best]
+        score = cand[np.arange(k), best] + log_prob[t]
+    path = np.empty(m, np.int64)
+    path[-1] = score.argmax()
+    for t in range(m - 1, 0, -1):
+        path[t - 1] = back[t, path[t]]
+    return path
+
+
 class F0Extractor:
     """Base class: subclasses implement :meth:`_raw`, the unvoiced-as-zero track on the target frames."""
 
@@ -262,9 +295,6 @@ class CrepeExtractor(_NetExtractor):
         self.net.eval().to(self.device)
         self.net_hop = max(1, int(self.hop_length * NET_RATE / self.sample_rate))  # as torchcrepe rounds it
         self._cents = torchcrepe.CENTS_PER_BIN * np.arange(torchcrepe.PITCH_BINS) + 1997.3794084376191
-        xx, yy = np.meshgrid(range(360), range(360))
-        transition = np.maximum(12 - abs(xx - yy), 0)
-        self._transition = transition / transition.sum(axis=1, keepdims=True)
         lo = int(torchcrepe.convert.frequency_to_bins(torch.tensor(self.f0_min)))
         hi = int(torchcrepe.convert.frequency_to_bins(torch.tensor(self.f0_max), torch.ceil))
         self._allowed = np.zeros(360, bool)
@@ -272,7 +302,6 @@ class CrepeExtractor(_NetExtractor):
 
     @torch.no_grad()
     def _raw(self, audio: np.ndarray, n: int) -> np.ndarray:
-        import librosa
         import scipy.ndimage
 
         tc = self._torchcrepe
@@ -282,7 +311,7 @@ class CrepeExtractor(_NetExtractor):
         probs = np.where(self._allowed, probs, 0.0)
         logits = np.where(self._allowed, probs, -np.inf)
         soft = np.exp(logits - logits.max(1, keepdims=True))
-        path = librosa.sequence.viterbi((soft / soft.sum(1, keepdims=True)).T, self._transition)  # (M,)
+        path = _viterbi_banded(soft / soft.sum(1, keepdims=True))  # (M,)
         win = np.clip(path[:, None] + np.arange(-4, 5), 0, 359)
         once = np.ones_like(win, bool)
         once[:, 1:] = win[:, 1:] != win[:, :-1]
@@ -315,7 +344,7 @@ class FCPEExtractor(_NetExtractor):
 
     @torch.no_grad()
     def _raw(self, audio: np.ndarray, n: int) -> np.ndarray:
-        x = self._to_net_rate(audio)
+        x = self._to_net_rate(audio).clamp(-1.0, 1.0)  # torchfcpe prints an "error" line past full scale
         f0 = self.net(x[..., None], NET_RATE, "local_argmax", self.threshold)[0, :, 0]
         return _stretch_nearest(f0.float().cpu().numpy(), n)
 

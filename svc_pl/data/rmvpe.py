@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import pickle
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -48,7 +49,10 @@ class RMVPEWeightsError(UserFacingError, FileNotFoundError):
 
 
 class ResConvBlock(nn.Module):
-    """Two 3x3 conv-BN-ReLU layers plus a (1x1-projected when channels change) residual. (B, Cin, T, F) -> (B, Cout, T, F)."""
+    """Two 3x3 conv-BN-ReLU layers plus a residual (1x1-projected when channels change).
+
+    (B, Cin, T, F) -> (B, Cout, T, F).
+    """
 
     def __init__(self, in_channels: int, out_channels: int, momentum: float = 0.01):
         super().__init__()
@@ -172,7 +176,8 @@ class RMVPE(nn.Module):
         self.unet = _UNet(n_blocks, n_layers, n_inter, channels)
         self.cnn = nn.Conv2d(channels, 3, 3, padding=1)
         self.fc = nn.Sequential(_BiGRU(3 * N_MELS, 256), nn.Linear(512, N_CLASS), nn.Dropout(0.25), nn.Sigmoid())
-        fb = librosa.filters.mel(sr=SAMPLE_RATE, n_fft=WINDOW_LENGTH, n_mels=N_MELS, fmin=MEL_FMIN, fmax=MEL_FMAX, htk=True)
+        fb = librosa.filters.mel(sr=SAMPLE_RATE, n_fft=WINDOW_LENGTH, n_mels=N_MELS, fmin=MEL_FMIN, fmax=MEL_FMAX,
+                                 htk=True)
         # Not part of rmvpe.pt: rebuilt here, kept out of the state_dict.
         self.register_buffer("mel_basis", torch.from_numpy(fb).float(), persistent=False)
         self.register_buffer("window", torch.hann_window(WINDOW_LENGTH), persistent=False)
@@ -226,7 +231,7 @@ def load_rmvpe(model_path: str | Path | None, device: torch.device) -> RMVPE:
         raise RMVPEWeightsError(path, "RMVPE weight file not found")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, OSError, ValueError, EOFError) as e:  # pickle errors surface as these
+    except (pickle.UnpicklingError, RuntimeError, OSError, ValueError, EOFError) as e:
         raise RMVPEWeightsError(path, f"cannot read as a torch weight file ({type(e).__name__}: {e})") from e
     state = ckpt.get("model", ckpt) if isinstance(ckpt, Mapping) else None
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
