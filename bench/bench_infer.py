@@ -1,0 +1,338 @@
+"""Inference speed and memory: svc_pl vs. the so-vits-svc 4.1 reference, same model file, same input.
+
+End to end (default): real-time factor, per-stage seconds and peak RSS for 10 s and 60 s inputs (add 600 with
+``--seconds 10 60 600``), with the 44.1 kHz 4.1 default model (random weights, one ``G_0.pth`` both load).
+``--synth-only``: ``infer`` of the synthesizer alone on random units (10 s and 30 s).
+
+Every (implementation, length) runs in its own Python process, so the peak RSS is that run's.
+torch uses 2 threads. Without ``--reference`` only our figures are printed.
+
+    python bench/bench_infer.py --reference /tmp/sovits_ref --json bench/results/infer.json
+    python bench/bench_infer.py --synth-only --reference /tmp/sovits_ref --json bench/results/synth.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import _common as C
+import numpy as np
+
+SCRIPT = Path(__file__).resolve()
+STAGES = ["resample", "slicing", "f0", "units", "synthesis", "other"]
+
+
+# ================================================================================================ workers
+def _speech_input(path: Path, seconds: float) -> Path:
+    import soundfile as sf
+
+    y, _ = C.test_speech(seconds, 44100)
+    sf.write(path, y, 44100)  # 16-bit PCM WAV, what a user hands in
+    return path
+
+
+def worker_ours(args) -> dict:
+    torch = C.setup_torch()
+    from svc_pl.data.audio import load_audio, save_audio
+    from svc_pl.data.content import random_content_encoder
+    from svc_pl.infer.converter import Converter, ConvertOptions
+    from svc_pl.infer.loading import load_voice_model
+
+    model_dir = Path(args.model_dir)
+    t0 = time.perf_counter()
+    vm = load_voice_model(model_dir / "G_0.pth", model_dir / "config.json")
+    converter = Converter(vm, random_content_encoder(vm.content_encoder))
+    t_load = time.perf_counter() - t0
+    opts = ConvertOptions(speaker=C.SPEAKER, transpose=0, slice_db=-40, cluster_ratio=0, auto_predict_f0=False,
+                          noise_scale=0.4, f0_method=args.f0)
+    out_path = Path(args.tmp) / "ours_out.wav"
+    if args.warmup:
+        y, sr = load_audio(args.warmup)
+        converter.convert(y, sr, opts)
+    runs = []
+    for _ in range(args.repeats):
+        converter.timings.clear()
+        t0 = time.perf_counter()
+        y, sr = load_audio(args.input)
+        t_read = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        out = converter.convert(y, sr, opts)
+        t_convert = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        save_audio(out_path, out, vm.sampling_rate)
+        t_write = time.perf_counter() - t0
+        stages = {k: float(converter.timings.get(k, 0.0)) for k in STAGES[:-1]}
+        stages["other"] = t_convert - sum(stages.values())
+        runs.append({"read": t_read, "convert": t_convert, "write": t_write, "stages": stages,
+                     "out_seconds": len(out) / vm.sampling_rate})
+    del torch
+    return _summary("ours", args, t_load, runs)
+
+
+def worker_reference(args) -> dict:
+    ref = C.import_reference(args.reference)
+    torch = C.setup_torch()
+    import soundfile as sf
+    import utils  # upstream's
+    from inference import infer_tool
+
+    from svc_pl.data.content import random_content_encoder
+
+    timer: dict[str, float] = {}
+
+    def get_speech_encoder(name, device=None, **kwargs):
+        if name != "vec768l12":
+            raise SystemExit(f"benchmark adapter only provides vec768l12, config asks for {name}")
+        return C.UpstreamEncoderAdapter(random_content_encoder(name), timer)
+
+    utils.get_speech_encoder = get_speech_encoder
+    C.REFERENCE_STUBS.append("utils.get_speech_encoder -> svc_pl random vec768l12 encoder via .encoder(wav16k) "
+                             "(fairseq not installable)")
+    _time_calls(infer_tool.slicer, "cut", timer, "slicing")
+    _time_calls(infer_tool.slicer, "chunks2audio", timer, "slicing")
+    get_f0 = utils.get_f0_predictor
+
+    def timed_f0_predictor(*a, **kw):
+        predictor = get_f0(*a, **kw)
+        _time_calls(predictor, "compute_f0_uv", timer, "f0")
+        return predictor
+
+    utils.get_f0_predictor = timed_f0_predictor
+
+    model_dir = Path(args.model_dir)
+    t0 = time.perf_counter()
+    svc = infer_tool.Svc(str(model_dir / "G_0.pth"), str(model_dir / "config.json"), device="cpu",
+                         cluster_model_path=str(model_dir / "no_cluster.pt"))
+    t_load = time.perf_counter() - t0
+    _time_calls(svc.net_g_ms, "infer", timer, "synthesis")
+
+    def convert(path):
+        return svc.slice_inference(raw_audio_path=str(path), spk=C.SPEAKER, tran=0, slice_db=-40,
+                                   cluster_infer_ratio=0, auto_predict_f0=False, noice_scale=0.4, f0_predictor=args.f0)
+
+    out_path = Path(args.tmp) / "ref_out.wav"
+    if args.warmup:
+        convert(args.warmup)
+    runs = []
+    for _ in range(args.repeats):
+        timer.clear()
+        t0 = time.perf_counter()
+        out = convert(args.input)
+        t_convert = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        sf.write(out_path, out, svc.target_sample, format="wav")  # as inference_main.py
+        t_write = time.perf_counter() - t0
+        stages = {k: float(timer.get(k, 0.0)) for k in STAGES[:-1]}
+        stages["other"] = t_convert - sum(stages.values())
+        runs.append({"read": None, "convert": t_convert, "write": t_write, "stages": stages,
+                     "out_seconds": len(out) / svc.target_sample})
+    del torch
+    result = _summary("reference", args, t_load, runs)
+    result["reference"] = ref
+    result["stubs"] = list(C.REFERENCE_STUBS)
+    return result
+
+
+def _time_calls(obj, name: str, timer: dict[str, float], key: str) -> None:
+    """Wrap ``obj.name`` so the seconds spent in it add up in ``timer[key]`` (nothing else changes)."""
+    fn = getattr(obj, name)
+
+    def wrapped(*a, **kw):
+        t0 = time.perf_counter()
+        try:
+            return fn(*a, **kw)
+        finally:
+            timer[key] = timer.get(key, 0.0) + time.perf_counter() - t0
+
+    setattr(obj, name, wrapped)
+
+
+def _summary(impl: str, args, t_load: float, runs: list[dict]) -> dict:
+    best = sorted(runs, key=lambda r: r["convert"])[len(runs) // 2]  # the median run
+    total = t_load + (best["read"] or 0.0) + best["convert"] + best["write"]
+    return {"impl": impl, "seconds": args.seconds, "f0": args.f0, "load": t_load, "read": best["read"],
+            "convert": best["convert"], "write": best["write"], "stages": best["stages"], "total": total,
+            "rtf_convert": best["convert"] / args.seconds, "rtf_total": total / args.seconds,
+            "out_seconds": best["out_seconds"], "repeats": len(runs), "all_convert": [r["convert"] for r in runs],
+            "peak_rss_mib": C.peak_rss_mib(), "env": C.environment()}
+
+
+def worker_synth(args) -> dict:
+    """``infer`` of the synthesizer alone on random units, f0 and voicing of ``args.seconds``."""
+    import resource
+
+    torch = C.setup_torch()
+    model_dir = Path(args.model_dir)
+    frames = int(round(args.seconds * 44100 / 512))
+    gen = torch.Generator().manual_seed(0)
+    c = torch.randn(1, 768, frames, generator=gen)
+    t = torch.arange(frames) * 512 / 44100
+    f0 = (220 * 2 ** (torch.sin(2 * np.pi * 0.3 * t) / 2) * (1 + 0.01 * torch.sin(2 * np.pi * 5.5 * t)))[None]
+    uv = (torch.rand(1, frames, generator=gen) > 0.15).float()
+    t0 = time.perf_counter()
+    if args.impl == "ours":
+        from svc_pl.compat import load_sovits
+
+        net = load_sovits(model_dir / "G_0.pth", model_dir / "config.json").prepare_for_inference()
+
+        def call():
+            return net.infer(c, f0, uv, 0, noise_scale=0.4)[0]
+    else:
+        C.import_reference(args.reference)
+        import utils
+        from models import SynthesizerTrn
+
+        hps = utils.get_hparams_from_file(str(model_dir / "config.json"), True)
+        net = SynthesizerTrn(hps.data.filter_length // 2 + 1, hps.train.segment_size // hps.data.hop_length,
+                             **hps.model)
+        with contextlib.redirect_stdout(sys.stderr):
+            utils.load_checkpoint(str(model_dir / "G_0.pth"), net, None)
+        net.eval()
+        sid = torch.LongTensor([0]).unsqueeze(0)
+
+        def call():
+            with torch.no_grad():
+                return net.infer(c, f0=f0, uv=uv, g=sid, noice_scale=0.4)[0]
+    t_load = time.perf_counter() - t0
+    times, sys_times, faults = [], [], []
+    for i in range(args.warmups + args.repeats):
+        ru0 = resource.getrusage(resource.RUSAGE_SELF)
+        t0 = time.perf_counter()
+        audio = call()
+        dt = time.perf_counter() - t0
+        ru1 = resource.getrusage(resource.RUSAGE_SELF)
+        if i >= args.warmups:
+            times.append(dt)
+            sys_times.append(ru1.ru_stime - ru0.ru_stime)
+            faults.append(ru1.ru_minflt - ru0.ru_minflt)
+    assert audio.shape[-1] == frames * 512
+    result = {"impl": args.impl, "seconds": args.seconds, "load": t_load, "infer": C.median(times),
+              "infer_all": times, "rtf": C.median(times) / args.seconds, "sys": C.median(sys_times),
+              "minor_faults": int(C.median(faults)), "peak_rss_mib": C.peak_rss_mib(), "env": C.environment()}
+    if args.impl == "reference":
+        result["stubs"] = list(C.REFERENCE_STUBS)
+    return result
+
+
+# ================================================================================================ driver
+def _worker_args(args, impl: str, seconds: float, model_dir: Path, tmp: Path, extra: list[str]) -> list[str]:
+    out = ["--worker", impl, "--model-dir", str(model_dir), "--tmp", str(tmp), "--seconds", str(seconds),
+           "--repeats", str(args.repeats), "--f0", args.f0, *extra]
+    if args.reference:
+        out += ["--reference", args.reference]
+    return out
+
+
+def main_e2e(args, model_dir: Path, tmp: Path) -> dict:
+    warm = _speech_input(tmp / "warmup.wav", 3.0)
+    results = []
+    for seconds in args.seconds:
+        wav = _speech_input(tmp / f"input_{seconds:g}s.wav", seconds)
+        for impl in ["ours"] + (["reference"] if args.reference else []):
+            print(f"running {impl} on {seconds:g} s ...", flush=True)
+            extra = ["--input", str(wav)] + ([] if args.no_warmup else ["--warmup", str(warm)])
+            results.append(C.run_measured(SCRIPT, _worker_args(args, impl, seconds, model_dir, tmp, extra),
+                                          args.max_load, args.wait))
+    headers = ["impl", "input s", "load", "read", *STAGES, "convert", "write", "total", "RTF conv", "RTF total",
+               "peak RSS MiB", "load1", "foreign"]
+    rows = [[r["impl"], r["seconds"], r["load"], r["read"], *(r["stages"][k] for k in STAGES), r["convert"],
+             r["write"], r["total"], r["rtf_convert"], r["rtf_total"], r["peak_rss_mib"], r["quiet"]["load1_before"],
+             r["quiet"]["foreign_cores"]] for r in results]
+    C.print_table(headers, rows, f"End to end, {args.f0} F0, seconds (torch {C.THREADS} threads, "
+                                 f"median of {args.repeats} conversion(s) after a 3 s warm-up)")
+    ratios = _ratios(results, [("convert", "convert"), ("total", "total"), ("peak_rss_mib", "peak RSS")])
+    return {"mode": "e2e", "input": C.test_speech(0.1)[1], "results": results, "ratios": ratios}
+
+
+def main_synth(args, model_dir: Path, tmp: Path) -> dict:
+    results = []
+    for seconds in args.synth_seconds:
+        for impl in ["ours"] + (["reference"] if args.reference else []):
+            print(f"running {impl} synthesizer on {seconds:g} s ...", flush=True)
+            extra = ["--synth", "--warmups", str(args.warmups)]
+            results.append(C.run_measured(SCRIPT, _worker_args(args, impl, seconds, model_dir, tmp, extra),
+                                          args.max_load, args.wait))
+    headers = ["impl", "units s", "infer s", "RTF", "sys s", "minor faults", "peak RSS MiB", "load1", "foreign"]
+    rows = [[r["impl"], r["seconds"], r["infer"], r["rtf"], r["sys"], r["minor_faults"], r["peak_rss_mib"],
+             r["quiet"]["load1_before"], r["quiet"]["foreign_cores"]] for r in results]
+    C.print_table(headers, rows, f"Synthesizer infer only (random units; torch {C.THREADS} threads; median of "
+                                 f"{args.repeats} after {args.warmups} warm-up)")
+    ratios = _ratios(results, [("infer", "infer"), ("peak_rss_mib", "peak RSS")])
+    return {"mode": "synth", "results": results, "ratios": ratios}
+
+
+def _ratios(results: list[dict], keys: list[tuple[str, str]]) -> list[dict]:
+    out = []
+    by = {(r["impl"], r["seconds"]): r for r in results}
+    for (impl, seconds), ours in by.items():
+        ref = by.get(("reference", seconds))
+        if impl != "ours" or ref is None:
+            continue
+        out.append({"seconds": seconds, **{label: ours[k] / ref[k] for k, label in keys}})
+    if out:
+        C.print_table(["input s", *(f"ours/ref {label}" for _, label in keys)],
+                      [[o["seconds"], *(o[label] for _, label in keys)] for o in out], "Ratios (below 1: ours is less)")
+    stubs = next((r.get("stubs") for r in results if r.get("stubs")), None)
+    if stubs:
+        print("\nReference run with these in-process stubs (benchmark only):")
+        for s in stubs:
+            print(f"  - {s}")
+    return out
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seconds", type=float, nargs="+", default=[10, 60], help="input lengths (end to end)")
+    p.add_argument("--synth-only", action="store_true", help="time the synthesizer's infer on random units")
+    p.add_argument("--synth-seconds", type=float, nargs="+", default=[10, 30])
+    p.add_argument("--reference", help="so-vits-svc 4.1 checkout to compare with (see bench/README.md)")
+    p.add_argument("--f0", default="pm", help="F0 method for end to end (default pm)")
+    p.add_argument("--repeats", type=int, default=1, help="timed runs per process (median reported)")
+    p.add_argument("--warmups", type=int, default=1, help="untimed infer calls first (--synth-only)")
+    p.add_argument("--no-warmup", action="store_true", help="end to end: no 3 s conversion before timing")
+    p.add_argument("--json", help="write all figures to this JSON file")
+    p.add_argument("--max-load", type=float, default=C.MAX_LOAD, help="wait for the 1-min load to be below this")
+    p.add_argument("--wait", type=float, default=600, help="longest wait for a quiet machine per run, s")
+    # worker-only
+    p.add_argument("--worker-out", help=argparse.SUPPRESS)
+    p.add_argument("--worker", choices=["ours", "reference"], help=argparse.SUPPRESS)
+    p.add_argument("--synth", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--model-dir", help=argparse.SUPPRESS)
+    p.add_argument("--tmp", help=argparse.SUPPRESS)
+    p.add_argument("--input", help=argparse.SUPPRESS)
+    p.add_argument("--warmup", help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    if args.worker_out:
+        args.seconds = args.seconds[0]
+        args.impl = args.worker
+        if args.synth:
+            result = worker_synth(args)
+        else:
+            result = worker_ours(args) if args.worker == "ours" else worker_reference(args)
+        C.worker_result(args.worker_out, result)
+        return
+    C.setup_torch()
+    print(f"machine: {C.environment()}")
+    if not args.reference:
+        print("no --reference given: printing svc_pl figures only")
+    with tempfile.TemporaryDirectory(prefix="svc_bench_infer_") as tmp:
+        tmp = Path(tmp)
+        model_dir = tmp / "model"
+        C.make_default_model(model_dir)
+        payload = main_synth(args, model_dir, tmp) if args.synth_only else main_e2e(args, model_dir, tmp)
+    payload["env"] = C.environment()
+    payload["command"] = " ".join(sys.argv)
+    C.write_json(args.json, payload)
+
+
+if __name__ == "__main__":
+    main()
