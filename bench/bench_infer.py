@@ -49,7 +49,8 @@ def worker_ours(args) -> dict:
     converter = Converter(vm, random_content_encoder(vm.content_encoder))
     t_load = time.perf_counter() - t0
     opts = ConvertOptions(speaker=C.SPEAKER, transpose=0, slice_db=-40, cluster_ratio=0, auto_predict_f0=False,
-                          noise_scale=0.4, f0_method=args.f0)
+                          noise_scale=0.4, f0_method=args.f0, precision=args.precision[0],
+                          decode_window=args.decode_window)
     out_path = Path(args.tmp) / "ours_out.wav"
     if args.warmup:
         y, sr = load_audio(args.warmup)
@@ -71,7 +72,7 @@ def worker_ours(args) -> dict:
         runs.append({"read": t_read, "convert": t_convert, "write": t_write, "stages": stages,
                      "out_seconds": len(out) / vm.sampling_rate})
     del torch
-    return _summary("ours", args, t_load, runs)
+    return _summary(f"ours-{args.precision[0]}", args, t_load, runs)
 
 
 def worker_reference(args) -> dict:
@@ -181,7 +182,8 @@ def worker_synth(args) -> dict:
         net = load_sovits(model_dir / "G_0.pth", model_dir / "config.json").prepare_for_inference()
 
         def call():
-            return net.infer(c, f0, uv, 0, noise_scale=0.4)[0]
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision[0] == "bf16"):
+                return net.infer(c, f0, uv, 0, noise_scale=0.4, decode_window=args.decode_window)[0]
     else:
         C.import_reference(args.reference)
         import utils
@@ -211,7 +213,8 @@ def worker_synth(args) -> dict:
             sys_times.append(ru1.ru_stime - ru0.ru_stime)
             faults.append(ru1.ru_minflt - ru0.ru_minflt)
     assert audio.shape[-1] == frames * 512
-    result = {"impl": args.impl, "seconds": args.seconds, "load": t_load, "infer": C.median(times),
+    impl = f"ours-{args.precision[0]}" if args.impl == "ours" else args.impl
+    result = {"impl": impl, "seconds": args.seconds, "load": t_load, "infer": C.median(times),
               "infer_all": times, "rtf": C.median(times) / args.seconds, "sys": C.median(sys_times),
               "minor_faults": int(C.median(faults)), "peak_rss_mib": C.peak_rss_mib(), "env": C.environment()}
     if args.impl == "reference":
@@ -220,9 +223,16 @@ def worker_synth(args) -> dict:
 
 
 # ================================================================================================ driver
-def _worker_args(args, impl: str, seconds: float, model_dir: Path, tmp: Path, extra: list[str]) -> list[str]:
+def _variants(args) -> list[tuple[str, str]]:
+    """(worker, precision) pairs to run: ours at each ``--precision``, then the reference (fp32)."""
+    return [("ours", p) for p in args.precision] + ([("reference", "fp32")] if args.reference else [])
+
+
+def _worker_args(args, impl: str, seconds: float, model_dir: Path, tmp: Path, extra: list[str],
+                 precision: str = "fp32") -> list[str]:
     out = ["--worker", impl, "--model-dir", str(model_dir), "--tmp", str(tmp), "--seconds", str(seconds),
-           "--repeats", str(args.repeats), "--f0", args.f0, *extra]
+           "--repeats", str(args.repeats), "--f0", args.f0, "--precision", precision,
+           "--decode-window", str(args.decode_window), *extra]
     if args.reference:
         out += ["--reference", args.reference]
     return out
@@ -233,10 +243,10 @@ def main_e2e(args, model_dir: Path, tmp: Path) -> dict:
     results = []
     for seconds in args.seconds:
         wav = _speech_input(tmp / f"input_{seconds:g}s.wav", seconds)
-        for impl in ["ours"] + (["reference"] if args.reference else []):
-            print(f"running {impl} on {seconds:g} s ...", flush=True)
+        for impl, precision in _variants(args):
+            print(f"running {impl} ({precision}) on {seconds:g} s ...", flush=True)
             extra = ["--input", str(wav)] + ([] if args.no_warmup else ["--warmup", str(warm)])
-            results.append(C.run_measured(SCRIPT, _worker_args(args, impl, seconds, model_dir, tmp, extra),
+            results.append(C.run_measured(SCRIPT, _worker_args(args, impl, seconds, model_dir, tmp, extra, precision),
                                           args.max_load, args.wait))
     headers = ["impl", "input s", "load", "read", *STAGES, "convert", "write", "total", "RTF conv", "RTF total",
                "peak RSS MiB", "load1", "foreign"]
@@ -252,10 +262,10 @@ def main_e2e(args, model_dir: Path, tmp: Path) -> dict:
 def main_synth(args, model_dir: Path, tmp: Path) -> dict:
     results = []
     for seconds in args.synth_seconds:
-        for impl in ["ours"] + (["reference"] if args.reference else []):
-            print(f"running {impl} synthesizer on {seconds:g} s ...", flush=True)
+        for impl, precision in _variants(args):
+            print(f"running {impl} ({precision}) synthesizer on {seconds:g} s ...", flush=True)
             extra = ["--synth", "--warmups", str(args.warmups)]
-            results.append(C.run_measured(SCRIPT, _worker_args(args, impl, seconds, model_dir, tmp, extra),
+            results.append(C.run_measured(SCRIPT, _worker_args(args, impl, seconds, model_dir, tmp, extra, precision),
                                           args.max_load, args.wait))
     headers = ["impl", "units s", "infer s", "RTF", "sys s", "minor faults", "peak RSS MiB", "load1", "foreign"]
     rows = [[r["impl"], r["seconds"], r["infer"], r["rtf"], r["sys"], r["minor_faults"], r["peak_rss_mib"],
@@ -271,12 +281,14 @@ def _ratios(results: list[dict], keys: list[tuple[str, str]]) -> list[dict]:
     by = {(r["impl"], r["seconds"]): r for r in results}
     for (impl, seconds), ours in by.items():
         ref = by.get(("reference", seconds))
-        if impl != "ours" or ref is None:
+        if not impl.startswith("ours") or ref is None:
             continue
-        out.append({"seconds": seconds, **{label: ours[k] / ref[k] for k, label in keys}})
+        out.append({"impl": impl, "seconds": seconds, **{label: ours[k] / ref[k] for k, label in keys},
+                    "speed-up": ref[keys[0][0]] / ours[keys[0][0]]})
     if out:
-        C.print_table(["input s", *(f"ours/ref {label}" for _, label in keys)],
-                      [[o["seconds"], *(o[label] for _, label in keys)] for o in out], "Ratios (below 1: ours is less)")
+        C.print_table(["impl", "input s", *(f"ours/ref {label}" for _, label in keys), f"speed-up ({keys[0][1]})"],
+                      [[o["impl"], o["seconds"], *(o[label] for _, label in keys), o["speed-up"]] for o in out],
+                      "Ratios (below 1: ours is less)")
     stubs = next((r.get("stubs") for r in results if r.get("stubs")), None)
     if stubs:
         print("\nReference run with these in-process stubs (benchmark only):")
@@ -292,6 +304,9 @@ def parse_args(argv=None):
     p.add_argument("--synth-seconds", type=float, nargs="+", default=[10, 30])
     p.add_argument("--reference", help="so-vits-svc 4.1 checkout to compare with (see bench/README.md)")
     p.add_argument("--f0", default="pm", help="F0 method for end to end (default pm)")
+    p.add_argument("--precision", nargs="+", choices=["fp32", "bf16"], default=["fp32", "bf16"],
+                   help="svc_pl precisions to run (the reference always runs fp32)")
+    p.add_argument("--decode-window", type=int, default=256, help="svc_pl decoder window in frames (0: whole)")
     p.add_argument("--repeats", type=int, default=1, help="timed runs per process (median reported)")
     p.add_argument("--warmups", type=int, default=1, help="untimed infer calls first (--synth-only)")
     p.add_argument("--no-warmup", action="store_true", help="end to end: no 3 s conversion before timing")

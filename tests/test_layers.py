@@ -279,6 +279,64 @@ def test_nsf_generator_length(padding, source):
     assert y.shape == (2, 1, 160) and y.abs().max() <= 1
 
 
+@pytest.mark.parametrize("resblock,rates,kernels,rb_kernels,rb_dils", [
+    ("1", (8, 8, 2, 2), (16, 16, 4, 4), (3, 7, 11), ((1, 3, 5),) * 3),  # the 4.1 decoder's layout
+    ("2", (5, 4), (11, 8), (3, 5), ((1, 2), (2, 6))),
+])
+def test_decoder_receptive_field_bounds_dependence(resblock, rates, kernels, rb_kernels, rb_dils):
+    """Changing one input frame moves the output only within ``context_frames`` of it (and the bound
+    is not loose by more than a few frames)."""
+    torch.manual_seed(0)
+    gen = NSFHiFiGAN(4, 16000, rates, kernels, 32, resblock, rb_kernels, rb_dils, gin_channels=2).eval().double()
+    gen.remove_weight_norm()
+    for m in gen.modules():  # unit-gain weights, so a dependence does not fade below float resolution
+        if isinstance(m, (torch.nn.Conv1d, torch.nn.ConvTranspose1d)):
+            torch.nn.init.normal_(m.weight, std=(m.weight.shape[1] * m.weight.shape[2]) ** -0.5)
+    n, at, upp, ctx = 80, 40, gen.upp, gen.context_frames
+    x, har, g = torch.randn(1, 4, n).double(), torch.randn(1, 1, n * upp).double(), torch.randn(1, 2, 1).double()
+    x2 = x.clone()
+    x2[..., at] += 1.0
+    pre_tanh = []  # tanh saturates and would hide dependence
+    gen.conv_post.register_forward_hook(lambda m, i, o: pre_tanh.append(o))
+    with torch.no_grad():
+        gen.decode(x2, har, g)
+        gen.decode(x, har, g)
+    changed = torch.nonzero((pre_tanh[0] - pre_tanh[1]).abs()[0, 0] > 0).flatten()
+    first, last = changed.min().item() / upp, changed.max().item() / upp
+    assert at - ctx <= first and last < at + 1 + ctx, (ctx, first, last)
+    assert first < at - ctx + 5 or last > at + ctx - 4, (ctx, first, last)
+
+
+@pytest.mark.parametrize("per_frame_g", [False, True])
+def test_windowed_decode_equals_whole(per_frame_g):
+    torch.manual_seed(1)
+    gen = NSFHiFiGAN(6, 16000, (4, 4), (8, 8), 16, "1", (3, 5), ((1, 3, 5), (1, 3, 5)), gin_channels=3).eval()
+    n = 97
+    x, f0 = torch.randn(2, 6, n), 180 + 40 * torch.rand(2, n)
+    g = torch.randn(2, 3, n) if per_frame_g else torch.randn(2, 3, 1)
+    with torch.no_grad():
+        har = gen.m_source(f0, gen.upp)
+        whole = gen.decode(x, har, g)
+        for window in (1, 10, 33, 96, 500):
+            windowed = gen.decode_windowed(x, har, g, window=window)
+            assert windowed.shape == whole.shape
+            assert torch.allclose(windowed, whole, atol=1e-6), (window, (windowed - whole).abs().max())
+        # too little context is visibly different: the receptive field is what makes it exact
+        short = gen.decode_windowed(x, har, g, window=10, context=0)
+        assert (short - whole).abs().max() > 1e-3
+    with pytest.raises(ValueError, match="window"):
+        gen.decode_windowed(x, har, g, window=0)
+
+
+def test_synthesizer_infer_with_decode_window_matches():
+    torch.manual_seed(2)
+    model = _tiny_synth().prepare_for_inference()
+    c, f0, uv = torch.randn(1, 12, 140), 150 + 100 * torch.rand(1, 140), (torch.rand(1, 140) > 0.2).float()
+    whole, _ = model.infer(c, f0, uv, 1, noise_scale=0.4)
+    windowed, _ = model.infer(c, f0, uv, 1, noise_scale=0.4, decode_window=16)
+    assert torch.allclose(windowed, whole, atol=1e-6)
+
+
 def test_discriminator_outputs():
     disc = MultiPeriodDiscriminator()
     y, y_hat = torch.randn(2, 1, 2048), torch.randn(2, 1, 2048)

@@ -184,6 +184,8 @@ class NSFHiFiGAN(nn.Module):
         self.num_kernels = len(resblock_kernel_sizes)
         self.num_upsamples = len(upsample_rates)
         self.upp = int(math.prod(upsample_rates))
+        self.context_frames = _receptive_field_frames(upsample_rates, upsample_kernel_sizes, str(resblock),
+                                                      resblock_kernel_sizes, resblock_dilation_sizes)
         # Registration order follows upstream so parameter (and optimizer-state) order matches.
         self.m_source = SourceModuleHnNSF(sampling_rate, harmonic_num=harmonic_num, mode=source)
         self.noise_convs = nn.ModuleList()
@@ -230,8 +232,61 @@ class NSFHiFiGAN(nn.Module):
         x = self.conv_post(F.leaky_relu(x))  # default slope 0.01 here, as upstream
         return torch.tanh(x)
 
+    def decode_windowed(self, x: torch.Tensor, har_source: torch.Tensor, g: torch.Tensor | None = None,
+                        window: int = 256, context: int | None = None) -> torch.Tensor:
+        """:meth:`decode` in fixed-length windows of ``window + 2 * context`` frames; same output.
+
+        Every window is decoded with ``context`` frames of real input on both sides (at least the
+        generator's receptive field, :attr:`context_frames`, by default) and only its centre is kept,
+        so the result equals :meth:`decode` of the whole sequence up to float rounding. The excitation
+        is sliced from ``har_source``, which was computed over the whole sequence, so the sine phase
+        runs on across windows. Windows near the ends are shifted inwards so that all have the same
+        length: oneDNN builds its convolution kernels once per input shape (about a second for this
+        generator on CPU), so one shape for every window of every file avoids that cost after the first
+        call, and the working set stays small and flat however long the input is. Sequences shorter
+        than one window are decoded whole.
+        """
+        context = self.context_frames if context is None else int(context)
+        if window < 1 or context < 0:
+            raise ValueError(f"window must be >= 1 and context >= 0 frames, got {window} and {context}")
+        n = x.size(-1)
+        span = window + 2 * context
+        if n <= span:
+            return self.decode(x, har_source, g)
+        upp = self.upp
+        per_frame_g = g is not None and g.size(-1) > 1
+        pieces = []
+        for start in range(0, n, window):
+            end = min(n, start + window)
+            lo = min(max(0, start - context), n - span)
+            gw = g[..., lo:lo + span] if per_frame_g else g
+            y = self.decode(x[..., lo:lo + span], har_source[..., lo * upp:(lo + span) * upp], gw)
+            pieces.append(y[..., (start - lo) * upp:(end - lo) * upp])
+        return torch.cat(pieces, dim=-1)
+
     def remove_weight_norm(self) -> None:
         for layer in (self.conv_pre, *self.ups, self.conv_post):
             remove_weight_norm_modules(layer)
         for block in self.resblocks:
             block.remove_weight_norm()
+
+
+def _receptive_field_frames(upsample_rates: Sequence[int], upsample_kernel_sizes: Sequence[int], resblock: str,
+                            resblock_kernel_sizes: Sequence[int],
+                            resblock_dilation_sizes: Sequence[Sequence[int]]) -> int:
+    """Input frames on each side that one output sample of :class:`NSFHiFiGAN` can depend on (rounded
+    up, plus one frame of margin): the reaches of its convolutions, each divided by the samples per
+    frame of the rate it runs at, added along the chain."""
+    reach = 3.0  # conv_pre, kernel 7
+    rate = 1
+    for u, k in zip(upsample_rates, upsample_kernel_sizes):
+        reach += math.ceil((k - 1) / u) / rate  # transposed conv: input samples, whatever its padding
+        rate *= u
+        reach += 2.0 / rate  # noise conv on the excitation: kernel 2*stride, stride = samples per stage sample
+        per_block = []
+        for k_r, dils in zip(resblock_kernel_sizes, resblock_dilation_sizes):
+            half = (k_r - 1) // 2
+            per_block.append(sum(half * d + (half if resblock == "1" else 0) for d in dils))
+        reach += max(per_block) / rate
+    reach += 3.0 / rate  # conv_post, kernel 7
+    return math.ceil(reach) + 1
