@@ -38,7 +38,7 @@ def _speech_input(path: Path, seconds: float) -> Path:
 
 def worker_ours(args) -> dict:
     torch = C.setup_torch()
-    from svc_pl.data.audio import load_audio, save_audio
+    from svc_pl.data.audio import AudioWriter, load_audio
     from svc_pl.data.content import random_content_encoder
     from svc_pl.infer.converter import Converter, ConvertOptions
     from svc_pl.infer.loading import load_voice_model
@@ -61,16 +61,21 @@ def worker_ours(args) -> dict:
         t0 = time.perf_counter()
         y, sr = load_audio(args.input)
         t_read = time.perf_counter() - t0
+        # as ``svc-pl infer`` does: blocks are written as they come out, atomically
+        t_write = 0.0
         t0 = time.perf_counter()
-        out = converter.convert(y, sr, opts)
-        t_convert = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        save_audio(out_path, out, vm.sampling_rate)
-        t_write = time.perf_counter() - t0
+        with AudioWriter(out_path, vm.sampling_rate) as writer:
+            for block in converter.iter_convert(y, sr, opts):
+                tw = time.perf_counter()
+                writer.write(block)
+                t_write += time.perf_counter() - tw
+            tw = time.perf_counter()
+        t_write += time.perf_counter() - tw  # closing: fsync and rename
+        t_convert = time.perf_counter() - t0 - t_write
         stages = {k: float(converter.timings.get(k, 0.0)) for k in STAGES[:-1]}
         stages["other"] = t_convert - sum(stages.values())
         runs.append({"read": t_read, "convert": t_convert, "write": t_write, "stages": stages,
-                     "out_seconds": len(out) / vm.sampling_rate})
+                     "out_seconds": writer.frames / vm.sampling_rate})
     del torch
     return _summary(f"ours-{args.precision[0]}", args, t_load, runs)
 

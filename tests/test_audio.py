@@ -194,11 +194,40 @@ def test_failed_saves_leave_nothing(tmp_path, monkeypatch):
     save_audio(keep, y, 16000)
     before = keep.read_bytes()
 
-    def broken_write(file, data, *args, **kwargs):
-        file.write(b"RIFF partial")
+    real_write = audio.sf.SoundFile.write
+
+    def broken_write(self, data):
+        real_write(self, data[: len(data) // 2])  # some bytes reach the temporary file, then:
         raise OSError("disk full")
 
-    monkeypatch.setattr(audio.sf, "write", broken_write)
+    monkeypatch.setattr(audio.sf.SoundFile, "write", broken_write)
     with pytest.raises(OSError, match="disk full"):
         save_audio(keep, -y, 16000)
     assert keep.read_bytes() == before and os.listdir(tmp_path) == ["keep.wav"]
+
+
+@pytest.mark.parametrize("ext", [".wav", ".flac", ".ogg"])
+def test_audio_writer_streams_blocks_atomically(tmp_path, ext):
+    y = tone(330, 16000, 1.0)
+    whole, blocks = tmp_path / f"whole{ext}", tmp_path / f"blocks{ext}"
+    save_audio(whole, y, 16000)
+    with audio.AudioWriter(blocks, 16000) as writer:
+        for i in range(0, len(y), 1234):
+            writer.write(y[i:i + 1234])
+            assert not blocks.exists()  # nothing at the final path until the end
+    a, _ = sf.read(whole, dtype="float32")
+    b, _ = sf.read(blocks, dtype="float32")
+    assert len(a) == len(b) == len(y)
+    if ext != ".ogg":  # lossless: the same samples
+        assert np.array_equal(a, b)
+    # an error in the middle of a conversion: no output, no temporary
+    target = tmp_path / f"failed{ext}"
+    with pytest.raises(RuntimeError, match="model exploded"):
+        with audio.AudioWriter(target, 16000) as writer:
+            writer.write(y[:4000])
+            raise RuntimeError("model exploded")
+    assert not target.exists() and not [p for p in os.listdir(tmp_path) if p.startswith(".")]
+    with pytest.raises(ValueError, match="channel"):
+        with audio.AudioWriter(tmp_path / f"stereo{ext}", 16000, channels=2) as writer:
+            writer.write(y)
+    assert sorted(os.listdir(tmp_path)) == sorted([whole.name, blocks.name])

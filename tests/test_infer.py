@@ -220,3 +220,16 @@ def test_precision_auto_follows_hardware(monkeypatch):
     assert resolve_precision("auto", "cpu") == "bf16"
     with pytest.raises(ValueError, match="precision"):
         resolve_precision("fp16", "cpu")
+
+
+def test_iter_convert_streams_what_convert_returns(converter, speech, monkeypatch):
+    import svc_pl.infer.converter as conv_mod
+
+    _, y, sr, _, _ = speech
+    y = np.concatenate([y, np.zeros(3 * sr, np.float32), y])  # a long silence between two passages
+    monkeypatch.setattr(conv_mod, "_SILENCE_BLOCK", 4096)  # so the silence goes out in several blocks
+    opts = ConvertOptions(precision="fp32", clip_seconds=0.8, crossfade_seconds=0.1, min_chunk_seconds=1.0)
+    whole = converter.convert(y, sr, opts)
+    blocks = list(converter.iter_convert(y, sr, opts))
+    assert len(blocks) > 4 and max(len(b) for b in blocks) < len(whole) / 2
+    assert np.array_equal(np.concatenate(blocks), whole)

@@ -52,6 +52,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "auto (default): bf16 where the hardware does it natively, else fp32")
     p.add_argument("--decode-window", type=int, default=256,
                    help="frames the decoder works on at a time (0: whole clips); same audio, less set-up and memory")
+    p.add_argument("--length-bucket-seconds", type=float, default=0.5,
+                   help="pad clips with silence to a multiple of this length (few distinct shapes: faster, flat memory)")
+    p.add_argument("--batch-size", type=int, default=0, help="clips of one length converted together (0: 1 on CPU, 8 on GPU)")
     p.add_argument("--max-chunk-seconds", type=float, default=10.0,
                    help="longest voiced clip converted at once when --clip-seconds is 0")
     p.add_argument("--enhancer", metavar="DIR", help="openvpi NSF-HiFiGAN vocoder folder (model + config.json)")
@@ -84,7 +87,8 @@ def _options(args):
                           min_chunk_seconds=args.min_chunk_seconds, pad_seconds=args.pad_seconds,
                           clip_seconds=args.clip_seconds, crossfade_seconds=args.crossfade_seconds, seed=args.seed,
                           precision=args.precision, max_chunk_seconds=args.max_chunk_seconds,
-                          decode_window=args.decode_window,
+                          decode_window=args.decode_window, length_bucket_seconds=args.length_bucket_seconds,
+                          batch_size=args.batch_size,
                           enhancer_adaptive_key=args.enhancer_adaptive_key)
 
 

@@ -69,7 +69,10 @@ def load_audio(path: str | os.PathLike, target_sr: int | None = None,
     if not np.isfinite(data).all():
         bad = int((~np.isfinite(data)).sum())
         raise BadAudioError(str(path), f"contains {bad} NaN/inf sample(s): re-export the file")
-    y = data.mean(axis=1) if mono else np.ascontiguousarray(data.T)
+    if mono:
+        y = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1)  # mono files: no copy
+    else:
+        y = np.ascontiguousarray(data.T)
     if target_sr is not None and target_sr != sr:
         y = resample(y, sr, target_sr)
         sr = target_sr
@@ -179,48 +182,104 @@ def save_audio(path: str | os.PathLike, y: np.ndarray, sr: int, subtype: str | N
         FileNotFoundError: the output directory does not exist.
         ValueError: ``y`` has a bad shape or non-finite samples.
     """
-    path = Path(path)
-    fmt = FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        raise UnsupportedFormatError(f"{path}: cannot write audio with extension {path.suffix!r}; "
-                                     f"use one of {', '.join(sorted(FORMATS))}")
-    if subtype is not None and not sf.check_format(fmt, subtype):
-        raise UnsupportedFormatError(f"{path}: format {fmt} cannot hold subtype {subtype!r}; "
-                                     f"choose one of {', '.join(sf.available_subtypes(fmt))}")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise FileNotFoundError(f"{path}: output directory {parent} does not exist")
-    data = _frames_for_writing(path, y, subtype or sf.default_subtype(fmt))
-
-    tmp = parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
-    # O_EXCL: never clobber anything; mode 0o666 lets the umask decide, like a normal open().
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            sf.write(f, data, sr, format=fmt, subtype=subtype)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(parent)
-    return path
-
-
-def _frames_for_writing(path: Path, y: np.ndarray, subtype: str) -> np.ndarray:
-    """(T,) or (C, T) -> (T,) or (T, C) float32, checked and clipped for integer subtypes."""
     x = np.asarray(y, dtype=np.float32)
     if x.ndim not in (1, 2) or x.shape[-1] == 0:
         raise ValueError(f"{path}: expected non-empty samples of shape (T,) or (C, T), got {x.shape}")
-    if not np.isfinite(x).all():
-        raise ValueError(f"{path}: refusing to write NaN/inf samples")
-    if subtype not in ("FLOAT", "DOUBLE", "VORBIS", "OPUS"):
-        peak = float(np.max(np.abs(x)))
-        if peak > 1.0:
-            LOG.warning("%s: peak %.3f exceeds full scale; clipping for %s", path, peak, subtype)
-            x = np.clip(x, -1.0, 1.0)
-    return x if x.ndim == 1 else np.ascontiguousarray(x.T)
+    with AudioWriter(path, sr, channels=1 if x.ndim == 1 else x.shape[0], subtype=subtype) as writer:
+        writer.write(x)
+    return Path(path)
+
+
+class AudioWriter:
+    """Writes an audio file block by block, atomically: until the ``with`` block ends without error
+    the data go to a hidden temporary file beside ``path``; then it is fsync'ed and renamed over
+    ``path``. On any error (or an empty file) the temporary is removed and ``path`` is untouched.
+
+    Each block is checked (finite, shape ``(T,)`` or ``(C, T)``) and, for integer subtypes, clipped to
+    full scale with one warning per file. So a long conversion can be written as it comes out,
+    without ever holding the whole output.
+
+        with AudioWriter("out.flac", 44100) as w:
+            for block in converter.iter_convert(audio, sr, opts):
+                w.write(block)
+    """
+
+    def __init__(self, path: str | os.PathLike, sr: int, channels: int = 1, subtype: str | None = None):
+        self.path = Path(path)
+        self.fmt = FORMATS.get(self.path.suffix.lower())
+        if self.fmt is None:
+            raise UnsupportedFormatError(f"{self.path}: cannot write audio with extension {self.path.suffix!r}; "
+                                         f"use one of {', '.join(sorted(FORMATS))}")
+        if subtype is not None and not sf.check_format(self.fmt, subtype):
+            raise UnsupportedFormatError(f"{self.path}: format {self.fmt} cannot hold subtype {subtype!r}; "
+                                         f"choose one of {', '.join(sf.available_subtypes(self.fmt))}")
+        self.parent = self.path.parent if str(self.path.parent) else Path(".")
+        if not self.parent.is_dir():
+            raise FileNotFoundError(f"{self.path}: output directory {self.parent} does not exist")
+        self.sr, self.channels = int(sr), int(channels)
+        self.subtype = subtype or sf.default_subtype(self.fmt)
+        self.frames = 0
+        self._peak = 0.0
+        self._tmp: Path | None = None
+        self._file = None
+        self._sf = None
+
+    def __enter__(self) -> AudioWriter:
+        self._tmp = self.parent / f".{self.path.name}.{secrets.token_hex(6)}.tmp"
+        # O_EXCL: never clobber anything; mode 0o666 lets the umask decide, like a normal open().
+        fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        try:
+            self._file = os.fdopen(fd, "wb")
+            self._sf = sf.SoundFile(self._file, "w", self.sr, self.channels, self.subtype, format=self.fmt)
+        except BaseException:
+            if self._file is not None:
+                self._file.close()
+            else:
+                os.close(fd)
+            self._tmp.unlink(missing_ok=True)
+            raise
+        return self
+
+    def write(self, y: np.ndarray) -> None:
+        """Append samples, ``(T,)`` for one channel or ``(C, T)``."""
+        x = np.asarray(y, dtype=np.float32)
+        if x.ndim == 1 and self.channels != 1 or x.ndim == 2 and x.shape[0] != self.channels or x.ndim > 2:
+            raise ValueError(f"{self.path}: expected blocks of {self.channels} channel(s), got shape {x.shape}")
+        if x.shape[-1] == 0:
+            return
+        if not np.isfinite(x).all():
+            raise ValueError(f"{self.path}: refusing to write NaN/inf samples")
+        if self.subtype not in ("FLOAT", "DOUBLE", "VORBIS", "OPUS"):
+            peak = float(np.max(np.abs(x)))
+            if peak > 1.0:
+                if self._peak <= 1.0:
+                    LOG.warning("%s: peak %.3f exceeds full scale; clipping for %s", self.path, peak, self.subtype)
+                x = np.clip(x, -1.0, 1.0)
+            self._peak = max(self._peak, peak)
+        self._sf.write(x if x.ndim == 1 else np.ascontiguousarray(x.T))
+        self.frames += x.shape[-1]
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        ok = exc_type is None
+        try:
+            try:
+                self._sf.close()  # completes the container (headers, last pages)
+                if ok and self.frames == 0:
+                    raise ValueError(f"{self.path}: no samples were written")
+                if ok:
+                    self._file.flush()
+                    os.fsync(self._file.fileno())
+            finally:
+                self._file.close()
+            if ok:
+                os.replace(self._tmp, self.path)
+        except BaseException:
+            self._tmp.unlink(missing_ok=True)
+            raise
+        if not ok:
+            self._tmp.unlink(missing_ok=True)
+            return
+        _fsync_dir(self.parent)
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -48,10 +48,12 @@ def collect_jobs(inputs: list[str], output_dir: str | os.PathLike, fmt: str | No
 
 def convert_file(converter, job: Job, opts) -> None:
     """Read, convert and write one file (atomically). Raises UserFacingError naming the file on bad input."""
-    from svc_pl.data.audio import check_audio, load_audio, save_audio
+    from svc_pl.data.audio import AudioWriter, check_audio, load_audio
 
     audio, sr = load_audio(job.source)
     check_audio(audio, sr, job.source, min_seconds=0.0, silence_db=-1e9)  # silence converts to silence
-    out = converter.convert(audio, sr, opts)
     Path(job.target).parent.mkdir(parents=True, exist_ok=True)
-    save_audio(job.target, out, converter.model.sampling_rate)
+    # written as it is converted (never the whole output in memory), atomically: no partial file
+    with AudioWriter(job.target, converter.model.sampling_rate) as writer:
+        for block in converter.iter_convert(audio, sr, opts):
+            writer.write(block)
