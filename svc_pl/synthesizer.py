@@ -171,7 +171,8 @@ class Synthesizer(nn.Module):
     @torch.no_grad()
     def infer(self, c: torch.Tensor, f0: torch.Tensor, uv: torch.Tensor, speaker: SpeakerSpec,
               noise_scale: float = 0.35, seed: int | None = 52468, predict_f0: bool = False,
-              vol: torch.Tensor | None = None, decode_window: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+              vol: torch.Tensor | None = None, decode_window: int = 0,
+              decode_frames: tuple[int, int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Convert content + pitch to audio in the voice of ``speaker``.
 
         Args:
@@ -185,6 +186,8 @@ class Synthesizer(nn.Module):
             decode_window: if > 0, run the decoder in windows of this many frames (plus its receptive
                 field on both sides, see :meth:`NSFHiFiGAN.decode_windowed`): the same audio up to float
                 rounding, one kernel shape for every input length, and a small working set.
+            decode_frames: with ``decode_window``, decode only frames ``(lo, hi)``: the audio returned is
+                that slice of the full result, (B, 1, (hi - lo) * hop), and the rest is not computed.
         Returns:
             (audio (B, 1, T * hop), the f0 used (B, T)).
         """
@@ -192,9 +195,9 @@ class Synthesizer(nn.Module):
         with rng if seed is not None else contextlib.nullcontext():
             if seed is not None:
                 torch.manual_seed(seed)
-            return self._infer(c, f0, uv, speaker, noise_scale, predict_f0, vol, decode_window)
+            return self._infer(c, f0, uv, speaker, noise_scale, predict_f0, vol, decode_window, decode_frames)
 
-    def _infer(self, c, f0, uv, speaker, noise_scale, predict_f0, vol, decode_window=0):
+    def _infer(self, c, f0, uv, speaker, noise_scale, predict_f0, vol, decode_window=0, decode_frames=None):
         g = self.speaker_embedding(speaker, batch=c.size(0), device=c.device)
         x_mask = torch.ones(c.size(0), 1, c.size(2), dtype=c.dtype, device=c.device)
         x = self._prior_input(c, uv, x_mask, vol)
@@ -205,7 +208,9 @@ class Synthesizer(nn.Module):
         z = self.flow(z_p, x_mask, g=g, reverse=True)
         if decode_window > 0:
             har_source = self.dec.m_source(f0, self.dec.upp)
-            return self.dec.decode_windowed(z, har_source, g, window=decode_window), f0
+            return self.dec.decode_windowed(z, har_source, g, window=decode_window, frames=decode_frames), f0
+        if decode_frames is not None:
+            raise ValueError("decode_frames needs decode_window > 0")
         return self.dec(z, g=g, f0=f0), f0
 
     def prepare_for_inference(self) -> Synthesizer:

@@ -321,6 +321,11 @@ def test_windowed_decode_equals_whole(per_frame_g):
             windowed = gen.decode_windowed(x, har, g, window=window)
             assert windowed.shape == whole.shape
             assert torch.allclose(windowed, whole, atol=1e-6), (window, (windowed - whole).abs().max())
+        for lo, hi in ((0, n), (0, 30), (20, 97), (40, 41), (5, 90)):
+            part = gen.decode_windowed(x, har, g, window=16, frames=(lo, hi))
+            assert torch.allclose(part, whole[..., lo * gen.upp:hi * gen.upp], atol=1e-6), (lo, hi)
+        with pytest.raises(ValueError, match="frames"):
+            gen.decode_windowed(x, har, g, window=16, frames=(50, 40))
         # too little context is visibly different: the receptive field is what makes it exact
         short = gen.decode_windowed(x, har, g, window=10, context=0)
         assert (short - whole).abs().max() > 1e-3

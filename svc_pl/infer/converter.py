@@ -302,10 +302,17 @@ class Converter:
         dev = self.device
         c, f0, uv, vol = (torch.stack(x).to(dev) for x in (units, f0s, uvs, vols))
         speaker = self._stack_speakers(spks).to(dev)
+        # with windowed decoding only the frames kept are decoded (the padding is not: the decoder's
+        # receptive field is a fraction of it); the enhancer wants the whole padded clip
+        frames = None
+        offset = pad  # sample of ``audio`` where each piece starts
+        if opts.decode_window > 0 and self.enhancer is None:
+            frames = (pad // hop, min(c.size(-1), -(-(pad + max(p.end - p.start for p in group)) // hop)))
+            offset = 0
         with self._autocast(opts):
             audio, f0_used = net.infer(c, f0, uv, speaker, noise_scale=opts.noise_scale, seed=opts.seed,
                                        predict_f0=opts.auto_predict_f0, vol=vol if net.vol_embedding else None,
-                                       decode_window=opts.decode_window)
+                                       decode_window=opts.decode_window, decode_frames=frames)
         audio = audio[:, 0].float()
         if self.enhancer is not None:
             enhanced = []
@@ -322,7 +329,7 @@ class Converter:
         self.timings["synthesis"] += time.perf_counter() - t0
         segs = []
         for i, p in enumerate(group):
-            seg = audio[i, pad:pad + (p.end - p.start)]
+            seg = audio[i, offset:offset + (p.end - p.start)]
             if opts.loudness_mix != 1:
                 seg = match_loudness(y[p.start:p.end], seg, msr, opts.loudness_mix)
             segs.append(seg.astype(np.float32, copy=False))

@@ -233,7 +233,8 @@ class NSFHiFiGAN(nn.Module):
         return torch.tanh(x)
 
     def decode_windowed(self, x: torch.Tensor, har_source: torch.Tensor, g: torch.Tensor | None = None,
-                        window: int = 256, context: int | None = None) -> torch.Tensor:
+                        window: int = 256, context: int | None = None,
+                        frames: tuple[int, int] | None = None) -> torch.Tensor:
         """:meth:`decode` in fixed-length windows of ``window + 2 * context`` frames; same output.
 
         Every window is decoded with ``context`` frames of real input on both sides (at least the
@@ -245,11 +246,26 @@ class NSFHiFiGAN(nn.Module):
         generator on CPU), so one shape for every window of every file avoids that cost after the first
         call, and the working set stays small and flat however long the input is. Sequences shorter
         than one window are decoded whole.
+
+        ``frames=(lo, hi)`` decodes only those frames (with ``context`` frames of input around them),
+        returning (B, 1, (hi - lo) * upp): the same samples as the full output's slice, without the
+        work for the rest (the converter's padding, for one).
         """
         context = self.context_frames if context is None else int(context)
         if window < 1 or context < 0:
             raise ValueError(f"window must be >= 1 and context >= 0 frames, got {window} and {context}")
         n = x.size(-1)
+        if frames is not None:
+            lo, hi = int(frames[0]), int(frames[1])
+            if not 0 <= lo < hi <= n:
+                raise ValueError(f"frames must satisfy 0 <= lo < hi <= {n}, got {frames}")
+            a, b = max(0, lo - context), min(n, hi + context)
+            if (a, b) != (0, n):
+                gs = g[..., a:b] if g is not None and g.size(-1) > 1 else g
+                y = self.decode_windowed(x[..., a:b], har_source[..., a * self.upp:b * self.upp], gs, window, context)
+                return y[..., (lo - a) * self.upp:(hi - a) * self.upp]
+            y = self.decode_windowed(x, har_source, g, window, context)
+            return y[..., lo * self.upp:hi * self.upp]
         span = window + 2 * context
         if n <= span:
             return self.decode(x, har_source, g)
