@@ -5,7 +5,9 @@ silences (the seed's slicer), and every voiced chunk is converted with ``pad_sec
 both sides and trimmed back; silent chunks stay silent, so the output has the input's duration.
 Long voiced chunks are cut into clips of at most ``clip_seconds`` (or ``max_chunk_seconds`` when
 no forced clip length is set) that overlap by ``crossfade_seconds`` and are cross-faded, so time
-and memory stay linear in length. Clips of equal length are synthesised as one batch.
+stays linear in length. Clips are padded to a few bucket lengths, decoded in fixed windows and
+emitted in time order as soon as they are final (:meth:`Converter.iter_convert`), so peak memory
+does not grow with the input beyond the input itself.
 """
 
 from __future__ import annotations

@@ -153,9 +153,11 @@ class SourceModuleHnNSF(nn.Module):
         self.l_tanh = nn.Tanh()
 
     def forward(self, f0: torch.Tensor, upp: int) -> torch.Tensor:
-        """f0 (B, N) -> excitation (B, 1, N*upp)."""
-        sine_wavs, _ = self.l_sin_gen(f0, upp)
-        return self.l_tanh(self.l_linear(sine_wavs.to(self.l_linear.weight.dtype))).transpose(1, 2)
+        """f0 (B, N) -> excitation (B, 1, N*upp), in the weights' precision even under autocast (a bf16
+        excitation alone costs the output about 1.5 dB of SNR against fp32)."""
+        with torch.autocast(device_type=f0.device.type, enabled=False):
+            sine_wavs, _ = self.l_sin_gen(f0.float(), upp)
+            return self.l_tanh(self.l_linear(sine_wavs.to(self.l_linear.weight.dtype))).transpose(1, 2)
 
 
 class NSFHiFiGAN(nn.Module):
