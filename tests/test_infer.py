@@ -210,7 +210,7 @@ def test_decode_window_gives_the_same_audio(converter, speech):
 
 
 def test_precision_auto_follows_hardware(monkeypatch):
-    from svc_pl.infer.converter import resolve_precision
+    from svc_pl.infer.runtime import resolve_precision
 
     assert resolve_precision("fp32", "cpu") == "fp32" and resolve_precision("bf16", "cpu") == "bf16"
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from svc_pl.infer.loading import VoiceModel
+from svc_pl.infer.runtime import bound_cpu_kernel_cache, release_free_heap, resolve_precision
 
 LOG = logging.getLogger(__name__)
 _SILENCE_BLOCK = 1 << 20  # samples of silence emitted at a time between converted pieces
@@ -113,7 +114,7 @@ class Converter:
 
     def __init__(self, model: VoiceModel, content_encoder, device: str | torch.device = "cpu", enhancer=None,
                  cluster=None, index=None):
-        _bound_cpu_kernel_cache()
+        bound_cpu_kernel_cache()
         self.model = model
         self.encoder = content_encoder.to(device).eval()
         self.device = torch.device(device)
@@ -235,7 +236,7 @@ class Converter:
                 j += 1
             group = pieces[i:j]
             segs = self._synthesize_group(group, y, y16, pad, total, opts)
-            _release_free_heap()
+            release_free_heap()
             for p, seg in zip(group, segs):
                 # silence before the piece goes out in bounded blocks, the piece goes into ``buf``
                 while not len(buf) and p.start - emitted > _SILENCE_BLOCK:
@@ -357,64 +358,6 @@ class Converter:
         if all(torch.is_tensor(s) and s.dim() == 1 for s in spks):
             return torch.stack(spks)
         return torch.cat([s if s.dim() == 3 else s.view(1, -1, 1).expand(1, -1, spks[0].shape[-1]) for s in spks])
-
-
-def _release_free_heap() -> None:
-    """Give the C heap's free pages back to the OS (glibc ``malloc_trim``; a no-op elsewhere).
-
-    Between clips the tensors of the last one are free but, scattered among live allocations, stay
-    in the process; returned after every clip, the peak stays that of one clip however many came
-    before (about 0.3 GB less over ten minutes of audio). It costs well under a millisecond.
-    """
-    global _MALLOC_TRIM
-    if _MALLOC_TRIM is None:
-        import ctypes
-        import ctypes.util
-
-        try:
-            _MALLOC_TRIM = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
-        except (OSError, AttributeError):
-            _MALLOC_TRIM = False
-    if _MALLOC_TRIM:
-        _MALLOC_TRIM(0)
-
-
-_MALLOC_TRIM = None
-
-
-def _bound_cpu_kernel_cache(capacity: int = 256) -> None:
-    """Cap oneDNN's kernel cache (PyTorch's CPU convolutions), unless the user has set it.
-
-    oneDNN compiles and caches kernels per input shape, up to 1024 of them by default; a long
-    conversion meets many clip shapes and the cache grows by hundreds of MB before it is full. 256
-    holds every kernel the converter reuses (the decoder's window, the length buckets' encoders) and
-    keeps peak memory flat in the input's length. It takes effect if no oneDNN kernel has been built
-    in this process yet (oneDNN reads the variable once).
-    """
-    import os
-
-    os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", str(capacity))
-
-
-def resolve_precision(precision: str, device: str | torch.device) -> str:
-    """"fp32" or "bf16" for ``precision`` ("fp32", "bf16" or "auto") on ``device``.
-
-    "auto" is bf16 on CUDA devices that support it and on CPUs with native bfloat16 arithmetic
-    (AVX-512 BF16 or AMX); elsewhere bf16 would be emulated and slower than fp32, so fp32.
-    """
-    if precision in ("fp32", "bf16"):
-        return precision
-    if precision != "auto":
-        raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16', got {precision!r}")
-    device = torch.device(device)
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    if device.type == "cpu":
-        cpu = getattr(torch, "cpu", None)
-        native = any(getattr(cpu, name, lambda: False)() for name in ("_is_avx512_bf16_supported",
-                                                                         "_is_amx_tile_supported"))
-        return "bf16" if native else "fp32"
-    return "fp32"
 
 
 def match_loudness(source: np.ndarray, output: np.ndarray, sr: int, rate: float) -> np.ndarray:
