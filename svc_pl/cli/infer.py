@@ -48,13 +48,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=52468)
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                    help="bf16: content encoder and synthesizer under bfloat16 autocast (about 2x faster on CPUs "
-                        "with AVX-512 BF16/AMX and on GPUs; the audio moves from fp32's by about -35 dB); "
+                        "with AVX-512 BF16/AMX and on GPUs; the audio moves from fp32's by -30 to -40 dB); "
                         "auto (default): bf16 where the hardware does it natively, else fp32")
     p.add_argument("--decode-window", type=int, default=256,
                    help="frames the decoder works on at a time (0: whole clips); same audio, less set-up and memory")
     p.add_argument("--length-bucket-seconds", type=float, default=0.5,
-                   help="pad clips with silence to a multiple of this length (few distinct shapes: faster, flat memory)")
-    p.add_argument("--batch-size", type=int, default=0, help="clips of one length converted together (0: 1 on CPU, 8 on GPU)")
+                   help="pad clips with silence to a multiple of this length (few shapes: faster, flat memory)")
+    p.add_argument("--batch-size", type=int, default=0,
+                   help="clips of one length converted together (0: 1 on CPU, 8 on GPU)")
     p.add_argument("--max-chunk-seconds", type=float, default=10.0,
                    help="longest voiced clip converted at once when --clip-seconds is 0")
     p.add_argument("--enhancer", metavar="DIR", help="openvpi NSF-HiFiGAN vocoder folder (model + config.json)")

@@ -54,7 +54,7 @@ class ConvertOptions:
         cross-faded over ``crossfade_seconds`` (at least 0.2 s), keeping time and memory linear.
     precision: "fp32"; "bf16" to run the content encoder and the synthesizer under bfloat16 autocast
         (about 2x faster on CPUs with AVX-512 BF16 or AMX and on GPUs; F0, the sine source's phase and
-        the output stay fp32; the audio moves from the fp32 result by roughly -35 to -40 dB, see the
+        the output stay fp32; the audio moves from the fp32 result by -30 to -40 dB, see the
         README); "auto" (default): bf16 where the hardware computes it natively, else fp32.
     decode_window: frames the decoder works on at a time (plus its receptive field on each side; 0:
         the whole clip at once). Same audio up to float rounding; one kernel shape for every clip
@@ -212,7 +212,8 @@ class Converter:
         self.timings["slicing"] += time.perf_counter() - t0
         return y, y16, pieces
 
-    def _blocks(self, y: np.ndarray, y16: np.ndarray, pieces: list[_Piece], opts: ConvertOptions) -> Iterator[np.ndarray]:
+    def _blocks(self, y: np.ndarray, y16: np.ndarray, pieces: list[_Piece],
+                opts: ConvertOptions) -> Iterator[np.ndarray]:
         """Synthesise the pieces in time order and yield the output as soon as it is final.
 
         Consecutive pieces with the same padded length share a batch (up to ``batch_size``). A piece's

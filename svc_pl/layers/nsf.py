@@ -256,23 +256,19 @@ class NSFHiFiGAN(nn.Module):
         context = self.context_frames if context is None else int(context)
         if window < 1 or context < 0:
             raise ValueError(f"window must be >= 1 and context >= 0 frames, got {window} and {context}")
-        n = x.size(-1)
+        n, upp = x.size(-1), self.upp
+        per_frame_g = g is not None and g.size(-1) > 1
         if frames is not None:
             lo, hi = int(frames[0]), int(frames[1])
             if not 0 <= lo < hi <= n:
                 raise ValueError(f"frames must satisfy 0 <= lo < hi <= {n}, got {frames}")
             a, b = max(0, lo - context), min(n, hi + context)
-            if (a, b) != (0, n):
-                gs = g[..., a:b] if g is not None and g.size(-1) > 1 else g
-                y = self.decode_windowed(x[..., a:b], har_source[..., a * self.upp:b * self.upp], gs, window, context)
-                return y[..., (lo - a) * self.upp:(hi - a) * self.upp]
-            y = self.decode_windowed(x, har_source, g, window, context)
-            return y[..., lo * self.upp:hi * self.upp]
+            y = self.decode_windowed(x[..., a:b], har_source[..., a * upp:b * upp], g[..., a:b] if per_frame_g else g,
+                                     window, context)
+            return y[..., (lo - a) * upp:(hi - a) * upp]
         span = window + 2 * context
         if n <= span:
             return self.decode(x, har_source, g)
-        upp = self.upp
-        per_frame_g = g is not None and g.size(-1) > 1
         pieces = []
         for start in range(0, n, window):
             end = min(n, start + window)
