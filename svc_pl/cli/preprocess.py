@@ -17,11 +17,13 @@ import sys
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("input_dir", help="folder with one sub-folder of recordings per speaker")
     p.add_argument("output_dir", help="where the preprocessed dataset goes")
-    p.add_argument("--encoder", default="vec768l12", choices=["vec768l12", "vec256l9", "hubertsoft"],
-                   help="content encoder (default vec768l12, as so-vits-svc 4.1)")
+    from svc_pl.data.content import ENCODERS
+
+    p.add_argument("--encoder", default=None, choices=sorted(ENCODERS),
+                   help="content encoder (default: whisper-ppg for Whisper weights, else vec768l12 as so-vits-svc 4.1)")
     p.add_argument("--content-encoder", dest="content_encoder", metavar="PATH",
-                   help="ContentVec/HuBERT weights: checkpoint_best_legacy_500.pt, a Hugging Face model folder, "
-                        "or hubert-soft-0d54a1f4.pt")
+                   help="weights: ContentVec checkpoint_best_legacy_500.pt, a Hugging Face model folder, "
+                        "hubert-soft-0d54a1f4.pt, a Whisper checkpoint or CTranslate2 folder, or whisper-tiny.en")
     p.add_argument("--random-encoder", action="store_true",
                    help="use a ContentVec-shaped encoder with fixed random weights (demos and tests only)")
     p.add_argument("--f0", default="pm", choices=["pm", "dio", "harvest", "crepe", "fcpe", "rmvpe"],
@@ -48,6 +50,11 @@ def run(args: argparse.Namespace) -> int:
     if not args.content_encoder and not args.random_encoder:
         raise UserFacingError("no content encoder weights: pass --content-encoder PATH (e.g. so-vits-svc's "
                               "pretrain/checkpoint_best_legacy_500.pt) or --random-encoder for a demo")
+    if args.encoder is None:
+        from svc_pl.data.whisper import is_whisper_weights
+
+        args.encoder = ("whisper-ppg" if args.content_encoder and is_whisper_weights(args.content_encoder)
+                        else "vec768l12")
     opts = PreprocessOptions(sampling_rate=args.sampling_rate, hop_length=args.hop_length,
                              filter_length=args.filter_length, win_length=args.win_length or args.filter_length,
                              encoder=args.encoder, content_encoder_path=args.content_encoder,

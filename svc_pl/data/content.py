@@ -51,7 +51,9 @@ from svc_pl.errors import CheckpointMismatchError, ConfigError, UserFacingError
 
 LOG = logging.getLogger(__name__)
 
-ENCODERS = {"vec768l12": 768, "vec256l9": 256, "hubertsoft": 256}  # name -> unit dim
+ENCODERS = {"vec768l12": 768, "vec256l9": 256, "hubertsoft": 256,  # name -> unit dim of the released weights
+            "whisper-ppg": 768, "whisper-ppg-large": 1280}  # Whisper: the dim comes from the checkpoint
+WHISPER_ENCODERS = ("whisper-ppg", "whisper-ppg-large")
 _OUTPUT_LAYER = {"vec768l12": 12, "vec256l9": 9, "hubertsoft": None}  # None: all layers
 _USES_PROJ = {"vec768l12": False, "vec256l9": True, "hubertsoft": True}
 SAMPLE_RATE = 16000
@@ -63,7 +65,9 @@ LAYOUTS_HINT = (
     "(transformers HubertModel keys, plus final_proj.* for vec256l9), e.g. lengyue233/content-vec-best;\n"
     "  - a fairseq checkpoint (dict with 'model' and 'cfg'/'args'), e.g. ContentVec's "
     "checkpoint_best_legacy_500.pt, for vec768l12 / vec256l9;\n"
-    "  - a bshall HuBERT-Soft checkpoint, e.g. hubert-soft-0d54a1f4.pt, for hubertsoft."
+    "  - a bshall HuBERT-Soft checkpoint, e.g. hubert-soft-0d54a1f4.pt, for hubertsoft;\n"
+    "  - for whisper-ppg / whisper-ppg-large: an OpenAI Whisper checkpoint (small.pt, large-v3.pt), a "
+    "CTranslate2/faster-whisper folder, or the short name whisper-tiny.en."
 )
 
 
@@ -177,9 +181,16 @@ def random_content_encoder(name: str, seed: int = 0) -> ContentEncoder:
     """A HuBERT-base-shaped encoder with FIXED RANDOM weights, for demos and tests only.
 
     Its units carry no linguistic content: a model trained on them learns nothing useful. Shapes, frame
-    counts and speed match the real encoder. The global RNG state is left untouched.
+    counts and speed match the real encoder. The global RNG state is left untouched. For the Whisper
+    names the network is a Whisper-tiny-shaped encoder (384-d units).
     """
     _check_name(name)
+    if name in WHISPER_ENCODERS:
+        from svc_pl.data.whisper import WhisperAudioEncoder, WhisperContentEncoder, WhisperDims
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return WhisperContentEncoder(name, WhisperAudioEncoder(WhisperDims()))
     arch = HubertArch(proj_dim=256 if _USES_PROJ[name] else 0)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -204,6 +215,16 @@ def load_content_encoder(name: str, path: str | Path | None, device: str | torch
     _check_name(name)
     if path is None:
         raise ContentWeightsError(None, f"no weight path given for content encoder {name!r}")
+    from svc_pl.data.whisper import BUILTIN_WEIGHTS, WhisperWeightsError, is_whisper_weights, load_whisper_encoder
+
+    if name in WHISPER_ENCODERS:
+        try:
+            return load_whisper_encoder(path, name=name, device=device)
+        except WhisperWeightsError as exc:
+            raise ContentWeightsError(path, str(exc).split("\n")[0].removeprefix(f"{path}: ")) from exc
+    if str(path) in BUILTIN_WEIGHTS or is_whisper_weights(path):
+        raise ContentWeightsError(path, f"holds Whisper weights, which cannot serve as {name!r}: "
+                                        "use --encoder whisper-ppg")
     path = Path(path)
     if not path.exists():
         raise ContentWeightsError(path, "does not exist")
