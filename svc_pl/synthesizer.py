@@ -16,6 +16,7 @@ from torch import nn
 
 from svc_pl.layers.commons import rand_slice_segments_with_pitch, sequence_mask
 from svc_pl.layers.conv import remove_all_weight_norm
+from svc_pl.layers.ddsp import DDSPDecoder
 from svc_pl.layers.encoders import ContentEncoder, F0Decoder, PosteriorEncoder
 from svc_pl.layers.f0 import f0_to_coarse, f0_to_lf0, lf0_to_f0, normalize_f0
 from svc_pl.layers.flow import ResidualCouplingBlock, TransformerCouplingBlock
@@ -35,12 +36,12 @@ class SynthesizerOutput(NamedTuple):
     audio: torch.Tensor
     ids_slice: torch.Tensor
     spec_mask: torch.Tensor
-    z: torch.Tensor
-    z_p: torch.Tensor
+    z: torch.Tensor | None  # None (as z_p, m_q, logs_q) for the DDSP decoder, which has no posterior
+    z_p: torch.Tensor | None
     m_p: torch.Tensor
     logs_p: torch.Tensor
-    m_q: torch.Tensor
-    logs_q: torch.Tensor
+    m_q: torch.Tensor | None
+    logs_q: torch.Tensor | None
     pred_lf0: torch.Tensor | None
     norm_lf0: torch.Tensor | None
     lf0: torch.Tensor | None
@@ -65,15 +66,22 @@ class Synthesizer(nn.Module):
                  ssl_dim: int = 768, n_speakers: int = 200, sampling_rate: int = 44100, vol_embedding: bool = False,
                  vocoder_name: Literal["nsf-hifigan"] = "nsf-hifigan", use_depthwise_conv: bool = False,
                  use_automatic_f0_prediction: bool = True, flow_share_parameter: bool = False, n_flow_layer: int = 4,
-                 n_layers_trans_flow: int = 3, use_transformer_flow: bool = False):
+                 n_layers_trans_flow: int = 3, use_transformer_flow: bool = False,
+                 decoder: Literal["nsf-hifigan", "ddsp"] = "nsf-hifigan", hop_length: int | None = None,
+                 ddsp_hidden: int = 256, n_harmonics: int = 64, n_noise_bands: int = 65):
         super().__init__()
+        if decoder not in ("nsf-hifigan", "ddsp"):
+            raise ValueError(f"decoder {decoder!r} is not one of 'nsf-hifigan', 'ddsp'")
         if vocoder_name != "nsf-hifigan":
             raise ValueError(f"vocoder_name {vocoder_name!r} is not supported; svc_pl implements 'nsf-hifigan' "
                              "(the 4.1 default). 'nsf-snake-hifigan' models cannot be loaded yet.")
         self.segment_size = segment_size
+        self.decoder = decoder
         self.hop_length = 1
         for r in upsample_rates:
             self.hop_length *= int(r)
+        if decoder == "ddsp" and hop_length:
+            self.hop_length = int(hop_length)
         self.sampling_rate = sampling_rate
         self.gin_channels = gin_channels
         self.n_speakers = n_speakers
@@ -87,6 +95,15 @@ class Synthesizer(nn.Module):
         self.pre = nn.Conv1d(ssl_dim, hidden_channels, kernel_size=5, padding=2)
         self.enc_p = ContentEncoder(inter_channels, hidden_channels, kernel_size, n_layers, filter_channels, n_heads,
                                     p_dropout)
+        if decoder == "ddsp":
+            # DDSP decoder on the prior's mean: no posterior encoder and no flow (trained by spectral losses)
+            self.dec = DDSPDecoder(inter_channels, sampling_rate, self.hop_length, hidden=ddsp_hidden,
+                                   n_harmonics=n_harmonics, n_noise_bands=n_noise_bands, gin_channels=gin_channels)
+            if use_automatic_f0_prediction:
+                self.f0_decoder = F0Decoder(1, hidden_channels, filter_channels, n_heads, n_layers, kernel_size,
+                                            p_dropout, spk_channels=gin_channels)
+            self.emb_uv = nn.Embedding(2, hidden_channels)
+            return
         self.dec = NSFHiFiGAN(inter_channels, sampling_rate, upsample_rates, upsample_kernel_sizes,
                               upsample_initial_channel, resblock, resblock_kernel_sizes, resblock_dilation_sizes,
                               gin_channels=gin_channels, padding="sovits", source="sample")
@@ -160,6 +177,14 @@ class Synthesizer(nn.Module):
             norm_lf0 = normalize_f0(lf0, x_mask, uv)
             pred_lf0 = self.f0_decoder(x, norm_lf0, x_mask, spk_emb=g)
         _, m_p, logs_p, _ = self.enc_p(x, x_mask, f0_to_coarse(f0))
+        if self.decoder == "ddsp":
+            h_slice, pitch_slice, ids_slice = rand_slice_segments_with_pitch(m_p, f0, c_lengths, self.segment_size)
+            uv_slice = torch.stack([uv[i, s:s + self.segment_size] for i, s in enumerate(ids_slice.tolist())])
+            g_slice = g if g.size(-1) == 1 else torch.stack(
+                [g[i, :, s:s + self.segment_size] for i, s in enumerate(ids_slice.tolist())])
+            audio = self.dec(h_slice, pitch_slice, uv_slice, g=g_slice)
+            return SynthesizerOutput(audio, ids_slice, x_mask, None, None, m_p, logs_p, None, None, pred_lf0, norm_lf0,
+                                     lf0)
         z, m_q, logs_q, spec_mask = self.enc_q(spec, spec_lengths, g=g)
         z_p = self.flow(z, spec_mask, g=g)
         z_slice, pitch_slice, ids_slice = rand_slice_segments_with_pitch(z, f0, spec_lengths, self.segment_size)
@@ -204,7 +229,13 @@ class Synthesizer(nn.Module):
         if self.use_automatic_f0_prediction and predict_f0:
             norm_lf0 = normalize_f0(f0_to_lf0(f0), x_mask, uv, random_scale=False)
             f0 = lf0_to_f0(self.f0_decoder(x, norm_lf0, x_mask, spk_emb=g))
-        z_p, _, _, _ = self.enc_p(x, x_mask, f0_to_coarse(f0), noise_scale=noise_scale)
+        z_p, m_p, _, _ = self.enc_p(x, x_mask, f0_to_coarse(f0), noise_scale=noise_scale)
+        if self.decoder == "ddsp":
+            audio = self.dec(m_p, f0, uv.to(m_p.dtype), g=g)
+            if decode_frames is not None:
+                lo, hi = decode_frames
+                audio = audio[..., lo * self.hop_length:hi * self.hop_length]
+            return audio, f0
         z = self.flow(z_p, x_mask, g=g, reverse=True)
         if decode_window > 0:
             har_source = self.dec.m_source(f0, self.dec.upp)

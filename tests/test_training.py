@@ -14,7 +14,7 @@ from svc_pl.lightning.module import SVCModule
 from tests.datasets import make_dataset
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = str(REPO / "configs" / "tiny.yaml")
+TINY = str(REPO / "svc_pl" / "configs" / "tiny-nsf.yaml")
 
 
 @pytest.fixture(scope="module")

@@ -1,11 +1,13 @@
-"""``svc-pl demo``: the whole job on a CPU with nothing downloaded.
+"""``svc-pl demo``: a real voice conversion on a CPU with nothing downloaded.
 
-1. data: two voices synthesised by espeak-ng (speech and a sung "la" melody) in OUT/raw/<voice>/;
-2. preprocess: the real pipeline, with a ContentVec-shaped encoder of FIXED RANDOM weights (no
-   pretrained encoder can be shipped or downloaded here: real users pass ContentVec weights);
-3. fit: the tiny config with trainer.fit, TensorBoard logs in OUT/runs;
-4. convert: a phrase of voice A to voice B, transposed, through ``svc-pl infer``;
-5. evaluate: F0 agreement figures and a PNG of F0 curves over the two mel spectrograms.
+1. data: two voices the base never heard ("alto", "baritone"), synthesised from Debian voices
+   (espeak-ng speech, and sung lines made with the WORLD vocoder), in OUT/raw/<voice>/;
+2. preprocess: Whisper tiny.en content units (``--content-encoder whisper-tiny.en``, from the whisper extra);
+3. fit: fine-tune the shipped ``tiny-base`` on the two voices with trainer.fit (TensorBoard in OUT/runs);
+4. convert: a held-out phrase and a held-out sung line of "baritone" to "alto" through ``svc-pl infer``,
+   an octave up (``--transpose``);
+5. evaluate: F0 agreement with the transposed source, voicing agreement, gross errors and speaker
+   similarity (resemblyzer) to the target and to the source; OUT/evaluation.json and OUT/conversion.png.
 
 Every step is skipped or resumed when its output is already there.
 """
@@ -15,8 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import shutil
-import subprocess
+import math
 import time
 from pathlib import Path
 
@@ -24,130 +25,129 @@ import numpy as np
 
 LOG = logging.getLogger(__name__)
 
-VOICES = {  # name: (espeak-ng voice, base pitch 0-99)
-    "alto": ("en+f3", 60),
-    "baritone": ("en+m3", 25),
+SOURCE, TARGET = "baritone", "alto"
+PREPROCESS = ["--encoder", "whisper-ppg", "--content-encoder", "whisper-tiny.en", "--sampling-rate", "16000",
+              "--hop-length", "320", "--filter-length", "1024", "--f0", "pm"]
+MEANINGS = {
+    "f0_median_cents": "median |pitch error| against the transposed source, in cents (100 = one semitone)",
+    "f0_gross_error_rate": "share of voiced frames more than 50 cents off",
+    "vuv_agreement": "share of frames where source and output agree on voiced / unvoiced",
+    "similarity_to_target": "resemblyzer speaker similarity of the output to the target voice",
+    "similarity_to_source": "... and to the source voice (lower is better)",
 }
-PHRASES = [
-    "The quick brown fox jumps over the lazy dog.",
-    "Singing voice conversion keeps the melody and the words.",
-    "She sells sea shells by the sea shore every summer.",
-    "A journey of a thousand miles begins with a single step.",
-    "Bright stars shine over the quiet harbour tonight.",
-    "Every morning the river sings a different song.",
-    "Please call Stella and ask her to bring these things.",
-    "We will find a way through the rain and the wind.",
-]
-MELODY = [0, 2, 4, 5, 7, 5, 4, 2, 0, 4, 7, 12, 7, 4, 0]  # semitones of the sung "la" line
 
 
-def _espeak(out: Path, text: str, voice: str, pitch: int, speed: int = 150) -> Path:
-    exe = shutil.which("espeak-ng")
-    if exe is None:
-        raise RuntimeError("espeak-ng is not installed: run `bash scripts/setup.sh` or `apt-get install espeak-ng`")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run([exe, "-v", voice, "-p", str(pitch), "-s", str(speed), "-w", str(out), text], check=True,
-                   capture_output=True)
-    return out
+def make_voices(raw: Path, n_phrases: int = 8, n_melodies: int = 3) -> dict[str, list[Path]]:
+    """Training material for both voices and the held-out material of the source voice."""
+    from svc_pl.corpus import EVAL_MELODIES, EVAL_SENTENCES, TRAIN_MELODIES, TRAIN_SENTENCES, VOICES, render_voice
 
-
-def _sung_line(out: Path, voice: str, base_pitch: int) -> Path:
-    """A melody: one 'la' per note, each synthesised at its own espeak pitch, joined with short gaps."""
-    import soundfile as sf
-
-    parts, sr = [], 22050
-    tmp = out.with_suffix(".notes")
-    tmp.mkdir(parents=True, exist_ok=True)
-    for i, semi in enumerate(MELODY):
-        p = int(np.clip(base_pitch + semi * 3, 0, 99))
-        note = _espeak(tmp / f"{i}.wav", "laa", voice, p, speed=90)
-        y, sr = sf.read(note, dtype="float32")
-        parts += [y, np.zeros(int(0.05 * sr), np.float32)]
-    sf.write(out, np.concatenate(parts), sr)
-    shutil.rmtree(tmp, ignore_errors=True)
-    return out
-
-
-def make_voices(raw: Path, n_phrases: int = 8) -> None:
-    for name, (voice, pitch) in VOICES.items():
-        d = raw / name
-        for i, text in enumerate(PHRASES[:n_phrases]):
-            if not (d / f"speech_{i}.wav").is_file():
-                _espeak(d / f"speech_{i}.wav", text, voice, pitch)
-        for k in range(2):
-            if not (d / f"sung_{k}.wav").is_file():
-                _sung_line(d / f"sung_{k}.wav", voice, pitch + 5 * k)
+    for name in (SOURCE, TARGET):
+        render_voice(raw, VOICES[name], TRAIN_SENTENCES[:n_phrases], TRAIN_MELODIES[:n_melodies])
+    held = render_voice(raw.parent / "held_out", VOICES[SOURCE], EVAL_SENTENCES[:1], EVAL_MELODIES[:1])
+    return {"held_out": held}
 
 
 def _step(msg: str) -> None:
     print(f"\n== {msg}", flush=True)
 
 
-def run_demo(out: str | Path, max_steps: int = 600, transpose: int = 4, workers: int = 2,
+def _median_f0(files: list[Path]) -> float:
+    from svc_pl.data.pitch import get_f0_extractor
+
+    f0s = []
+    for f in files:
+        y, sr = _load(f)
+        track = get_f0_extractor("pm", sr, sr // 100).compute(y)
+        f0s.append(track.raw[track.voiced > 0])
+    return float(np.median(np.concatenate(f0s)))
+
+
+def run_demo(out: str | Path, max_steps: int = 600, transpose: int | None = 12, workers: int = 2,
              n_phrases: int = 8, progress: bool = True) -> dict:
     from svc_pl.cli import main as cli_main
+    from svc_pl.evaluate import require_speaker_extra
 
+    require_speaker_extra()
     out = Path(out)
     t_start = time.time()
-    _step("1/5 data: two voices from espeak-ng (speech + a sung melody)")
-    make_voices(out / "raw", n_phrases=n_phrases)
-    _step("2/5 preprocess (real pipeline; content encoder with FIXED RANDOM weights, see README)")
-    print("note: no pretrained ContentVec can be shipped or downloaded here, so the demo's content units come "
-          "from a ContentVec-shaped encoder with fixed random weights. Real models: pass "
-          "--content-encoder checkpoint_best_legacy_500.pt (or a Hugging Face ContentVec folder).", flush=True)
+    _step(f"1/5 data: voices '{TARGET}' and '{SOURCE}' (espeak-ng speech + WORLD-sung lines), new to the base")
+    held = make_voices(out / "raw", n_phrases=n_phrases)["held_out"]
+    _step("2/5 preprocess with Whisper tiny.en content units")
     data = out / "data"
-    args = ["preprocess", str(out / "raw"), str(data), "--random-encoder", "--sampling-rate", "16000",
-            "--hop-length", "320", "--filter-length", "1024", "--f0", "pm", "--workers", str(workers),
-            "--val-per-speaker", "1", "--max-clip-seconds", "8"]
+    args = ["preprocess", str(out / "raw"), str(data), *PREPROCESS, "--workers", str(workers),
+            "--val-per-speaker", "1", "--max-clip-seconds", "6"]
     if not progress:
         args.append("--no-progress")
     if cli_main(args) != 0:
         raise RuntimeError("preprocessing produced nothing")
-    _step(f"3/5 fit the tiny config for {max_steps} optimizer steps (TensorBoard: tensorboard --logdir {out}/runs)")
+    _step(f"3/5 fine-tune tiny-base for {max_steps} steps (TensorBoard: tensorboard --logdir {out}/runs)")
     ckpt_dir = out / "runs"
     last = sorted(ckpt_dir.rglob("last.ckpt"))
-    fit = ["fit", "--config", str(Path(__file__).resolve().parents[2] / "configs" / "tiny.yaml"),
-           "--data.dataset_dir", str(data), "--trainer.default_root_dir", str(ckpt_dir),
-           "--trainer.max_steps", str(max_steps), "--trainer.logger.class_path",
+    fit = ["fit", "--config", "tiny", "--model.init_from", "tiny-base", "--data.dataset_dir", str(data),
+           "--trainer.default_root_dir", str(ckpt_dir), "--trainer.max_steps", str(max_steps),
+           "--trainer.check_val_every_n_epoch", "1000", "--trainer.logger.class_path",
            "pytorch_lightning.loggers.TensorBoardLogger", "--trainer.logger.init_args.save_dir", str(ckpt_dir),
            "--trainer.logger.init_args.name", "demo", "--trainer.logger.init_args.version", "0",
            "--trainer.enable_progress_bar", str(progress).lower()]
-    if last:
-        fit += ["--ckpt_path", str(last[-1])]
-        print(f"resuming from {last[-1]}")
     done_steps = 0
     if last:
         import torch
 
-        done_steps = int(torch.load(last[-1], map_location="cpu", weights_only=False).get("global_step", 0))
+        done_steps = int(torch.load(last[-1], map_location="cpu", weights_only=True).get("global_step", 0))
+        fit += ["--ckpt_path", str(last[-1])]
+        print(f"resuming from {last[-1]} (step {done_steps})")
     if done_steps < max_steps and cli_main(fit) != 0:
         raise RuntimeError("training failed")
     ckpt = sorted(ckpt_dir.rglob("last.ckpt"))[-1]
-    _step(f"4/5 convert a phrase of 'baritone' to 'alto', transposed by {transpose:+d} semitones")
-    src = out / "raw" / "baritone" / "speech_0.wav"
+    if transpose is None or transpose == -1:
+        src_f0 = _median_f0(sorted((out / "raw" / SOURCE).glob("*.wav")))
+        tgt_f0 = _median_f0(sorted((out / "raw" / TARGET).glob("*.wav")))
+        transpose = int(round(12 * math.log2(tgt_f0 / src_f0)))
+        print(f"median pitch: {SOURCE} {src_f0:.0f} Hz, {TARGET} {tgt_f0:.0f} Hz -> transpose {transpose:+d}")
+    _step(f"4/5 convert held-out '{SOURCE}' material to '{TARGET}', transposed by {transpose:+d} semitones")
     conv_dir = out / "converted"
-    code = cli_main(["infer", str(src), "-o", str(conv_dir), "-m", str(ckpt), "-s", "alto", "-t", str(transpose),
-                     "--random-encoder", "--no-progress"])
+    code = cli_main(["infer", *map(str, held), "-o", str(conv_dir), "-m", str(ckpt), "-s", TARGET, "-t",
+                     str(transpose), "--content-encoder", "whisper-tiny.en", "--no-progress"])
     if code != 0:
         raise RuntimeError("conversion failed")
-    converted = conv_dir / src.name
     _step("5/5 evaluate")
-    from svc_pl.compat.config import write_json_atomic
-    from svc_pl.evaluate import evaluate_f0
-
-    src_audio, src_sr = _load(src)
-    conv_audio, conv_sr = _load(converted)
-    agreement = evaluate_f0(src_audio, conv_audio, src_sr, conv_sr, transpose=transpose, method="pm")
-    report = agreement.to_dict() if hasattr(agreement, "to_dict") else dict(vars(agreement))
-    report = {k: v for k, v in report.items() if not hasattr(v, "shape")}
-    report.update(source=str(src), converted=str(converted), transpose=transpose,
-                  note="content encoder with fixed random weights (demo); see README for real models")
-    plot_conversion(src_audio, src_sr, conv_audio, conv_sr, transpose, out / "conversion.png")
-    report_path = out / "evaluation.json"
-    write_json_atomic(report_path, report)
-    print(json.dumps({k: v for k, v in report.items() if isinstance(v, int | float | str)}, indent=2))
-    print(f"\nconverted audio: {converted}\nplot: {out / 'conversion.png'}\nfigures: {report_path}\n"
+    report = evaluate_demo(out, held, conv_dir, transpose)
+    print(f"\nconverted audio: {conv_dir}\nplot: {out / 'conversion.png'}\nfigures: {out / 'evaluation.json'}\n"
           f"TensorBoard: tensorboard --logdir {ckpt_dir}\ntotal {time.time() - t_start:.0f} s", flush=True)
+    return report
+
+
+def evaluate_demo(out: Path, held: list[Path], conv_dir: Path, transpose: int) -> dict:
+    """Figures for each converted file and their mean; the plot of the sung line."""
+    from svc_pl.compat.config import write_json_atomic
+    from svc_pl.evaluate import evaluate_f0, speaker_similarity
+
+    target_ref = np.concatenate([_load(f)[0] for f in sorted((out / "raw" / TARGET).glob("speech_*.wav"))[:4]])
+    files = {}
+    for src in held:
+        src_audio, src_sr = _load(src)
+        conv_audio, conv_sr = _load(conv_dir / src.name)
+        figures = evaluate_f0(src_audio, conv_audio, src_sr, conv_sr, transpose=transpose, method="pm").to_dict()
+        figures = {k: v for k, v in figures.items() if isinstance(v, int | float)}
+        figures |= speaker_similarity(conv_audio, conv_sr, target_ref, 16000, src_audio, src_sr)
+        files[src.name] = figures
+    keys = list(MEANINGS)
+    mean = {k: float(np.mean([f[k] for f in files.values()])) for k in keys}
+    mean["similarity_margin"] = mean["similarity_to_target"] - mean["similarity_to_source"]
+    report = {"mean": mean, "files": files, "transpose": transpose, "source_voice": SOURCE, "target_voice": TARGET,
+              "content_encoder": "whisper-tiny.en", "base": "tiny-base"}
+    sung = next((h for h in held if h.name.startswith("sung")), held[0])
+    src_audio, src_sr = _load(sung)
+    conv_audio, conv_sr = _load(conv_dir / sung.name)
+    plot_conversion(src_audio, src_sr, conv_audio, conv_sr, transpose, out / "conversion.png")
+    write_json_atomic(out / "evaluation.json", report)
+    width = max(map(len, MEANINGS))
+    for name, fig in files.items():
+        print(f"{name}: " + ", ".join(f"{k}={fig[k]:.3g}" for k in keys))
+    print("\nmean over the held-out files:")
+    for k in keys:
+        print(f"  {k:<{width}}  {mean[k]:8.3f}   {MEANINGS[k]}")
+    print(f"  {'similarity_margin':<{width}}  {mean['similarity_margin']:8.3f}   target minus source similarity")
     return report
 
 
@@ -162,15 +162,13 @@ def plot_conversion(src: np.ndarray, src_sr: int, conv: np.ndarray, conv_sr: int
     """Mel spectrograms of source and conversion with F0 curves on top: the transposed source F0
     (dashed, on both) and the converted F0 (solid, on the conversion). Written atomically."""
     import librosa
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     from svc_pl.data.pitch import get_f0_extractor
     from svc_pl.evaluate import save_figure
 
-    fig, axes = plt.subplots(2, 1, figsize=(11, 6), sharex=True)
+    fig = Figure(figsize=(11, 6))
+    axes = fig.subplots(2, 1, sharex=True)
     target = None
     for ax, (y, sr, title) in zip(axes, ((src, src_sr, "source (F0 transposed)"), (conv, conv_sr, "converted"))):
         hop = max(1, int(sr * hop_seconds))
@@ -202,10 +200,12 @@ def plot_conversion(src: np.ndarray, src_sr: int, conv: np.ndarray, conv_sr: int
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("out_dir", nargs="?", default="demo_out", help="where everything goes (default demo_out)")
-    p.add_argument("--max-steps", type=int, default=600, help="optimizer steps of training (two per batch)")
-    p.add_argument("--transpose", type=int, default=4, help="semitones for the conversion")
+    p.add_argument("--max-steps", type=int, default=600, help="fine-tuning steps (one per batch)")
+    p.add_argument("--transpose", type=int, default=12,
+                   help="semitones for the conversion (default 12: baritone to alto an octave up; "
+                        "-1: the interval between the two voices' median pitch)")
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--phrases", type=int, default=8, help="spoken phrases per voice (1-8)")
+    p.add_argument("--phrases", type=int, default=8, help="spoken phrases per voice for fine-tuning (1-16)")
     p.add_argument("--no-progress", action="store_true")
 
 

@@ -19,7 +19,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-c", "--config", help="so-vits-svc config.json (default: beside the model)")
     p.add_argument("-s", "--speaker", default=None, help="target speaker name or id (default: the first)")
     p.add_argument("-t", "--transpose", type=float, default=0.0, help="pitch shift in semitones")
-    p.add_argument("--content-encoder", metavar="PATH", help="ContentVec/HuBERT weights the model was trained with")
+    p.add_argument("--content-encoder", metavar="PATH",
+                   help="content-encoder weights the model was trained with: ContentVec/HuBERT checkpoint or folder, "
+                        "Whisper checkpoint or CTranslate2 folder, or whisper-tiny.en")
     p.add_argument("--encoder", help="content encoder name (default: the model's speech_encoder)")
     p.add_argument("--random-encoder", action="store_true",
                    help="fixed random content-encoder weights (only for models trained with --random-encoder)")
@@ -112,6 +114,13 @@ class ConverterFactory:
         name = a.encoder or model.content_encoder
         encoder = random_content_encoder(name) if a.random_encoder else load_content_encoder(name, a.content_encoder,
                                                                                             device=device)
+        if int(encoder.dim) != int(model.net.ssl_dim):
+            from svc_pl.errors import UserFacingError
+
+            raise UserFacingError(
+                f"{a.model}: the model takes {model.net.ssl_dim}-d units ({model.content_encoder}) but the content "
+                f"encoder {a.content_encoder or name!r} gives {encoder.dim}-d units: pass the encoder the model was "
+                "trained with (--content-encoder, and --encoder if the name differs)")
         enhancer = cluster = index = None
         if a.enhancer:
             from svc_pl.infer.enhancer import Enhancer
@@ -133,8 +142,8 @@ def run(args: argparse.Namespace) -> int:
     from svc_pl.infer.batch import collect_jobs, convert_file
 
     if not args.content_encoder and not args.random_encoder:
-        raise UserFacingError("pass --content-encoder PATH (the ContentVec/HuBERT weights the model was trained "
-                              "with, e.g. checkpoint_best_legacy_500.pt)")
+        raise UserFacingError("pass --content-encoder PATH (the content-encoder weights the model was trained "
+                              "with, e.g. checkpoint_best_legacy_500.pt, or whisper-tiny.en for tiny-base models)")
     opts = _options(args)
     jobs = collect_jobs(args.inputs, args.output, args.format)
     if not jobs:

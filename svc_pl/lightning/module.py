@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from svc_pl.layers.commons import slice_segments
+from svc_pl.layers.ddsp import MultiResolutionSTFTLoss
 from svc_pl.layers.discriminator import MultiPeriodDiscriminator
 from svc_pl.lightning.losses import MelLoss, discriminator_loss, feature_loss, generator_loss, kl_loss
 from svc_pl.synthesizer import Synthesizer
@@ -47,6 +48,10 @@ class NetConfig:
     n_flow_layer: int = 4
     n_layers_trans_flow: int = 3
     use_transformer_flow: bool = False
+    decoder: Literal["nsf-hifigan", "ddsp"] = "nsf-hifigan"
+    ddsp_hidden: int = 256
+    n_harmonics: int = 64
+    n_noise_bands: int = 65
 
 
 class NonFiniteLossError(RuntimeError):
@@ -71,6 +76,9 @@ class SVCModule(pl.LightningModule):
         max_nonfinite_steps: consecutive non-finite losses tolerated (each skips its step) before stopping.
         val_media_every: log audio/mel/F0 media every this many validation runs.
         discriminator_width: channel scale of the discriminator (1.0 = upstream; D_*.pth needs 1.0).
+        use_discriminator: train adversarially (so-vits-svc). False: the generator alone, on the mel and
+            multi-resolution STFT losses (one optimizer step per batch) - the recipe for ``net.decoder: ddsp``.
+        c_stft: weight of the multi-resolution STFT loss (FFT 2048/1024/512/256).
     """
 
     def __init__(self, net: NetConfig | None = None, dataset_info: dict[str, Any] | None = None,
@@ -79,12 +87,12 @@ class SVCModule(pl.LightningModule):
                  c_kl: float = 1.0, n_mels: int = 80, mel_fmin: float = 0.0, mel_fmax: float | None = None,
                  grad_clip: float | None = None, init_from: str | None = None,
                  init_discriminator_from: str | None = None, max_nonfinite_steps: int = 10,
-                 val_media_every: int = 1, discriminator_width: float = 1.0):
+                 val_media_every: int = 1, discriminator_width: float = 1.0, use_discriminator: bool = True,
+                 c_stft: float = 0.0):
         params = {k: v for k, v in locals().items() if k not in ("self", "net", "dataset_info", "__class__")}
         super().__init__()
         net = net or NetConfig()
-        if not isinstance(net, dict):
-            net = asdict(net)
+        net = asdict(NetConfig(**net)) if isinstance(net, dict) else asdict(net)  # defaults for keys not given
         info = dict(dataset_info or {})
         info.setdefault("speakers", {"speaker0": 0})
         info.setdefault("n_speakers", max(info["speakers"].values(), default=0) + 1)
@@ -99,14 +107,15 @@ class SVCModule(pl.LightningModule):
         if segment_size % hop:
             raise ValueError(f"segment_size ({segment_size}) must be a multiple of hop_length ({hop})")
         upp = math.prod(int(r) for r in net["upsample_rates"])
-        if upp != hop:
+        if upp != hop and net.get("decoder", "nsf-hifigan") != "ddsp":
             raise ValueError(f"the decoder upsamples by {upp} (upsample_rates {list(net['upsample_rates'])}) but the "
                              f"dataset's hop_length is {hop}: choose upsample_rates whose product is {hop}, or "
                              f"preprocess with --hop-length {upp}")
         self.hop_length = hop
         self.segment_size = segment_size
         self.net = Synthesizer(**self.synthesizer_kwargs(net, info, segment_size))
-        self.disc = MultiPeriodDiscriminator(width=discriminator_width)
+        self.disc = MultiPeriodDiscriminator(width=discriminator_width) if use_discriminator else None
+        self.stft_loss = MultiResolutionSTFTLoss() if c_stft > 0 else None
         self.mel_loss = MelLoss(int(info["sampling_rate"]), int(info["filter_length"]), hop, int(info["win_length"]),
                                 n_mels, mel_fmin, mel_fmax)
         self._nonfinite = 0
@@ -117,13 +126,16 @@ class SVCModule(pl.LightningModule):
         if init_discriminator_from:
             from svc_pl.compat import load_sovits_discriminator
 
+            if self.disc is None:
+                raise ValueError("--model.init_discriminator_from was given but this model trains without a "
+                                 "discriminator (use_discriminator: false)")
             self.disc.load_state_dict(load_sovits_discriminator(init_discriminator_from).state_dict())
 
     @staticmethod
     def synthesizer_kwargs(net: dict[str, Any], info: dict[str, Any], segment_size: int) -> dict[str, Any]:
         kwargs = dict(net)
         kwargs["resblock_dilation_sizes"] = [list(d) for d in kwargs["resblock_dilation_sizes"]]
-        kwargs.update(spec_channels=int(info["filter_length"]) // 2 + 1,
+        kwargs.update(hop_length=int(info["hop_length"]), spec_channels=int(info["filter_length"]) // 2 + 1,
                       segment_size=segment_size // int(info["hop_length"]), ssl_dim=int(info["unit_dim"]),
                       n_speakers=int(info["n_speakers"]), sampling_rate=int(info["sampling_rate"]))
         return kwargs
@@ -135,7 +147,39 @@ class SVCModule(pl.LightningModule):
     def load_generator_weights(self, path: str) -> None:
         """Initialise the generator from a so-vits-svc G_*.pth (speaker table re-initialised if its size
         differs) or from the ``net.*`` weights of an svc_pl checkpoint."""
-        if str(path).endswith(".ckpt"):
+        from svc_pl.pretrained import load_base, pretrained_path
+
+        base = pretrained_path(str(path))
+        if base is not None or str(path).endswith(".safetensors"):
+            from svc_pl.compat.checkpoint import load_state_into
+
+            state, meta = load_base(base or path)
+            want = {k: v for k, v in dict(self.hparams.net).items()}
+            have = meta.get("net", {})
+            differ = sorted(k for k in have if k in want and have[k] != want[k])
+            if differ:
+                from svc_pl.errors import UserFacingError
+
+                raise UserFacingError(f"{path}: the base was trained with other model settings ({', '.join(differ)}); "
+                                      "fine-tune it with its own config (--config tiny for tiny-base)")
+            if int(meta.get("dataset_info", {}).get("unit_dim", self.net.ssl_dim)) != self.net.ssl_dim:
+                from svc_pl.errors import UserFacingError
+
+                raise UserFacingError(
+                    f"{path}: the base takes {meta['dataset_info']['unit_dim']}-d units "
+                    f"({meta['dataset_info'].get('content_encoder')}) but this dataset has {self.net.ssl_dim}-d units: "
+                    "preprocess with the base's encoder (--encoder whisper-ppg --content-encoder whisper-tiny.en)")
+            load_state_into(self.net, state, str(path), reinit_prefixes=("emb_g.",))
+            table = state.get("emb_g.weight")
+            if table is not None and table.shape != self.net.emb_g.weight.shape:
+                # new speakers start at the base's average voice (a random vector is far from any it learned)
+                with torch.no_grad():
+                    gen = torch.Generator().manual_seed(0)
+                    noise = torch.randn(self.net.emb_g.weight.shape, generator=gen) * table.std(0) * 0.1
+                    self.net.emb_g.weight.copy_(table.mean(0, keepdim=True) + noise)
+                LOG.info("speaker table re-initialised to the base's mean speaker (%d -> %d speakers)",
+                         table.shape[0], self.net.emb_g.weight.shape[0])
+        elif str(path).endswith(".ckpt"):
             from svc_pl.compat.checkpoint import load_state_into
             from svc_pl.lightning.checkpoint_io import AtomicCheckpointIO
 
@@ -151,19 +195,21 @@ class SVCModule(pl.LightningModule):
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self):
         hp = self.hparams
-        opt_g = torch.optim.AdamW(self.net.parameters(), hp.learning_rate, betas=tuple(hp.betas), eps=hp.eps)
-        opt_d = torch.optim.AdamW(self.disc.parameters(), hp.learning_rate, betas=tuple(hp.betas), eps=hp.eps)
+        opts = [torch.optim.AdamW(self.net.parameters(), hp.learning_rate, betas=tuple(hp.betas), eps=hp.eps)]
+        if self.disc is not None:
+            opts.append(torch.optim.AdamW(self.disc.parameters(), hp.learning_rate, betas=tuple(hp.betas), eps=hp.eps))
         warmup, decay = hp.warmup_epochs, hp.lr_decay
 
         def factor(epoch: int) -> float:
             ramp = min(1.0, (epoch + 1) / warmup) if warmup > 0 else 1.0
             return ramp * decay**epoch
 
-        sched = [torch.optim.lr_scheduler.LambdaLR(o, factor) for o in (opt_g, opt_d)]
-        return [opt_g, opt_d], [{"scheduler": s, "interval": "epoch"} for s in sched]
+        sched = [torch.optim.lr_scheduler.LambdaLR(o, factor) for o in opts]
+        return opts, [{"scheduler": s, "interval": "epoch"} for s in sched]
 
     def on_train_epoch_end(self) -> None:
-        for sched in self.lr_schedulers():
+        scheds = self.lr_schedulers()
+        for sched in scheds if isinstance(scheds, list) else [scheds]:
             sched.step()
 
     def on_before_optimizer_step(self, optimizer) -> None:
@@ -187,36 +233,45 @@ class SVCModule(pl.LightningModule):
                 "resume from the last good checkpoint with --ckpt_path.")
 
     def training_step(self, batch, batch_idx: int):
-        opt_g, opt_d = self.optimizers()
+        opts = self.optimizers()
+        opt_g, opt_d = (opts[0], opts[1]) if isinstance(opts, list) else (opts, None)
         out = self.net(batch.units, batch.f0, batch.voiced, batch.spec, batch.speaker, batch.lengths, batch.lengths,
                        vol=batch.volume if self.net.vol_embedding else None)
         y = slice_segments(batch.audio, out.ids_slice * self.hop_length, self.segment_size)
         y_hat = out.audio
+        zero = torch.zeros((), device=y.device)
 
         # discriminator
-        self.toggle_optimizer(opt_d)
-        d_out = self.disc(y, y_hat.detach())
-        loss_d = discriminator_loss(d_out.real_logits, d_out.fake_logits)
-        if self._all_finite(loss_d):
-            opt_d.zero_grad(set_to_none=True)
-            self.manual_backward(loss_d)
-            opt_d.step()
-        else:
-            opt_d.zero_grad(set_to_none=True)
-            self._skip_nonfinite("discriminator")
-        self.untoggle_optimizer(opt_d)
+        loss_d = zero
+        if opt_d is not None:
+            self.toggle_optimizer(opt_d)
+            d_out = self.disc(y, y_hat.detach())
+            loss_d = discriminator_loss(d_out.real_logits, d_out.fake_logits)
+            if self._all_finite(loss_d):
+                opt_d.zero_grad(set_to_none=True)
+                self.manual_backward(loss_d)
+                opt_d.step()
+            else:
+                opt_d.zero_grad(set_to_none=True)
+                self._skip_nonfinite("discriminator")
+            self.untoggle_optimizer(opt_d)
 
         # generator
         self.toggle_optimizer(opt_g)
         loss_mel, mel_hat, mel = self.mel_loss(y_hat, y)
-        d_out = self.disc(y, y_hat)
+        d_out = self.disc(y, y_hat) if opt_d is not None else None
         with torch.autocast(device_type=y.device.type, enabled=False):
-            loss_kl = kl_loss(out.z_p, out.logs_q, out.m_p, out.logs_p, out.spec_mask)
-            loss_fm = feature_loss(d_out.real_fmaps, d_out.fake_fmaps)
-            loss_adv = generator_loss(d_out.fake_logits)
-            loss_lf0 = (F.mse_loss(out.pred_lf0.float(), out.norm_lf0.float()) if out.pred_lf0 is not None
-                        else torch.zeros((), device=y.device))
-            loss_g = loss_adv + loss_fm + loss_mel * self.hparams.c_mel + loss_kl * self.hparams.c_kl + loss_lf0
+            loss_fm = loss_adv = loss_kl = loss_stft = zero
+            if d_out is not None:
+                loss_fm = feature_loss(d_out.real_fmaps, d_out.fake_fmaps)
+                loss_adv = generator_loss(d_out.fake_logits)
+            if out.z_p is not None:
+                loss_kl = kl_loss(out.z_p, out.logs_q, out.m_p, out.logs_p, out.spec_mask)
+            if self.stft_loss is not None:
+                loss_stft = self.stft_loss(y_hat, y)
+            loss_lf0 = (F.mse_loss(out.pred_lf0.float(), out.norm_lf0.float()) if out.pred_lf0 is not None else zero)
+            loss_g = (loss_adv + loss_fm + loss_mel * self.hparams.c_mel + loss_kl * self.hparams.c_kl
+                      + loss_stft * self.hparams.c_stft + loss_lf0)
         if self._all_finite(loss_g):
             opt_g.zero_grad(set_to_none=True)
             self.manual_backward(loss_g)
@@ -227,13 +282,18 @@ class SVCModule(pl.LightningModule):
             self._skip_nonfinite("generator")
         self.untoggle_optimizer(opt_g)
 
-        logs = {"loss/g/total": loss_g, "loss/d/total": loss_d, "loss/g/mel": loss_mel, "loss/g/kl": loss_kl,
-                "loss/g/fm": loss_fm, "loss/g/lf0": loss_lf0, "loss/g/adv": loss_adv,
+        logs = {"loss/g/total": loss_g, "loss/g/mel": loss_mel, "loss/g/lf0": loss_lf0,
                 "learning_rate": opt_g.param_groups[0]["lr"],
-                "grad_norm_g": self._grad_norms.get(id(opt_g.optimizer), 0.0),
-                "grad_norm_d": self._grad_norms.get(id(opt_d.optimizer), 0.0)}
-        self.log_dict({k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in logs.items()}, on_step=True, on_epoch=False, prog_bar=False,
-                      batch_size=batch.f0.size(0))
+                "grad_norm_g": self._grad_norms.get(id(opt_g.optimizer), 0.0)}
+        if opt_d is not None:
+            logs.update({"loss/d/total": loss_d, "loss/g/fm": loss_fm, "loss/g/adv": loss_adv,
+                         "grad_norm_d": self._grad_norms.get(id(opt_d.optimizer), 0.0)})
+        if out.z_p is not None:
+            logs["loss/g/kl"] = loss_kl
+        if self.stft_loss is not None:
+            logs["loss/g/stft"] = loss_stft
+        self.log_dict({k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in logs.items()},
+                      on_step=True, on_epoch=False, prog_bar=False, batch_size=batch.f0.size(0))
         self.log("mel", float(loss_mel.detach()), prog_bar=True, on_step=True, logger=False, batch_size=batch.f0.size(0))
         return loss_g.detach()
 
@@ -290,7 +350,11 @@ class SVCModule(pl.LightningModule):
     def export_sovits(self, out_dir: str | Path, speech_encoder: str | None = None) -> dict[str, Path]:
         """Write ``G_<step>.pth``, ``D_<step>.pth`` and ``config.json`` that so-vits-svc 4.1 loads."""
         from svc_pl.compat import save_sovits, save_sovits_discriminator, sovits_config_for, write_json_atomic
+        from svc_pl.errors import UserFacingError
 
+        if self.net.decoder != "nsf-hifigan" or self.disc is None:
+            raise UserFacingError("this model uses the DDSP decoder (or no discriminator), which so-vits-svc has no "
+                                  "format for: use the .ckpt with svc-pl infer")
         out = Path(out_dir)
         info = self.hparams.dataset_info
         kwargs = self.synthesizer_kwargs(dict(self.hparams.net), info, self.segment_size)

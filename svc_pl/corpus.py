@@ -1,0 +1,244 @@
+"""A multi-voice parallel corpus synthesised from Debian ``main`` voices, for the pretrained base, the demo
+and the quality benchmark.
+
+Every voice renders the same material: spoken sentences (espeak-ng or festival) and sung lines. A sung line
+is a slowly spoken lyric (or "la" syllables) re-synthesised with the WORLD vocoder (pyworld) on a melody:
+the voice's own spectral envelope and aperiodicity, a new F0 contour of held notes with glides and
+vibrato. Each voice sings in its register, so together the voices cover about C2 to C6.
+
+Voices are ``Voice`` records; ``BASE_VOICES`` train the base, ``HELD_OUT_VOICES`` never do (the demo and
+``bench/bench_quality.py`` use them). Rendering is deterministic and resumable (finished files are kept).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+SAMPLE_RATE = 16000
+
+
+@dataclass(frozen=True)
+class Voice:
+    """engine "espeak" (``spec`` = espeak-ng voice, ``pitch`` 0-99) or "festival" (``spec`` = voice function).
+    ``register``: MIDI note the melodies are centred on."""
+
+    name: str
+    engine: str
+    spec: str
+    pitch: int = 50
+    register: int = 48
+
+
+BASE_VOICES = [
+    Voice("es_m1", "espeak", "en+m1", 30, 43), Voice("es_m2", "espeak", "en+m2", 45, 47),
+    Voice("es_m4", "espeak", "en-us+m4", 20, 40), Voice("es_m5", "espeak", "en+m5", 40, 45),
+    Voice("es_m7", "espeak", "en-gb-scotland+m7", 35, 50), Voice("es_f1", "espeak", "en+f1", 55, 64),
+    Voice("es_f2", "espeak", "en-us+f2", 65, 69), Voice("es_f5", "espeak", "en+f5", 70, 74),
+    Voice("es_klatt", "espeak", "en+klatt", 50, 55), Voice("es_caribbean", "espeak", "en-029+m8", 40, 52),
+    Voice("es_rp_f", "espeak", "en-gb-x-rp+f4", 60, 62), Voice("es_nyc", "espeak", "en-us-nyc+m6", 25, 38),
+    Voice("fest_kal", "festival", "kal_diphone", register=45),
+    Voice("fest_slt", "festival", "cmu_us_slt_arctic_hts", register=67),
+]
+HELD_OUT_VOICES = [
+    Voice("alto", "espeak", "en+f3", 60, 65), Voice("baritone", "espeak", "en+m3", 25, 45),
+    Voice("tenor", "espeak", "en-gb-x-rp+m2", 50, 53), Voice("soprano", "espeak", "en-us+f4", 75, 76),
+]
+VOICES = {v.name: v for v in BASE_VOICES + HELD_OUT_VOICES}
+
+SENTENCES = [
+    "The quick brown fox jumps over the lazy dog.",
+    "Singing voice conversion keeps the melody and the words.",
+    "She sells sea shells by the sea shore every summer.",
+    "A journey of a thousand miles begins with a single step.",
+    "Bright stars shine over the quiet harbour tonight.",
+    "Every morning the river sings a different song.",
+    "Please call Stella and ask her to bring these things.",
+    "We will find a way through the rain and the wind.",
+    "The old clock in the hallway struck twelve at midnight.",
+    "Golden leaves were falling slowly on the empty street.",
+    "My grandmother baked fresh bread every Sunday morning.",
+    "The children laughed and ran across the green meadow.",
+    "Thunder rolled over the mountains before the storm.",
+    "Do you remember the song we sang by the fire?",
+    "Our little boat drifted gently toward the island.",
+    "Music fills the room whenever she opens the window.",
+    "The train arrives at seven and leaves at half past.",
+    "Warm light spilled from the windows of the village.",
+    "He played the violin until the candles burned low.",
+    "Nobody knew where the mysterious letter came from.",
+]
+LYRICS = [
+    "la la la la la la la la",
+    "shine on over the silver sea",
+    "hold me close and sing along",
+    "oh how the river runs to the ocean",
+    "na na na na na na na na na",
+    "moon light falling on the water",
+]
+# semitone offsets from the voice's register, and note lengths in beats
+MELODIES = [
+    ([0, 2, 4, 5, 7, 5, 4, 2, 0], [1, 1, 1, 1, 2, 1, 1, 1, 2]),
+    ([0, 4, 7, 12, 7, 4, 0], [1, 1, 1, 2, 1, 1, 2]),
+    ([-5, -3, 0, 2, 4, 2, 0, -5], [1, 1, 2, 1, 1, 1, 1, 2]),
+    ([7, 9, 11, 12, 14, 12, 9, 7], [1, 1, 1, 2, 1, 1, 1, 2]),
+    ([0, -2, -4, -5, -7, -9, -12, -7], [1, 1, 1, 1, 1, 1, 2, 2]),
+    ([12, 11, 9, 7, 12, 14, 16, 19], [1, 1, 1, 1, 1, 1, 1, 3]),
+]
+# what each purpose uses (held-out material: never in the base)
+TRAIN_SENTENCES, EVAL_SENTENCES = list(range(16)), list(range(16, 20))
+TRAIN_MELODIES, EVAL_MELODIES = list(range(5)), [5]
+TRAIN_LYRICS = list(range(len(LYRICS)))
+
+
+class ToolMissing(RuntimeError):
+    pass
+
+
+def _need(tool: str, package: str) -> str:
+    exe = shutil.which(tool)
+    if exe is None:
+        raise ToolMissing(f"{tool} is not installed: run `bash scripts/setup.sh` or `apt-get install {package}`")
+    return exe
+
+
+def _read_mono_16k(path: Path) -> np.ndarray:
+    from svc_pl.data.audio import load_audio, resample
+
+    y, sr = load_audio(path)
+    return resample(y, sr, SAMPLE_RATE).astype(np.float64)
+
+
+def speak(voice: Voice, text: str, speed: int = 150, pitch: int | None = None) -> np.ndarray:
+    """Speech from the voice's engine, 16 kHz float64."""
+    with tempfile.TemporaryDirectory() as tmp:
+        wav = Path(tmp) / "s.wav"
+        if voice.engine == "espeak":
+            exe = _need("espeak-ng", "espeak-ng")
+            p = voice.pitch if pitch is None else pitch
+            subprocess.run([exe, "-v", voice.spec, "-p", str(p), "-s", str(speed), "-w", str(wav), text],
+                           check=True, capture_output=True)
+        elif voice.engine == "festival":
+            exe = _need("text2wave", "festival festvox-kallpc16k festvox-us-slt-hts")
+            txt = Path(tmp) / "t.txt"
+            txt.write_text(text)
+            stretch = 150.0 / speed
+            subprocess.run([exe, "-eval", f"(voice_{voice.spec})", "-eval",
+                            f"(Parameter.set 'Duration_Stretch {stretch:.2f})", str(txt), "-o", str(wav)],
+                           check=True, capture_output=True)
+        else:
+            raise ValueError(f"unknown engine {voice.engine!r}")
+        return _read_mono_16k(wav)
+
+
+def melody_f0(n_frames: int, notes: list[int], beats: list[int], base_midi: int, frame_s: float = 0.005,
+              seed: int = 0) -> np.ndarray:
+    """An F0 contour (Hz) of ``n_frames``: notes spread over the length in proportion to their beats, 40 ms
+    glides between notes and a 5.5 Hz vibrato that sets in after 150 ms of a note."""
+    rng = np.random.default_rng(seed)
+    bounds = np.concatenate([[0], np.cumsum(beats)]) / sum(beats) * n_frames
+    midi = np.zeros(n_frames)
+    vib = np.zeros(n_frames)
+    for k, note in enumerate(notes):
+        a, b = int(bounds[k]), int(bounds[k + 1])
+        midi[a:b] = base_midi + note
+        t = np.arange(b - a) * frame_s
+        depth = 0.35 * np.clip((t - 0.15) / 0.2, 0, 1)
+        vib[a:b] = depth * np.sin(2 * np.pi * 5.5 * t + rng.uniform(0, 2 * np.pi))
+    glide = max(1, int(0.04 / frame_s))
+    midi = np.convolve(np.pad(midi, glide, mode="edge"), np.ones(glide) / glide, mode="same")[glide:-glide]
+    return 440.0 * 2 ** ((midi + vib - 69) / 12)
+
+
+def world_resynth(y: np.ndarray, f0_fn, frame_ms: float = 5.0) -> np.ndarray:
+    """Analyse ``y`` with WORLD and resynthesise with ``f0_fn(n_frames, voiced_mask) -> f0``."""
+    import pyworld as pw
+
+    f0, t = pw.dio(y, SAMPLE_RATE, frame_period=frame_ms, f0_floor=50, f0_ceil=1100)
+    f0 = pw.stonemask(y, f0, t, SAMPLE_RATE)
+    sp = pw.cheaptrick(y, f0, t, SAMPLE_RATE)
+    ap = pw.d4c(y, f0, t, SAMPLE_RATE)
+    new_f0 = f0_fn(len(f0), f0 > 0)
+    out = pw.synthesize(np.ascontiguousarray(new_f0), sp, ap, SAMPLE_RATE, frame_ms)
+    return out[: len(y)]
+
+
+def sung_line(voice: Voice, melody: int, lyric: int, transpose: int = 0) -> np.ndarray:
+    """Lyric ``lyric`` sung by ``voice`` on melody ``melody`` (WORLD resynthesis of slow speech)."""
+    y = speak(voice, LYRICS[lyric], speed=85)
+    notes, beats = MELODIES[melody]
+
+    def f0_fn(n: int, voiced: np.ndarray) -> np.ndarray:
+        f0 = melody_f0(n, notes, beats, voice.register + transpose, seed=melody * 31 + lyric)
+        return np.where(voiced, f0, 0.0)
+
+    return world_resynth(y, f0_fn)
+
+
+def shifted_speech(voice: Voice, sentence: int, semitones: float) -> np.ndarray:
+    """A spoken sentence with its F0 moved by ``semitones`` (WORLD), for a wider pitch range."""
+    y = speak(voice, SENTENCES[sentence])
+    if semitones == 0:
+        return y
+    import pyworld as pw
+
+    f0, t = pw.dio(y, SAMPLE_RATE, frame_period=5.0, f0_floor=50, f0_ceil=1100)
+    f0 = pw.stonemask(y, f0, t, SAMPLE_RATE)
+    sp = pw.cheaptrick(y, f0, t, SAMPLE_RATE)
+    ap = pw.d4c(y, f0, t, SAMPLE_RATE)
+    return pw.synthesize(f0 * 2 ** (semitones / 12), sp, ap, SAMPLE_RATE, 5.0)[: len(y)]
+
+
+def _write(path: Path, y: np.ndarray) -> None:
+    from svc_pl.data.audio import save_audio
+
+    peak = float(np.max(np.abs(y))) or 1.0
+    save_audio(path, (0.6 * y / peak).astype(np.float32), SAMPLE_RATE)
+
+
+def render_voice(out_dir: str | Path, voice: Voice, sentences: list[int], melodies: list[int],
+                 extra_shift: float = 0.0, transposes: tuple[int, ...] = (0,)) -> list[Path]:
+    """Render ``voice``'s speech and sung lines into ``out_dir/<voice.name>/``; existing files are kept.
+
+    Files: ``speech_<i>.wav``; with ``extra_shift`` also ``speech_<i>_shift.wav`` (F0 moved by
+    +extra_shift semitones for even i, -extra_shift for odd i); ``sung_<m>.wav`` per melody, and
+    ``sung_<m>_<t>.wav`` for the other ``transposes`` (kept within C2-D6).
+    """
+    d = Path(out_dir) / voice.name
+    d.mkdir(parents=True, exist_ok=True)
+    jobs = []
+    for i in sentences:
+        jobs.append((d / f"speech_{i}.wav", lambda i=i: shifted_speech(voice, i, 0.0)))
+        if extra_shift:
+            shift = extra_shift if i % 2 == 0 else -extra_shift
+            jobs.append((d / f"speech_{i}_shift.wav", lambda i=i, s=shift: shifted_speech(voice, i, s)))
+    for m in melodies:
+        for t in transposes:
+            notes = MELODIES[m][0]
+            lo, hi = voice.register + t + min(notes), voice.register + t + max(notes)
+            if t and (lo < 36 or hi > 86):
+                continue
+            name = f"sung_{m}.wav" if t == 0 else f"sung_{m}_{t:+d}.wav"
+            jobs.append((d / name, lambda m=m, t=t: sung_line(voice, m, m % len(LYRICS), transpose=t)))
+    for path, make in jobs:
+        if not path.is_file():
+            _write(path, make())
+    return [p for p, _ in jobs]
+
+
+def render_corpus(out_dir: str | Path, voices: list[Voice], sentences: list[int], melodies: list[int],
+                  extra_shift: float = 0.0, transposes: tuple[int, ...] = (0,), workers: int = 1) -> list[Path]:
+    """Render several voices (in ``workers`` processes)."""
+    args = (sentences, melodies, extra_shift, transposes)
+    if workers <= 1:
+        return [p for v in voices for p in render_voice(out_dir, v, *args)]
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(workers) as pool:
+        futures = [pool.submit(render_voice, out_dir, v, *args) for v in voices]
+        return [p for f in futures for p in f.result()]

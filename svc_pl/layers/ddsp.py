@@ -1,0 +1,135 @@
+"""A DDSP harmonic-plus-noise decoder (as DDSP-SVC uses): the network predicts, per frame, a loudness,
+a distribution over harmonics and the gains of a noise filter; the audio is an additive bank of sines at
+k * F0 plus filtered white noise. Pitch is followed exactly by construction, so the decoder produces
+harmonics from its first training step and trains in minutes without a discriminator.
+
+Shapes: the decoder takes frame-rate features ``x`` (B, C, T), F0 in Hz (B, T), voiced flags (B, T) and
+a speaker embedding ``g`` (B, gin, 1 or T) and returns (B, 1, T * hop) audio.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def exp_sigmoid(x: torch.Tensor, exponent: float = 10.0, max_value: float = 2.0, threshold: float = 1e-7):
+    """DDSP's positive output nonlinearity: max_value * sigmoid(x) ** log(exponent) + threshold."""
+    return max_value * torch.sigmoid(x) ** math.log(exponent) + threshold
+
+
+def upsample_frames(x: torch.Tensor, hop: int) -> torch.Tensor:
+    """(B, C, T) frame values -> (B, C, T * hop), linearly interpolated between frame centres."""
+    b, c, t = x.shape
+    padded = torch.cat([x, x[..., -1:]], dim=-1)
+    up = F.interpolate(padded, size=t * hop + 1, mode="linear", align_corners=True)
+    return up[..., :-1]
+
+
+def harmonic_phase(f0: torch.Tensor, hop: int, sampling_rate: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample F0 (B, N) and the fundamental's phase in cycles, wrapped to [0, 1) (B, N).
+
+    The running sum is taken per frame in float64 and wrapped, so long inputs keep their phase accurate.
+    """
+    f0_up = upsample_frames(f0.unsqueeze(1).float(), hop).squeeze(1)
+    inc = f0_up.double() / sampling_rate
+    phase = torch.cumsum(inc, dim=-1)
+    return f0_up, torch.frac(phase).float()
+
+
+class DDSPDecoder(nn.Module):
+    """Frame-rate network + harmonic/noise synthesiser.
+
+    Args:
+        in_channels: channels of the frame features ``x`` (the prior encoder's output).
+        sampling_rate, hop: audio rate and samples per frame.
+        hidden: channels of the three convolutions.
+        n_harmonics: sines per frame (those above Nyquist are silenced).
+        n_noise_bands: linearly spaced gains of the noise filter, 0 Hz to Nyquist.
+        gin_channels: speaker-embedding size.
+    """
+
+    def __init__(self, in_channels: int, sampling_rate: int, hop: int, hidden: int = 256, n_harmonics: int = 64,
+                 n_noise_bands: int = 65, gin_channels: int = 0, kernel_size: int = 3):
+        super().__init__()
+        self.sampling_rate = sampling_rate
+        self.upp = hop
+        self.n_harmonics = n_harmonics
+        self.n_noise_bands = n_noise_bands
+        self.pre = nn.Conv1d(in_channels + 2, hidden, kernel_size, padding=kernel_size // 2)
+        self.cond = nn.Conv1d(gin_channels, hidden, 1) if gin_channels else None
+        self.convs = nn.ModuleList(nn.Conv1d(hidden, hidden, kernel_size, padding=kernel_size // 2) for _ in range(3))
+        self.norms = nn.ModuleList(nn.GroupNorm(1, hidden) for _ in range(3))
+        self.out = nn.Conv1d(hidden, 1 + n_harmonics + n_noise_bands, 1)
+        self.n_fft = 4 * hop
+
+    def controls(self, x: torch.Tensor, f0: torch.Tensor, uv: torch.Tensor, g: torch.Tensor | None):
+        """Frame controls: harmonic amplitudes (B, K, T) (zero above Nyquist and when unvoiced) and
+        noise-filter gains (B, M, T)."""
+        lf0 = torch.log(f0.clamp(min=1.0)).unsqueeze(1) / 6.0 - 1.0
+        h = self.pre(torch.cat([x, lf0.to(x.dtype), uv.unsqueeze(1).to(x.dtype)], dim=1))
+        if self.cond is not None and g is not None:
+            h = h + self.cond(g)
+        for conv, norm in zip(self.convs, self.norms):
+            h = h + F.leaky_relu(norm(conv(h)), 0.1)
+        o = self.out(h).float()
+        loud, dist, noise = o[:, :1], o[:, 1:1 + self.n_harmonics], o[:, 1 + self.n_harmonics:]
+        k = torch.arange(1, self.n_harmonics + 1, device=o.device, dtype=o.dtype).view(1, -1, 1)
+        audible = (f0.float().unsqueeze(1) * k < self.sampling_rate / 2).to(o.dtype)
+        dist = torch.softmax(dist, dim=1) * audible
+        dist = dist / dist.sum(dim=1, keepdim=True).clamp(min=1e-7)
+        amps = exp_sigmoid(loud) * dist * uv.float().unsqueeze(1)
+        return amps, exp_sigmoid(noise - 5.0)
+
+    def harmonics(self, amps: torch.Tensor, f0: torch.Tensor) -> torch.Tensor:
+        """Additive synthesis: (B, K, T) amplitudes at k * F0 -> (B, T * hop)."""
+        f0_up, phase = harmonic_phase(f0, self.upp, self.sampling_rate)
+        amps_up = upsample_frames(amps, self.upp)
+        k = torch.arange(1, self.n_harmonics + 1, device=amps.device, dtype=torch.float32).view(1, -1, 1)
+        sines = torch.sin(2 * math.pi * torch.frac(phase.unsqueeze(1) * k))
+        return (sines * amps_up).sum(dim=1)
+
+    def noise(self, gains: torch.Tensor, n_samples: int) -> torch.Tensor:
+        """White noise shaped per frame by ``gains`` (B, M, T), via STFT filtering (B, n_samples)."""
+        b = gains.shape[0]
+        white = torch.rand(b, n_samples, device=gains.device) * 2 - 1
+        window = torch.hann_window(self.n_fft, device=gains.device)
+        spec = torch.stft(white, self.n_fft, self.upp, window=window, return_complex=True)
+        bins = spec.shape[1]
+        g = F.interpolate(gains.transpose(1, 2), size=bins, mode="linear", align_corners=True).transpose(1, 2)
+        g = torch.cat([g, g[..., -1:]], dim=-1)[..., :spec.shape[-1]]
+        return torch.istft(spec * g, self.n_fft, self.upp, window=window, length=n_samples)
+
+    def forward(self, x: torch.Tensor, f0: torch.Tensor, uv: torch.Tensor, g: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            amps, gains = self.controls(x.float(), f0.float(), uv.float(), None if g is None else g.float())
+            n = x.shape[-1] * self.upp
+            audio = self.harmonics(amps, f0.float()) + self.noise(gains, n)
+        return audio.unsqueeze(1)
+
+
+class MultiResolutionSTFTLoss(nn.Module):
+    """Sum over FFT sizes of spectral convergence + L1 of log magnitudes (hop = size / 4)."""
+
+    def __init__(self, fft_sizes: tuple[int, ...] = (2048, 1024, 512, 256)):
+        super().__init__()
+        self.fft_sizes = tuple(fft_sizes)
+        for n in self.fft_sizes:
+            self.register_buffer(f"window_{n}", torch.hann_window(n), persistent=False)
+
+    def forward(self, y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """y_hat, y: (B, 1, N) or (B, N)."""
+        with torch.autocast(device_type=y.device.type, enabled=False):
+            y_hat, y = y_hat.float().reshape(y_hat.shape[0], -1), y.float().reshape(y.shape[0], -1)
+            loss = 0.0
+            for n in self.fft_sizes:
+                w = getattr(self, f"window_{n}")
+                s_hat = torch.stft(y_hat, n, n // 4, window=w, return_complex=True).abs().clamp(min=1e-7)
+                s = torch.stft(y, n, n // 4, window=w, return_complex=True).abs().clamp(min=1e-7)
+                sc = torch.linalg.norm(s - s_hat) / torch.linalg.norm(s).clamp(min=1e-7)
+                loss = loss + sc + F.l1_loss(torch.log(s_hat), torch.log(s))
+            return loss / len(self.fft_sizes)

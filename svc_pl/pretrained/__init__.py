@@ -1,0 +1,68 @@
+"""Pretrained bases shipped inside the package, addressable by name (``--model.init_from tiny-base``).
+
+A base is a safetensors file (no pickle: nothing in it can run code) holding the generator's weights
+(fp16 where that is lossless enough for fine-tuning) and, in its metadata, the JSON of the model and
+dataset settings it was trained with. Its model card (``<name>.md`` beside it) gives the recipe and the
+measured figures. ``scripts/train_base.py`` makes them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+PRETRAINED = {"tiny-base": "tiny-base.safetensors"}  # name -> file in this folder; its config is svc_pl/configs/tiny
+
+
+def pretrained_path(name: str) -> Path | None:
+    """The file of a shipped base, or None if ``name`` is not a base's name."""
+    if name not in PRETRAINED:
+        return None
+    path = HERE / PRETRAINED[name]
+    if not path.is_file():
+        from svc_pl.errors import UserFacingError
+
+        raise UserFacingError(f"{name}: the base's weights ({path}) are missing from this installation; "
+                              "reinstall svc_pl or run scripts/train_base.py to make them")
+    return path
+
+
+def save_base(state: dict[str, torch.Tensor], path: str | os.PathLike, meta: dict[str, Any],
+              dtype: torch.dtype = torch.float16) -> Path:
+    """Write ``state`` (floating tensors cast to ``dtype``) and ``meta`` (JSON) atomically as safetensors."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: (v.detach().to(dtype) if v.is_floating_point() else v.detach()).contiguous().cpu()
+               for k, v in state.items()}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata={k: json.dumps(v) for k, v in meta.items()})
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def load_base(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """(float32 state dict, metadata) of a base file."""
+    from safetensors import safe_open
+
+    from svc_pl.errors import UserFacingError
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = {k: json.loads(v) for k, v in (f.metadata() or {}).items()}
+            state = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same one-line answer
+        raise UserFacingError(f"{path}: not a readable svc_pl base ({type(exc).__name__}: {exc})") from exc
+    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}, meta

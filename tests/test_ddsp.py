@@ -1,0 +1,136 @@
+"""The DDSP harmonic-plus-noise decoder, the synthesizer built on it, its training recipe, and the shipped base."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from svc_pl.layers.ddsp import DDSPDecoder, MultiResolutionSTFTLoss, harmonic_phase
+from svc_pl.synthesizer import Synthesizer
+
+SR, HOP = 16000, 320
+
+
+def _harmonic_energy(y: np.ndarray, f0: float, sr: int = SR) -> float:
+    """Share of the spectrum's energy within 2 % of multiples of f0."""
+    spec = np.abs(np.fft.rfft(y * np.hanning(len(y)))) ** 2
+    freqs = np.fft.rfftfreq(len(y), 1 / sr)
+    k = np.round(freqs / f0)
+    near = (k >= 1) & (np.abs(freqs - k * f0) < 0.02 * f0)
+    return float(spec[near].sum() / spec.sum())
+
+
+def test_untrained_decoder_follows_pitch_and_respects_nyquist_and_voicing():
+    torch.manual_seed(0)
+    dec = DDSPDecoder(16, SR, HOP, hidden=32, gin_channels=8).eval()
+    x, g = torch.randn(1, 16, 1).expand(1, 16, 50), torch.randn(1, 8, 1)  # steady controls: pure harmonics
+    for f0 in (110.0, 440.0):
+        with torch.no_grad():
+            amps, _ = dec.controls(x, torch.full((1, 50), f0), torch.ones(1, 50), g)
+            y = dec.harmonics(amps, torch.full((1, 50), f0))[0].numpy()
+        assert _harmonic_energy(y, f0) > 0.99
+    with torch.no_grad():  # 3 kHz at 16 kHz: only harmonics 1 and 2 lie below Nyquist
+        amps, _ = dec.controls(x, torch.full((1, 50), 3000.0), torch.ones(1, 50), g)
+    assert torch.all(amps[:, 2:] == 0) and torch.all(amps[:, :2] > 0)
+    with torch.no_grad():  # unvoiced frames get no harmonics, only noise
+        amps, gains = dec.controls(x, torch.full((1, 50), 200.0), torch.zeros(1, 50), g)
+    assert torch.all(amps == 0) and torch.all(gains > 0)
+
+
+def test_phase_stays_accurate_over_long_inputs():
+    f0 = torch.full((1, 30000), 440.0)  # 10 minutes of frames
+    _, phase = harmonic_phase(f0, HOP, SR)
+    n = phase.shape[-1]
+    exact = np.mod(np.arange(1, n + 1, dtype=np.float64) * 440.0 / SR, 1.0)
+    err = np.abs(phase.numpy()[0].astype(np.float64) - exact)
+    err = np.minimum(err, 1 - err)
+    assert err.max() < 1e-4
+
+
+def test_stft_loss():
+    loss = MultiResolutionSTFTLoss()
+    y = torch.randn(2, 1, 16000)
+    assert float(loss(y, y)) < 1e-5
+    assert float(loss(0.5 * y, y)) > 0.3
+
+
+def _ddsp_net(**kw) -> Synthesizer:
+    args = dict(spec_channels=513, segment_size=20, inter_channels=16, hidden_channels=16, filter_channels=32,
+                n_layers=1, gin_channels=8, ssl_dim=12, n_speakers=3, sampling_rate=SR, decoder="ddsp",
+                hop_length=HOP, ddsp_hidden=32)
+    return Synthesizer(**(args | kw))
+
+
+def test_ddsp_synthesizer_train_and_infer_shapes():
+    torch.manual_seed(0)
+    net = _ddsp_net()
+    assert not hasattr(net, "enc_q") and not hasattr(net, "flow")
+    b, t = 2, 60
+    c, f0, uv = torch.randn(b, 12, t), torch.full((b, t), 200.0), torch.ones(b, t)
+    out = net(c, f0, uv, torch.zeros(b, 513, t), torch.tensor([0, 2]), torch.tensor([t, 40]), torch.tensor([t, 40]))
+    assert out.audio.shape == (b, 1, 20 * HOP) and out.z is None and out.pred_lf0.shape == (b, 1, t)
+    net.eval()
+    audio, _ = net.infer(c[:1], f0[:1], uv[:1], speaker=1)
+    assert audio.shape == (1, 1, t * HOP)
+    part, _ = net.infer(c[:1], f0[:1], uv[:1], speaker=1, decode_window=16, decode_frames=(10, 30))
+    assert torch.allclose(part, audio[..., 10 * HOP:30 * HOP], atol=1e-6)
+    again, _ = net.infer(c[:1], f0[:1], uv[:1], speaker=1)
+    assert torch.equal(again, audio)  # seeded noise: repeatable
+
+
+def test_ddsp_training_step_without_discriminator(tmp_path):
+    """One generator-only optimizer step per batch; the STFT loss is logged and the weights move."""
+    from tests.datasets import make_dataset
+
+    from svc_pl.data.datamodule import SVCDataModule
+    from svc_pl.lightning.module import SVCModule
+    import pytorch_lightning as pl
+
+    data = make_dataset(tmp_path / "data", unit_dim=12, clips_per_voice=2)
+    dm = SVCDataModule(str(data), batch_size=2, num_workers=0, max_frames=120, n_buckets=1, val_clips=1)
+    net = {"decoder": "ddsp", "inter_channels": 16, "hidden_channels": 16, "filter_channels": 32, "n_layers": 1,
+           "gin_channels": 8, "ddsp_hidden": 32}
+    model = SVCModule(net=net, dataset_info=dm.dataset_info, segment_size=6400, use_discriminator=False,
+                      c_stft=1.0, learning_rate=1e-3)
+    assert model.disc is None
+    before = {k: v.clone() for k, v in model.net.state_dict().items()}
+    trainer = pl.Trainer(max_steps=3, accelerator="cpu", logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, num_sanity_val_steps=0, limit_val_batches=0)
+    trainer.fit(model, dm)
+    assert trainer.global_step == 3  # one optimizer step per batch
+    moved = [k for k, v in model.net.state_dict().items() if not torch.equal(v, before[k])]
+    assert any(k.startswith("dec.") for k in moved) and any(k.startswith("enc_p.") for k in moved)
+    with pytest.raises(Exception, match="DDSP decoder"):
+        model.export_sovits(tmp_path / "export")
+
+
+def test_shipped_base_loads_and_fine_tunes_with_new_speakers(tmp_path):
+    """tiny-base by name: weights in the package, speaker table restarted at the base's mean voice."""
+    from svc_pl.errors import UserFacingError
+    from svc_pl.lightning.module import SVCModule
+    from svc_pl.pretrained import load_base, pretrained_path
+
+    path = pretrained_path("tiny-base")
+    assert path.stat().st_size < 25e6
+    state, meta = load_base(path)
+    assert meta["dataset_info"]["content_encoder"] == "whisper-ppg" and meta["dataset_info"]["unit_dim"] == 384
+    info = dict(meta["dataset_info"], speakers={"a": 0, "b": 1}, n_speakers=2)
+    model = SVCModule(net=meta["net"], dataset_info=info, segment_size=16000, use_discriminator=False, c_stft=1.0,
+                      init_from="tiny-base")
+    for k, v in model.net.state_dict().items():
+        if k != "emb_g.weight":
+            assert torch.allclose(v, state[k]), k
+    mean = state["emb_g.weight"].mean(0)
+    assert torch.allclose(model.net.emb_g.weight.mean(0), mean, atol=0.05 * float(mean.abs().max()) + 1e-3)
+    with pytest.raises(UserFacingError, match="384-d units"):
+        SVCModule(net=meta["net"], dataset_info=dict(info, unit_dim=768), segment_size=16000,
+                  use_discriminator=False, init_from="tiny-base")
+    with pytest.raises(UserFacingError, match="other model settings"):
+        SVCModule(net=dict(meta["net"], hidden_channels=64), dataset_info=info, segment_size=16000,
+                  use_discriminator=False, init_from="tiny-base")
+    card = path.with_suffix(".md").read_text()
+    assert "F0" in card and "steps" in card
+    json.loads(path.with_name("tiny-base-eval.json").read_text())
