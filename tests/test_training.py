@@ -132,3 +132,8 @@ def test_finetune_from_sovits_base(tmp_path, fixture_dir):
 
     reloaded = load_sovits(out["G"], out["config"])
     assert torch.equal(reloaded.pre.weight, model.net.pre.weight)
+    # svc-pl export names the files by the checkpoint's step (40 optimizer steps = 20 batches), not 0
+    from svc_pl.cli import main as cli_main
+
+    assert cli_main(["export", str(_last_ckpt(tmp_path / "run")), "-o", str(tmp_path / "cli_export")]) == 0
+    assert sorted(p.name for p in (tmp_path / "cli_export").iterdir()) == ["D_20.pth", "G_20.pth", "config.json"]

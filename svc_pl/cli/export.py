@@ -14,11 +14,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import inspect
+
+    from svc_pl.compat.checkpoint import load_state_into
+    from svc_pl.errors import UserFacingError
+    from svc_pl.infer.loading import read_ckpt
     from svc_pl.lightning.module import SVCModule
 
-    model = SVCModule.load_from_checkpoint(args.ckpt, map_location="cpu", init_from=None,
-                                           init_discriminator_from=None, weights_only=False)
-    paths = model.export_sovits(args.output, speech_encoder=args.speech_encoder)
+    ckpt = read_ckpt(args.ckpt)  # weights_only: nothing in the file runs
+    hp = ckpt.get("hyper_parameters")
+    if not hp or "net" not in hp or "dataset_info" not in hp:
+        raise UserFacingError(f"{args.ckpt}: not an svc_pl training checkpoint (no model hyper-parameters)")
+    accepted = inspect.signature(SVCModule.__init__).parameters
+    kwargs = {k: v for k, v in hp.items() if k in accepted}  # as load_from_checkpoint: unknown keys are dropped
+    kwargs.update(init_from=None, init_discriminator_from=None)  # the weights come from the checkpoint
+    model = SVCModule(**kwargs)
+    load_state_into(model, ckpt["state_dict"], str(args.ckpt))
+    paths = model.export_sovits(args.output, speech_encoder=args.speech_encoder,
+                                global_step=int(ckpt.get("global_step", 0)), epoch=int(ckpt.get("epoch", 0)))
     for kind, path in paths.items():
         print(f"{kind}: {path}")
     return 0

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
+import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -62,17 +65,71 @@ def load_voice_model(model_path: str | os.PathLike, config_path: str | os.PathLi
     return vm
 
 
+class UnsafeCheckpointError(UserFacingError):
+    """A model file holds pickled objects other than tensors and plain data; it was refused, nothing in it ran."""
+
+    def __init__(self, path: str | os.PathLike, refused: str):
+        self.path = str(path)
+        self.refused = refused
+        super().__init__(f"{path}: contains objects other than tensors and plain data ({refused}) and was not "
+                         "loaded: nothing in it ran. svc_pl checkpoints hold only tensors and plain data, so this "
+                         "file was made by other code or altered; do not use it")
+
+
+def read_ckpt(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
+    """Read an svc_pl Lightning ``.ckpt`` with ``torch.load(weights_only=True)``: nothing in the file can run.
+
+    Raises :class:`UnsafeCheckpointError` for a file that pickles other objects (code), and
+    :class:`~svc_pl.errors.UserFacingError` naming the file when it is missing, truncated, corrupt or not a
+    training checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserFacingError(f"{path}: checkpoint not found")
+    try:
+        ckpt = torch.load(path, map_location=map_location or "cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        refused = re.search(r"GLOBAL (\S+)", str(err))
+        if "weights only" in str(err).lower() or refused:
+            raise UnsafeCheckpointError(path, f"it refers to {refused.group(1)}" if refused else "refused") from None
+        raise _unreadable(path, err) from None
+    except Exception as err:  # truncated zip, bad pickle, ...: say which file, never start over silently
+        raise _unreadable(path, err) from None
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
+        raise UserFacingError(f"{path}: not an svc_pl training checkpoint (no state_dict); pass the .ckpt that "
+                              "svc-pl fit wrote, or a so-vits-svc G_*.pth with its config.json")
+    return ckpt
+
+
+def _unreadable(path: Path, err: Exception) -> UserFacingError:
+    return UserFacingError(f"{path}: cannot be read as a checkpoint ({type(err).__name__}: {err}). It is truncated "
+                           "or corrupt; resume from another checkpoint in the same folder (--ckpt_path PATH) or "
+                           "delete it.")
+
+
+def synthesizer_kwargs(net: dict[str, Any], info: dict[str, Any], segment_size: int) -> dict[str, Any]:
+    """Synthesizer arguments from a checkpoint's ``net`` and ``dataset_info`` hyper-parameters.
+
+    The same as ``SVCModule.synthesizer_kwargs`` (a test holds them equal), here so that loading a model for
+    inference does not import Lightning.
+    """
+    kwargs = dict(net)
+    kwargs["resblock_dilation_sizes"] = [list(d) for d in kwargs["resblock_dilation_sizes"]]
+    kwargs.update(hop_length=int(info["hop_length"]), spec_channels=int(info["filter_length"]) // 2 + 1,
+                  segment_size=segment_size // int(info["hop_length"]), ssl_dim=int(info["unit_dim"]),
+                  n_speakers=int(info["n_speakers"]), sampling_rate=int(info["sampling_rate"]))
+    return kwargs
+
+
 def _from_lightning(path: Path) -> VoiceModel:
     from svc_pl.compat.checkpoint import load_state_into
-    from svc_pl.lightning.checkpoint_io import AtomicCheckpointIO
-    from svc_pl.lightning.module import SVCModule
 
-    ckpt = AtomicCheckpointIO().load_checkpoint(path)
+    ckpt = read_ckpt(path)
     hp = ckpt.get("hyper_parameters")
     if not hp or "net" not in hp or "dataset_info" not in hp:
         raise UserFacingError(f"{path}: not an svc_pl training checkpoint (no model hyper-parameters)")
     info = hp["dataset_info"]
-    net = Synthesizer(**SVCModule.synthesizer_kwargs(dict(hp["net"]), info, int(hp.get("segment_size", 10240))))
+    net = Synthesizer(**synthesizer_kwargs(dict(hp["net"]), info, int(hp.get("segment_size", 10240))))
     state = {k[4:]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
     load_state_into(net, state, str(path))
     return VoiceModel(net.eval(), int(info["sampling_rate"]), int(info["hop_length"]), dict(info["speakers"]),

@@ -1,36 +1,100 @@
-"""Checkpoint I/O that never leaves a half-written file and names the file when one cannot be read."""
+"""Checkpoint I/O that survives a crash at any moment and never runs code from a checkpoint file.
+
+Writes go to a temp file beside the target, are fsynced and renamed over it: a run killed mid-write
+leaves the previous checkpoint whole, and the temp file is removed by the next run. Reads use
+``torch.load(weights_only=True)`` whatever Lightning asks for.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
-import torch
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from svc_pl.compat.checkpoint import save_torch_atomic
 from svc_pl.errors import UserFacingError
+from svc_pl.infer.loading import read_ckpt
+
+LOG = logging.getLogger(__name__)
+
+# save_torch_atomic writes ``.<name>.<random>.tmp`` beside ``<name>``
+TEMP_GLOB = ".*.ckpt.*.tmp"
+
+
+class CheckpointWriteError(UserFacingError):
+    """A checkpoint could not be written (disk full, no permission); the previous one is intact."""
+
+    def __init__(self, path: str | os.PathLike, err: OSError):
+        self.path = str(path)
+        super().__init__(f"{path}: could not write the checkpoint ({err.strerror or err}); training stopped. The "
+                         f"checkpoints already in {Path(path).parent} are intact: free space there and resume "
+                         "with --ckpt_path last")
+
+
+def remove_stale_temp_files(directory: str | os.PathLike) -> list[Path]:
+    """Delete the temp files a killed run left in a checkpoint ``directory``; returns what was removed."""
+    removed = []
+    for tmp in Path(directory).glob(TEMP_GLOB):
+        if tmp.is_file():
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    if removed:
+        LOG.info("removed %d temp file(s) of an interrupted checkpoint write in %s", len(removed), directory)
+    return removed
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Writes to a temp file in the target directory, fsyncs, then renames over the target."""
+    """Atomic ``.ckpt`` writes (temp file, fsync, rename) and ``weights_only=True`` reads with clear errors."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._swept: set[Path] = set()
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
-        save_torch_atomic(checkpoint, path)
-
-    def load_checkpoint(self, path, map_location: Any | None = None, weights_only: bool | None = None) -> dict[str, Any]:
         path = Path(path)
-        if not path.is_file():
-            raise UserFacingError(f"{path}: checkpoint not found")
+        if path.parent not in self._swept:  # once per folder and run: what a crash before this run left there
+            remove_stale_temp_files(path.parent)
+            self._swept.add(path.parent)
         try:
-            return torch.load(path, map_location=map_location or "cpu", weights_only=False)
-        except Exception as err:  # truncated zip, bad pickle, ...: say which file, do not start over silently
-            raise UserFacingError(
-                f"{path}: cannot be read as a checkpoint ({type(err).__name__}: {err}). It is truncated or corrupt; "
-                "resume from another checkpoint in the same folder (--ckpt_path PATH) or delete it."
-            ) from None
+            save_torch_atomic(checkpoint, path)
+        except (OSError, RuntimeError) as err:
+            cause = _os_error(err)  # torch.save reports a failed write as RuntimeError("unexpected pos ...")
+            if cause is None:
+                raise
+            raise CheckpointWriteError(path, cause) from err
+        _fsync_dir(path.parent)  # the rename itself survives a power cut
+
+    def load_checkpoint(self, path, map_location: Any | None = None,
+                        weights_only: bool | None = None) -> dict[str, Any]:
+        """The checkpoint at ``path``, read with ``weights_only=True`` (``weights_only`` is ignored: a file a user
+        is handed must not run code). Raises :class:`~svc_pl.errors.UserFacingError` naming the file."""
+        return read_ckpt(path, map_location or "cpu")
 
     def remove_checkpoint(self, path) -> None:
         if os.path.exists(path):
             os.remove(path)
+
+
+def _os_error(err: BaseException | None) -> OSError | None:
+    """The OSError behind ``err`` (itself, or what it was raised from or while handling)."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, OSError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:  # not every platform/filesystem fsyncs a folder; the rename is atomic regardless
+        pass

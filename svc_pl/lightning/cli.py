@@ -1,21 +1,56 @@
 """LightningCLI for svc_pl: YAML configs with class_path/init_args, data-dependent model values linked
-from the data module, atomic checkpoints, and GAN-safe DDP by default."""
+from the data module, atomic checkpoints, GAN-safe DDP by default, and a resume that resumes.
+
+``--ckpt_path last`` resumes from the newest ``last.ckpt`` anywhere under the run (``trainer.default_root_dir``,
+the logger's ``save_dir`` and any ``ModelCheckpoint`` ``dirpath``) and logs on into the logger version that
+wrote it; with no such file it stops instead of starting over. ``--ckpt_path FILE`` is read (``weights_only``)
+before anything is built, so a bad file is named at once; that run logs to a new version, as Lightning does.
+Either way the model is built from the config on the command line, not re-parsed from the checkpoint.
+"""
 
 from __future__ import annotations
+
+import logging
+import os
+import re
+from pathlib import Path
 
 from pytorch_lightning.cli import LightningCLI
 
 from svc_pl.data.datamodule import SVCDataModule
+from svc_pl.errors import UserFacingError
 from svc_pl.lightning.module import SVCModule
+
+LOG = logging.getLogger(__name__)
+
+# ckpt_path values that Lightning resolves itself
+_LIGHTNING_CKPT_NAMES = ("best", "hpc", "registry")
+_LAST = re.compile(r"last(-v\d+)?\.ckpt")
+_VERSION = re.compile(r"version_(\d+)")
 
 
 class SVCLightningCLI(LightningCLI):
+    _ckpt_request: str | None = None  # --ckpt_path as given
+    _resume_version: int | str | None = None  # logger version the resumed checkpoint was written under
+
     def add_arguments_to_parser(self, parser) -> None:
         # Unit dim, speaker table, sample rate, hop and FFT sizes are stated once: by the dataset.
         parser.link_arguments("data.dataset_info", "model.dataset_info", apply_on="instantiate")
 
+    def parse_arguments(self, parser, args) -> None:
+        """Parse, then hold ``ckpt_path`` back until :meth:`before_instantiate_classes` resolves it.
+
+        Held back, Lightning neither loads the file before it is checked nor rebuilds the model from the
+        checkpoint's hyper-parameters: the model comes from the config given (use the run's ``config.yaml``).
+        """
+        super().parse_arguments(parser, args)
+        cfg = self._subcommand_config(self.config)
+        if cfg is not None and cfg.get("ckpt_path"):
+            self._ckpt_request = str(cfg["ckpt_path"])
+            cfg["ckpt_path"] = None
+
     def before_instantiate_classes(self) -> None:
-        cfg = self.config.get(self.subcommand, self.config) if self.subcommand else self.config
+        cfg = self._subcommand_config(self.config)
         trainer = cfg.get("trainer")
         if trainer is None:
             return
@@ -25,46 +60,123 @@ class SVCLightningCLI(LightningCLI):
             # Two optimizers and two backward passes per step: DDP must tolerate parameters without
             # gradients in a pass (the generator's during the discriminator step, and vice versa).
             trainer["strategy"] = "ddp_find_unused_parameters_true"
+        if self._ckpt_request is not None:
+            cfg["ckpt_path"] = self._resolve_ckpt_path(self._ckpt_request, trainer)
 
-    def _parse_ckpt_path(self) -> None:
-        """Check a resume checkpoint up front, with an error naming the file if it cannot be read.
+    def _resolve_ckpt_path(self, request: str, trainer) -> str:
+        """``last`` -> the run's newest last.ckpt (and the logger version to continue); a file -> checked."""
+        from svc_pl.infer.loading import read_ckpt
+        from svc_pl.lightning.checkpoint_io import remove_stale_temp_files
 
-        The model is built from the config given on the command line (use the run's saved
-        ``config.yaml``); Lightning's default of re-parsing hyper-parameters from the checkpoint is skipped.
-        """
-        if not self.config.get("subcommand"):
+        if request in _LIGHTNING_CKPT_NAMES or request.startswith("registry:"):
+            return request
+        if request == "last":
+            roots = run_roots(trainer)
+            path = find_last_checkpoint(roots)
+            if path is None:
+                raise UserFacingError(f"no last.ckpt found under {', '.join(str(r) for r in roots)}; drop "
+                                      "--ckpt_path to start a new run")
+            self._continue_logger_version(trainer, path)
+            read_ckpt(path)  # an unreadable newest checkpoint is named, not skipped
+            remove_stale_temp_files(path.parent)  # what a crash left beside it
+            LOG.info("resuming from %s", path)
+            return str(path)
+        read_ckpt(request)  # a missing, truncated or unsafe file is named here, before anything is built
+        return request
+
+    def _continue_logger_version(self, trainer, ckpt: Path) -> None:
+        """Log on into ``<save_dir>/<name>/<version>/`` when ``ckpt`` is that version's ``checkpoints/`` file."""
+        if ckpt.parent.name != "checkpoints":
+            return  # a ModelCheckpoint dirpath of its own: the checkpoints go on there whatever the logger
+        version_dir = ckpt.parent.parent
+        match = _VERSION.fullmatch(version_dir.name)
+        version = int(match.group(1)) if match else version_dir.name
+        logger = trainer.get("logger")
+        root = Path(trainer.get("default_root_dir") or os.getcwd())
+        if logger in (None, True):
+            if _same_dir(version_dir.parent, root / "lightning_logs"):
+                self._resume_version = version  # Lightning's own default logger, with this version
             return
-        ckpt_path = self.config[self.config.subcommand].get("ckpt_path")
-        if ckpt_path and ckpt_path not in ("last", "best", "hpc", "registry") and not str(ckpt_path).startswith(
-                "registry:"):
-            from svc_pl.lightning.checkpoint_io import AtomicCheckpointIO
-
-            AtomicCheckpointIO().load_checkpoint(ckpt_path)
+        init = logger.get("init_args") if hasattr(logger, "get") else None
+        if init is None or "version" not in init or init.get("version") is not None:
+            return  # no logger, several, or one whose version the user chose
+        save_dir = init.get("save_dir") or root
+        if _same_dir(version_dir.parent, Path(save_dir) / str(init.get("name") or "lightning_logs")):
+            init["version"] = version
 
     def instantiate_trainer(self, **kwargs):
+        from pytorch_lightning.callbacks import ModelCheckpoint
+        from pytorch_lightning.loggers import TensorBoardLogger
         from pytorch_lightning.plugins.io import CheckpointIO
 
         from svc_pl.lightning.checkpoint_io import AtomicCheckpointIO
 
-        cfg = self.config_init.get(self.subcommand, self.config_init) if self.subcommand else self.config_init
-        trainer_cfg = cfg.get("trainer", {})
+        trainer_cfg = self._subcommand_config(self.config_init).get("trainer", {})
         plugins = trainer_cfg.get("plugins") or []
         plugins = list(plugins) if isinstance(plugins, list | tuple) else [plugins]
         if not any(isinstance(p, CheckpointIO) for p in plugins):
             plugins.append(AtomicCheckpointIO())  # checkpoints are written atomically
             trainer_cfg["plugins"] = plugins
+        callbacks = trainer_cfg.get("callbacks") or []
+        callbacks = list(callbacks) if isinstance(callbacks, list | tuple) else [callbacks]
+        if not any(isinstance(c, ModelCheckpoint) for c in callbacks):
+            trainer_cfg["callbacks"] = [*callbacks, default_model_checkpoint()]
+        if self._resume_version is not None and "logger" not in kwargs:
+            root = trainer_cfg.get("default_root_dir") or os.getcwd()
+            kwargs["logger"] = TensorBoardLogger(save_dir=root, version=self._resume_version)
         return super().instantiate_trainer(**kwargs)
+
+    def _subcommand_config(self, config):
+        sub = config.get("subcommand")
+        return config.get(sub, config) if sub else config
+
+
+def run_roots(trainer) -> list[Path]:
+    """Folders a run writes checkpoints under: ``default_root_dir``, loggers' ``save_dir``, ``ModelCheckpoint``
+    ``dirpath`` (read from the parsed, not yet instantiated ``trainer`` config)."""
+    roots = [Path(trainer.get("default_root_dir") or os.getcwd())]
+    logger = trainer.get("logger")
+    for item in logger if isinstance(logger, list) else [logger]:
+        init = item.get("init_args") if hasattr(item, "get") else None
+        if init is not None and init.get("save_dir"):
+            roots.append(Path(init["save_dir"]))
+    for item in trainer.get("callbacks") or []:
+        init = item.get("init_args") if hasattr(item, "get") else None
+        if init is not None and init.get("dirpath"):
+            roots.append(Path(init["dirpath"]))
+    unique = []
+    for root in roots:
+        if not any(_same_dir(root, u) for u in unique):
+            unique.append(root)
+    return unique
+
+
+def find_last_checkpoint(roots: list[Path]) -> Path | None:
+    """The most recently written ``last.ckpt`` (or ``last-vN.ckpt``) under any of ``roots``."""
+    found = {p.resolve() for root in roots if root.is_dir() for p in root.rglob("last*.ckpt")
+             if _LAST.fullmatch(p.name) and p.is_file()}
+    return max(found, key=lambda p: (p.stat().st_mtime, str(p)), default=None)
+
+
+def _same_dir(a: Path, b: Path) -> bool:
+    return Path(a).resolve() == Path(b).resolve()
+
+
+def default_model_checkpoint():
+    """The ModelCheckpoint a config without one gets: the newest three by step, and ``last.ckpt``."""
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    return ModelCheckpoint(filename="{epoch}-{step}", save_last=True, save_top_k=3, monitor="step", mode="max",
+                           every_n_train_steps=1600)
 
 
 def trainer_defaults() -> dict:
-    from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+    from pytorch_lightning.callbacks import LearningRateMonitor
 
+    # a ModelCheckpoint is added by SVCLightningCLI.instantiate_trainer only when the config has none: callbacks
+    # given here would be added to every run, and two ModelCheckpoints write last.ckpt and last-v1.ckpt
     return {
-        "callbacks": [
-            ModelCheckpoint(filename="{epoch}-{step}", save_last=True, save_top_k=3, monitor="step", mode="max",
-                            every_n_train_steps=1600),
-            LearningRateMonitor(logging_interval="epoch"),
-        ],
+        "callbacks": [LearningRateMonitor(logging_interval="epoch")],
         "log_every_n_steps": 50,
         "max_epochs": -1,
     }

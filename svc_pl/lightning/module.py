@@ -347,8 +347,12 @@ class SVCModule(pl.LightningModule):
             self._val_runs += 1
 
     # ------------------------------------------------------------------ export
-    def export_sovits(self, out_dir: str | Path, speech_encoder: str | None = None) -> dict[str, Path]:
-        """Write ``G_<step>.pth``, ``D_<step>.pth`` and ``config.json`` that so-vits-svc 4.1 loads."""
+    def export_sovits(self, out_dir: str | Path, speech_encoder: str | None = None, global_step: int | None = None,
+                      epoch: int | None = None) -> dict[str, Path]:
+        """Write ``G_<step>.pth``, ``D_<step>.pth`` and ``config.json`` that so-vits-svc 4.1 loads.
+
+        ``global_step``/``epoch``: the training position (default: this module's, which is 0 outside a trainer;
+        pass a checkpoint's ``global_step`` and ``epoch`` when exporting one)."""
         from svc_pl.compat import save_sovits, save_sovits_discriminator, sovits_config_for, write_json_atomic
         from svc_pl.errors import UserFacingError
 
@@ -367,9 +371,11 @@ class SVCModule(pl.LightningModule):
         cfg.train.update(learning_rate=self.hparams.learning_rate, betas=list(self.hparams.betas), eps=self.hparams.eps,
                          lr_decay=self.hparams.lr_decay, c_mel=self.hparams.c_mel, c_kl=self.hparams.c_kl,
                          warmup_epochs=self.hparams.warmup_epochs)
-        step = int(self.global_step // 2)
+        global_step = self.global_step if global_step is None else global_step
+        epoch = self.current_epoch if epoch is None else epoch
+        step = int(global_step // 2)
         paths = {"G": out / f"G_{step}.pth", "D": out / f"D_{step}.pth", "config": out / "config.json"}
-        lr = self.hparams.learning_rate * self.hparams.lr_decay ** max(0, self.current_epoch)
+        lr = self.hparams.learning_rate * self.hparams.lr_decay ** max(0, epoch)
         save_sovits(self.net, paths["G"], iteration=step, learning_rate=lr)
         save_sovits_discriminator(self.disc, paths["D"], iteration=step, learning_rate=lr)
         write_json_atomic(paths["config"], cfg.to_dict())
