@@ -134,3 +134,16 @@ def test_shipped_base_loads_and_fine_tunes_with_new_speakers(tmp_path):
     card = path.with_suffix(".md").read_text()
     assert "F0" in card and "steps" in card
     json.loads(path.with_name("tiny-base-eval.json").read_text())
+
+
+def test_configs_by_name(capsys):
+    from svc_pl.cli import main as cli_main
+    from svc_pl.cli.fit import resolve_config_args, shipped_configs
+
+    assert {"tiny", "tiny-nsf", "44k", "44k-tiny"} <= set(shipped_configs())
+    args = resolve_config_args(["fit", "--config", "tiny", "--config=44k", "--data.dataset_dir", "tiny"])
+    assert args[2].endswith("svc_pl/configs/tiny.yaml") and args[3].endswith("svc_pl/configs/44k.yaml")
+    assert args[-1] == "tiny"  # only --config values are names
+    assert cli_main(["config", "tiny"]) == 0
+    assert "decoder: ddsp" in capsys.readouterr().out
+    assert cli_main(["config", "nope"]) != 0

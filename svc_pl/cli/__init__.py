@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("svc_pl.cli.export", "export a trained model to so-vits-svc G_*.pth/D_*.pth + config.json"),
     "export-onnx": ("svc_pl.cli.export_onnx", "export the synthesizer to ONNX"),
     "evaluate": ("svc_pl.cli.evaluate", "score a conversion (F0 agreement, speaker similarity)"),
+    "config": ("svc_pl.cli.config", "print a shipped training config (svc-pl config tiny > my.yaml), or list them"),
     "demo": ("svc_pl.cli.demo", "build data, train, convert and evaluate end to end on CPU"),
 }
 
