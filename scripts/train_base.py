@@ -62,8 +62,8 @@ def stage_export(work: Path, minutes: float) -> Path:
 
     from svc_pl.pretrained import save_base
 
-    ckpt_path = sorted((work / "runs").rglob("last.ckpt"))[-1]
-    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    candidates = [torch.load(p, map_location="cpu", weights_only=True) for p in (work / "runs").rglob("last*.ckpt")]
+    ckpt = max(candidates, key=lambda c: int(c["global_step"]))
     hp = ckpt["hyper_parameters"]
     state = {k[4:]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
     meta = {"net": dict(hp["net"]), "dataset_info": dict(hp["dataset_info"]), "global_step": int(ckpt["global_step"]),

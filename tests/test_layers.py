@@ -179,6 +179,7 @@ def test_layer_norm_over_channels():
     ln = ChannelLayerNorm(6)
     y = ln(torch.randn(3, 6, 4) * 5 + 2)
     assert torch.allclose(y.mean(1), torch.zeros(3, 4), atol=1e-5)
+    assert torch.allclose(y.var(1, unbiased=False), torch.ones(3, 4), atol=1e-3)  # normalised over channels
 
 
 def test_depthwise_conv_shapes_and_weight_norm():
@@ -276,7 +277,7 @@ def test_nsf_generator_length(padding, source):
     gen = NSFHiFiGAN(8, 16000, (4, 4), (8, 8), 16, "1", (3,), ((1, 3, 5),), gin_channels=3 if padding == "sovits" else 0,
                      padding=padding, source=source).eval()
     y = gen(torch.randn(2, 8, 10), torch.full((2, 10), 150.0), g=torch.randn(2, 3, 1) if padding == "sovits" else None)
-    assert y.shape == (2, 1, 160) and y.abs().max() <= 1
+    assert y.shape == (2, 1, 160)
 
 
 @pytest.mark.parametrize("resblock,rates,kernels,rb_kernels,rb_dils", [

@@ -59,7 +59,7 @@ def test_onnx_matches_pytorch_at_any_length(exported, frames, batch):
         expected = wrapper(**inputs).numpy()
     out = _run(session, inputs)
     assert out.shape == (batch, 1, frames * 512)
-    assert np.abs(out - expected).max() < 1e-3
+    assert np.abs(out - expected).max() < 1e-5  # dropping an input (e.g. the noise) moves it far more
 
 
 def test_wrapper_reproduces_seeded_infer(fixture_model, exported):

@@ -5,7 +5,9 @@
 2. preprocess: Whisper tiny.en content units (``--content-encoder whisper-tiny.en``, from the whisper extra);
 3. fit: fine-tune the shipped ``tiny-base`` on the two voices with trainer.fit (TensorBoard in OUT/runs);
 4. convert: a held-out phrase and a held-out sung line of "baritone" to "alto" through ``svc-pl infer``,
-   an octave up (``--transpose``);
+   an octave up (``--transpose``), with feature retrieval (``svc-pl train-index``, ``--retrieval-ratio``):
+   the source's units are mixed with their nearest units from the target's own recordings, which moves
+   the timbre to the target (Whisper units carry some of the source speaker);
 5. evaluate: F0 agreement with the transposed source, voicing agreement, gross errors and speaker
    similarity (resemblyzer) to the target and to the source; OUT/evaluation.json and OUT/conversion.png.
 
@@ -63,7 +65,7 @@ def _median_f0(files: list[Path]) -> float:
 
 
 def run_demo(out: str | Path, max_steps: int = 600, transpose: int | None = 12, workers: int = 2,
-             n_phrases: int = 8, progress: bool = True) -> dict:
+             n_phrases: int = 8, progress: bool = True, retrieval_ratio: float = 0.8) -> dict:
     from svc_pl.cli import main as cli_main
     from svc_pl.evaluate import require_speaker_extra
 
@@ -104,20 +106,27 @@ def run_demo(out: str | Path, max_steps: int = 600, transpose: int | None = 12, 
         tgt_f0 = _median_f0(sorted((out / "raw" / TARGET).glob("*.wav")))
         transpose = int(round(12 * math.log2(tgt_f0 / src_f0)))
         print(f"median pitch: {SOURCE} {src_f0:.0f} Hz, {TARGET} {tgt_f0:.0f} Hz -> transpose {transpose:+d}")
-    _step(f"4/5 convert held-out '{SOURCE}' material to '{TARGET}', transposed by {transpose:+d} semitones")
+    _step(f"4/5 convert held-out '{SOURCE}' material to '{TARGET}', transposed by {transpose:+d} semitones, "
+          f"retrieval ratio {retrieval_ratio}")
+    retrieval = []
+    if retrieval_ratio > 0:
+        index = data / "feature_index"
+        if not (index / "manifest.json").is_file() and cli_main(["train-index", str(data), "--kind", "index"]) != 0:
+            raise RuntimeError("building the feature index failed")
+        retrieval = ["--feature-index", str(index), "--retrieval-ratio", str(retrieval_ratio)]
     conv_dir = out / "converted"
     code = cli_main(["infer", *map(str, held), "-o", str(conv_dir), "-m", str(ckpt), "-s", TARGET, "-t",
-                     str(transpose), "--content-encoder", "whisper-tiny.en", "--no-progress"])
+                     str(transpose), "--content-encoder", "whisper-tiny.en", "--no-progress", *retrieval])
     if code != 0:
         raise RuntimeError("conversion failed")
     _step("5/5 evaluate")
-    report = evaluate_demo(out, held, conv_dir, transpose)
+    report = evaluate_demo(out, held, conv_dir, transpose, retrieval_ratio)
     print(f"\nconverted audio: {conv_dir}\nplot: {out / 'conversion.png'}\nfigures: {out / 'evaluation.json'}\n"
           f"TensorBoard: tensorboard --logdir {ckpt_dir}\ntotal {time.time() - t_start:.0f} s", flush=True)
     return report
 
 
-def evaluate_demo(out: Path, held: list[Path], conv_dir: Path, transpose: int) -> dict:
+def evaluate_demo(out: Path, held: list[Path], conv_dir: Path, transpose: int, retrieval_ratio: float = 0.0) -> dict:
     """Figures for each converted file and their mean; the plot of the sung line."""
     from svc_pl.compat.config import write_json_atomic
     from svc_pl.evaluate import evaluate_f0, speaker_similarity
@@ -134,7 +143,7 @@ def evaluate_demo(out: Path, held: list[Path], conv_dir: Path, transpose: int) -
     keys = list(MEANINGS)
     mean = {k: float(np.mean([f[k] for f in files.values()])) for k in keys}
     mean["similarity_margin"] = mean["similarity_to_target"] - mean["similarity_to_source"]
-    report = {"mean": mean, "files": files, "transpose": transpose, "source_voice": SOURCE, "target_voice": TARGET,
+    report = {"mean": mean, "files": files, "transpose": transpose, "retrieval_ratio": retrieval_ratio, "source_voice": SOURCE, "target_voice": TARGET,
               "content_encoder": "whisper-tiny.en", "base": "tiny-base"}
     sung = next((h for h in held if h.name.startswith("sung")), held[0])
     src_audio, src_sr = _load(sung)
@@ -206,10 +215,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "-1: the interval between the two voices' median pitch)")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--phrases", type=int, default=8, help="spoken phrases per voice for fine-tuning (1-16)")
+    p.add_argument("--retrieval-ratio", type=float, default=0.8,
+                   help="share of retrieved target units in the conversion (0 turns feature retrieval off)")
     p.add_argument("--no-progress", action="store_true")
 
 
 def run(args: argparse.Namespace) -> int:
     run_demo(args.out_dir, max_steps=args.max_steps, transpose=args.transpose, workers=args.workers,
-             n_phrases=args.phrases, progress=not args.no_progress)
+             n_phrases=args.phrases, progress=not args.no_progress, retrieval_ratio=args.retrieval_ratio)
     return 0

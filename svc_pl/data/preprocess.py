@@ -239,6 +239,15 @@ def preprocess(input_dir: str | os.PathLike, output_dir: str | os.PathLike, opts
     return _finish(out, speakers, done_clips, problems, opts, units.dim if units else None, len(jobs))
 
 
+def _stored_unit_dim(path: Path) -> int | None:
+    from svc_pl.data.features import load_bundle
+
+    try:
+        return int(load_bundle(path)["units"].shape[0])
+    except Exception:  # noqa: BLE001 - unreadable: fall back to the encoder's nominal dimension
+        return None
+
+
 def _finish(out: Path, speakers: list[str], clips: dict[str, int], problems: list[dict[str, str]],
             opts: PreprocessOptions, unit_dim: int | None, n_files: int) -> dict[str, Any]:
     from svc_pl.data.content import ENCODERS
@@ -256,6 +265,8 @@ def _finish(out: Path, speakers: list[str], clips: dict[str, int], problems: lis
         for i, name in enumerate(names):
             (val if i in val_idx else train).append(f"{name}.pt")
     used = [s for s in speakers if by_speaker.get(s)]
+    if unit_dim is None and clips:  # nothing was encoded in this run: the dimension the files already have
+        unit_dim = _stored_unit_dim(out / f"{next(iter(sorted(clips)))}.pt")
     info = DatasetInfo(speakers={s: i for i, s in enumerate(used)}, sampling_rate=opts.sampling_rate,
                        hop_length=opts.hop_length, filter_length=opts.filter_length, win_length=opts.win_length,
                        content_encoder=opts.encoder, unit_dim=unit_dim or ENCODERS[opts.encoder],

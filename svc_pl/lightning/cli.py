@@ -15,6 +15,7 @@ import os
 import re
 from pathlib import Path
 
+from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningCLI
 
 from svc_pl.data.datamodule import SVCDataModule
@@ -105,7 +106,6 @@ class SVCLightningCLI(LightningCLI):
             init["version"] = version
 
     def instantiate_trainer(self, **kwargs):
-        from pytorch_lightning.callbacks import ModelCheckpoint
         from pytorch_lightning.loggers import TensorBoardLogger
         from pytorch_lightning.plugins.io import CheckpointIO
 
@@ -164,8 +164,6 @@ def _same_dir(a: Path, b: Path) -> bool:
 
 def default_model_checkpoint():
     """The ModelCheckpoint a config without one gets: the newest three by step, and ``last.ckpt``."""
-    from pytorch_lightning.callbacks import ModelCheckpoint
-
     return ModelCheckpoint(filename="{epoch}-{step}", save_last=True, save_top_k=3, monitor="step", mode="max",
                            every_n_train_steps=1600)
 
