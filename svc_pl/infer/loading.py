@@ -110,8 +110,8 @@ def _unreadable(path: Path, err: Exception) -> UserFacingError:
 def synthesizer_kwargs(net: dict[str, Any], info: dict[str, Any], segment_size: int) -> dict[str, Any]:
     """Synthesizer arguments from a checkpoint's ``net`` and ``dataset_info`` hyper-parameters.
 
-    The same as ``SVCModule.synthesizer_kwargs`` (a test holds them equal), here so that loading a model for
-    inference does not import Lightning.
+    ``SVCModule.synthesizer_kwargs`` delegates here, so that loading a model for inference does not import
+    Lightning.
     """
     kwargs = dict(net)
     kwargs["resblock_dilation_sizes"] = [list(d) for d in kwargs["resblock_dilation_sizes"]]

@@ -133,12 +133,9 @@ class SVCModule(pl.LightningModule):
 
     @staticmethod
     def synthesizer_kwargs(net: dict[str, Any], info: dict[str, Any], segment_size: int) -> dict[str, Any]:
-        kwargs = dict(net)
-        kwargs["resblock_dilation_sizes"] = [list(d) for d in kwargs["resblock_dilation_sizes"]]
-        kwargs.update(hop_length=int(info["hop_length"]), spec_channels=int(info["filter_length"]) // 2 + 1,
-                      segment_size=segment_size // int(info["hop_length"]), ssl_dim=int(info["unit_dim"]),
-                      n_speakers=int(info["n_speakers"]), sampling_rate=int(info["sampling_rate"]))
-        return kwargs
+        from svc_pl.infer.loading import synthesizer_kwargs
+
+        return synthesizer_kwargs(net, info, segment_size)
 
     @property
     def speakers(self) -> dict[str, int]:
