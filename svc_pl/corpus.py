@@ -108,10 +108,9 @@ def _need(tool: str, package: str) -> str:
 
 
 def _read_mono_16k(path: Path) -> np.ndarray:
-    from svc_pl.data.audio import load_audio, resample
+    from svc_pl.data.audio import load_audio
 
-    y, sr = load_audio(path)
-    return resample(y, sr, SAMPLE_RATE).astype(np.float64)
+    return load_audio(path, SAMPLE_RATE)[0].astype(np.float64)
 
 
 def speak(voice: Voice, text: str, speed: int = 150, pitch: int | None = None) -> np.ndarray:
@@ -156,14 +155,14 @@ def melody_f0(n_frames: int, notes: list[int], beats: list[int], base_midi: int,
 
 
 def world_resynth(y: np.ndarray, f0_fn, frame_ms: float = 5.0) -> np.ndarray:
-    """Analyse ``y`` with WORLD and resynthesise with ``f0_fn(n_frames, voiced_mask) -> f0``."""
+    """Analyse ``y`` with WORLD and resynthesise it on ``f0_fn(analysed_f0) -> new f0`` (Hz per frame, 0 unvoiced)."""
     import pyworld as pw
 
     f0, t = pw.dio(y, SAMPLE_RATE, frame_period=frame_ms, f0_floor=50, f0_ceil=1100)
     f0 = pw.stonemask(y, f0, t, SAMPLE_RATE)
     sp = pw.cheaptrick(y, f0, t, SAMPLE_RATE)
     ap = pw.d4c(y, f0, t, SAMPLE_RATE)
-    new_f0 = f0_fn(len(f0), f0 > 0)
+    new_f0 = f0_fn(f0)
     out = pw.synthesize(np.ascontiguousarray(new_f0), sp, ap, SAMPLE_RATE, frame_ms)
     return out[: len(y)]
 
@@ -173,9 +172,9 @@ def sung_line(voice: Voice, melody: int, lyric: int, transpose: int = 0) -> np.n
     y = speak(voice, LYRICS[lyric], speed=85)
     notes, beats = MELODIES[melody]
 
-    def f0_fn(n: int, voiced: np.ndarray) -> np.ndarray:
-        f0 = melody_f0(n, notes, beats, voice.register + transpose, seed=melody * 31 + lyric)
-        return np.where(voiced, f0, 0.0)
+    def f0_fn(f0: np.ndarray) -> np.ndarray:
+        melody_hz = melody_f0(len(f0), notes, beats, voice.register + transpose, seed=melody * 31 + lyric)
+        return np.where(f0 > 0, melody_hz, 0.0)
 
     return world_resynth(y, f0_fn)
 
@@ -185,13 +184,7 @@ def shifted_speech(voice: Voice, sentence: int, semitones: float) -> np.ndarray:
     y = speak(voice, SENTENCES[sentence])
     if semitones == 0:
         return y
-    import pyworld as pw
-
-    f0, t = pw.dio(y, SAMPLE_RATE, frame_period=5.0, f0_floor=50, f0_ceil=1100)
-    f0 = pw.stonemask(y, f0, t, SAMPLE_RATE)
-    sp = pw.cheaptrick(y, f0, t, SAMPLE_RATE)
-    ap = pw.d4c(y, f0, t, SAMPLE_RATE)
-    return pw.synthesize(f0 * 2 ** (semitones / 12), sp, ap, SAMPLE_RATE, 5.0)[: len(y)]
+    return world_resynth(y, lambda f0: f0 * 2 ** (semitones / 12))
 
 
 def _write(path: Path, y: np.ndarray) -> None:

@@ -14,7 +14,12 @@ from typing import Literal, NamedTuple
 import torch
 from torch import nn
 
-from svc_pl.layers.commons import rand_slice_segments_with_pitch, sequence_mask
+from svc_pl.layers.commons import (
+    rand_slice_segments_with_pitch,
+    sequence_mask,
+    slice_pitch_segments,
+    slice_segments,
+)
 from svc_pl.layers.conv import remove_all_weight_norm
 from svc_pl.layers.ddsp import DDSPDecoder
 from svc_pl.layers.encoders import ContentEncoder, F0Decoder, PosteriorEncoder
@@ -156,6 +161,10 @@ class Synthesizer(nn.Module):
             x = x + self.emb_vol(vol[:, :, None]).transpose(1, 2)
         return x
 
+    def _speaker_slice(self, g: torch.Tensor, ids_slice: torch.Tensor) -> torch.Tensor:
+        """The training segment of a per-frame speaker conditioning; a static one (B, gin, 1) as it is."""
+        return g if g.size(-1) == 1 else slice_segments(g, ids_slice, self.segment_size)
+
     def forward(self, c: torch.Tensor, f0: torch.Tensor, uv: torch.Tensor, spec: torch.Tensor, g: torch.Tensor,
                 c_lengths: torch.Tensor, spec_lengths: torch.Tensor, vol: torch.Tensor | None = None) -> SynthesizerOutput:
         """Training pass.
@@ -179,18 +188,14 @@ class Synthesizer(nn.Module):
         _, m_p, logs_p, _ = self.enc_p(x, x_mask, f0_to_coarse(f0))
         if self.decoder == "ddsp":
             h_slice, pitch_slice, ids_slice = rand_slice_segments_with_pitch(m_p, f0, c_lengths, self.segment_size)
-            uv_slice = torch.stack([uv[i, s:s + self.segment_size] for i, s in enumerate(ids_slice.tolist())])
-            g_slice = g if g.size(-1) == 1 else torch.stack(
-                [g[i, :, s:s + self.segment_size] for i, s in enumerate(ids_slice.tolist())])
-            audio = self.dec(h_slice, pitch_slice, uv_slice, g=g_slice)
+            uv_slice = slice_pitch_segments(uv, ids_slice, self.segment_size)
+            audio = self.dec(h_slice, pitch_slice, uv_slice, g=self._speaker_slice(g, ids_slice))
             return SynthesizerOutput(audio, ids_slice, x_mask, None, None, m_p, logs_p, None, None, pred_lf0, norm_lf0,
                                      lf0)
         z, m_q, logs_q, spec_mask = self.enc_q(spec, spec_lengths, g=g)
         z_p = self.flow(z, spec_mask, g=g)
         z_slice, pitch_slice, ids_slice = rand_slice_segments_with_pitch(z, f0, spec_lengths, self.segment_size)
-        g_slice = g if g.size(-1) == 1 else torch.stack(
-            [g[i, :, s:s + self.segment_size] for i, s in enumerate(ids_slice.tolist())])
-        audio = self.dec(z_slice, f0=pitch_slice, g=g_slice)
+        audio = self.dec(z_slice, f0=pitch_slice, g=self._speaker_slice(g, ids_slice))
         return SynthesizerOutput(audio, ids_slice, spec_mask, z, z_p, m_p, logs_p, m_q, logs_q, pred_lf0, norm_lf0, lf0)
 
     @torch.no_grad()

@@ -17,7 +17,6 @@ Every step is skipped or resumed when its output is already there.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 import time
@@ -39,14 +38,13 @@ MEANINGS = {
 }
 
 
-def make_voices(raw: Path, n_phrases: int = 8, n_melodies: int = 3) -> dict[str, list[Path]]:
-    """Training material for both voices and the held-out material of the source voice."""
+def make_voices(raw: Path, n_phrases: int = 8, n_melodies: int = 3) -> list[Path]:
+    """Render the training material of both voices; returns the source voice's held-out files."""
     from svc_pl.corpus import EVAL_MELODIES, EVAL_SENTENCES, TRAIN_MELODIES, TRAIN_SENTENCES, VOICES, render_voice
 
     for name in (SOURCE, TARGET):
         render_voice(raw, VOICES[name], TRAIN_SENTENCES[:n_phrases], TRAIN_MELODIES[:n_melodies])
-    held = render_voice(raw.parent / "held_out", VOICES[SOURCE], EVAL_SENTENCES[:1], EVAL_MELODIES[:1])
-    return {"held_out": held}
+    return render_voice(raw.parent / "held_out", VOICES[SOURCE], EVAL_SENTENCES[:1], EVAL_MELODIES[:1])
 
 
 def _step(msg: str) -> None:
@@ -73,7 +71,7 @@ def run_demo(out: str | Path, max_steps: int = 600, transpose: int | None = 12, 
     out = Path(out)
     t_start = time.time()
     _step(f"1/5 data: voices '{TARGET}' and '{SOURCE}' (espeak-ng speech + WORLD-sung lines), new to the base")
-    held = make_voices(out / "raw", n_phrases=n_phrases)["held_out"]
+    held = make_voices(out / "raw", n_phrases=n_phrases)
     _step("2/5 preprocess with Whisper tiny.en content units")
     data = out / "data"
     args = ["preprocess", str(out / "raw"), str(data), *PREPROCESS, "--workers", str(workers),

@@ -121,7 +121,8 @@ def load_state_into(module: nn.Module, state: Mapping[str, torch.Tensor], path: 
 
 
 def save_torch_atomic(obj: Any, path: str | os.PathLike) -> None:
-    """torch.save via a temp file in the same directory + fsync + rename: never a half-written checkpoint."""
+    """torch.save via a temp file in the same directory + fsync + rename (+ fsync of the directory, so the rename
+    survives a power cut): never a half-written checkpoint."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -134,3 +135,6 @@ def save_torch_atomic(obj: Any, path: str | os.PathLike) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    from svc_pl.data.audio import fsync_dir
+
+    fsync_dir(path.parent)

@@ -279,10 +279,10 @@ class AudioWriter:
         if not ok:
             self._tmp.unlink(missing_ok=True)
             return
-        _fsync_dir(self.parent)
+        fsync_dir(self.parent)
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
     """Persist a rename in ``directory`` (POSIX); a no-op where directories cannot be opened."""
     try:
         fd = os.open(directory, os.O_RDONLY)

@@ -222,17 +222,19 @@ def load_content_encoder(name: str, path: str | Path | None, device: str | torch
             return load_whisper_encoder(path, name=name, device=device)
         except WhisperWeightsError as exc:
             raise ContentWeightsError(path, str(exc).split("\n")[0].removeprefix(f"{path}: ")) from exc
-    if str(path) in BUILTIN_WEIGHTS or is_whisper_weights(path):
-        raise ContentWeightsError(path, f"holds Whisper weights, which cannot serve as {name!r}: "
-                                        "use --encoder whisper-ppg")
     path = Path(path)
-    if not path.exists():
+    if str(path) in BUILTIN_WEIGHTS or (path.is_dir() and is_whisper_weights(path)):
+        layout = "whisper"  # a CTranslate2 folder or a short name: checked before reading it as HuBERT
+    elif not path.exists():
         raise ContentWeightsError(path, "does not exist")
-    if path.is_dir():
+    elif path.is_dir():
         arch, state, unplaced = _read_hf_dir(path)
         layout = "hf"
     else:
         layout, arch, state, unplaced = _read_pickle_layout(path)
+    if layout == "whisper":
+        raise ContentWeightsError(path, f"holds Whisper weights, which cannot serve as {name!r}: "
+                                        "use --encoder whisper-ppg")
     if (layout == "bshall") != (name == "hubertsoft"):
         what = "a HuBERT-Soft checkpoint" if layout == "bshall" else "ContentVec/HuBERT weights"
         raise ContentWeightsError(path, f"holds {what}, which cannot serve as {name!r}")
@@ -240,12 +242,14 @@ def load_content_encoder(name: str, path: str | Path | None, device: str | torch
     return _assemble(name, arch, state, str(path), unplaced).to(device)
 
 
-def _read_pickle_layout(path: Path) -> tuple[str, HubertArch, dict[str, torch.Tensor], list[str]]:
+def _read_pickle_layout(path: Path) -> tuple[str, HubertArch | None, dict[str, torch.Tensor], list[str]]:
     try:
         obj = read_torch_pickle(path)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, zipfile.BadZipFile, OSError) as exc:
         reason = f"cannot be read as a torch checkpoint ({type(exc).__name__}: {exc})"
         raise ContentWeightsError(path, reason) from exc
+    if isinstance(obj, Mapping) and "dims" in obj and isinstance(obj.get("model_state_dict"), Mapping):
+        return "whisper", None, {}, []  # an OpenAI Whisper checkpoint (the caller says which encoder to use)
     try:
         if isinstance(obj, Mapping) and isinstance(obj.get("model"), Mapping) and _tensor_dict(obj["model"]):
             if any(k.startswith("encoder.layers.") and ".self_attn." in k for k in obj["model"]):

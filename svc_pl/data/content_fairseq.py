@@ -157,6 +157,10 @@ def read_torch_pickle(path: str | Path) -> Any:
     Raises:
         pickle.UnpicklingError, RuntimeError, EOFError, ...: the file is not a torch pickle.
     """
+    # torch.load honours pickle_module only with weights_only=False; the restricted unpickler is what keeps this
+    # safe: every global the file names goes through _safe_global (tensor rebuilders, dtypes, plain containers),
+    # anything else becomes an inert record, so no callable from the file is ever resolved or called.
+    # (weights_only=True cannot read these files: it refuses fairseq/omegaconf/argparse config objects outright.)
     return torch.load(str(path), map_location="cpu", weights_only=False,
                       pickle_module=_RestrictedPickleModule)
 

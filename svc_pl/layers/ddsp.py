@@ -29,15 +29,13 @@ def upsample_frames(x: torch.Tensor, hop: int) -> torch.Tensor:
     return up[..., :-1]
 
 
-def harmonic_phase(f0: torch.Tensor, hop: int, sampling_rate: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-sample F0 (B, N) and the fundamental's phase in cycles, wrapped to [0, 1) (B, N).
+def harmonic_phase(f0: torch.Tensor, hop: int, sampling_rate: int) -> torch.Tensor:
+    """The fundamental's phase in cycles, wrapped to [0, 1), per sample: (B, T) frame F0 -> (B, T * hop).
 
-    The running sum is taken per frame in float64 and wrapped, so long inputs keep their phase accurate.
+    The running sum is taken in float64 and wrapped, so long inputs keep their phase accurate.
     """
     f0_up = upsample_frames(f0.unsqueeze(1).float(), hop).squeeze(1)
-    inc = f0_up.double() / sampling_rate
-    phase = torch.cumsum(inc, dim=-1)
-    return f0_up, torch.frac(phase).float()
+    return torch.frac(torch.cumsum(f0_up.double() / sampling_rate, dim=-1)).float()
 
 
 class DDSPDecoder(nn.Module):
@@ -65,6 +63,7 @@ class DDSPDecoder(nn.Module):
         self.norms = nn.ModuleList(nn.GroupNorm(1, hidden) for _ in range(3))
         self.out = nn.Conv1d(hidden, 1 + n_harmonics + n_noise_bands, 1)
         self.n_fft = 4 * hop
+        self.register_buffer("window", torch.hann_window(self.n_fft), persistent=False)
 
     def controls(self, x: torch.Tensor, f0: torch.Tensor, uv: torch.Tensor, g: torch.Tensor | None):
         """Frame controls: harmonic amplitudes (B, K, T) (zero above Nyquist and when unvoiced) and
@@ -86,7 +85,7 @@ class DDSPDecoder(nn.Module):
 
     def harmonics(self, amps: torch.Tensor, f0: torch.Tensor) -> torch.Tensor:
         """Additive synthesis: (B, K, T) amplitudes at k * F0 -> (B, T * hop)."""
-        f0_up, phase = harmonic_phase(f0, self.upp, self.sampling_rate)
+        phase = harmonic_phase(f0, self.upp, self.sampling_rate)
         amps_up = upsample_frames(amps, self.upp)
         k = torch.arange(1, self.n_harmonics + 1, device=amps.device, dtype=torch.float32).view(1, -1, 1)
         sines = torch.sin(2 * math.pi * torch.frac(phase.unsqueeze(1) * k))
@@ -96,12 +95,11 @@ class DDSPDecoder(nn.Module):
         """White noise shaped per frame by ``gains`` (B, M, T), via STFT filtering (B, n_samples)."""
         b = gains.shape[0]
         white = torch.rand(b, n_samples, device=gains.device) * 2 - 1
-        window = torch.hann_window(self.n_fft, device=gains.device)
-        spec = torch.stft(white, self.n_fft, self.upp, window=window, return_complex=True)
+        spec = torch.stft(white, self.n_fft, self.upp, window=self.window, return_complex=True)
         bins = spec.shape[1]
         g = F.interpolate(gains.transpose(1, 2), size=bins, mode="linear", align_corners=True).transpose(1, 2)
         g = torch.cat([g, g[..., -1:]], dim=-1)[..., :spec.shape[-1]]
-        return torch.istft(spec * g, self.n_fft, self.upp, window=window, length=n_samples)
+        return torch.istft(spec * g, self.n_fft, self.upp, window=self.window, length=n_samples)
 
     def forward(self, x: torch.Tensor, f0: torch.Tensor, uv: torch.Tensor, g: torch.Tensor | None = None
                 ) -> torch.Tensor:

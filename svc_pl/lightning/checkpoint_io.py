@@ -65,7 +65,6 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             if cause is None:
                 raise
             raise CheckpointWriteError(path, cause) from err
-        _fsync_dir(path.parent)  # the rename itself survives a power cut
 
     def load_checkpoint(self, path, map_location: Any | None = None,
                         weights_only: bool | None = None) -> dict[str, Any]:
@@ -87,14 +86,3 @@ def _os_error(err: BaseException | None) -> OSError | None:
         seen.add(id(err))
         err = err.__cause__ or err.__context__
     return None
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:  # not every platform/filesystem fsyncs a folder; the rename is atomic regardless
-        pass

@@ -107,7 +107,7 @@ class SVCModule(pl.LightningModule):
         if segment_size % hop:
             raise ValueError(f"segment_size ({segment_size}) must be a multiple of hop_length ({hop})")
         upp = math.prod(int(r) for r in net["upsample_rates"])
-        if upp != hop and net.get("decoder", "nsf-hifigan") != "ddsp":
+        if upp != hop and net["decoder"] != "ddsp":
             raise ValueError(f"the decoder upsamples by {upp} (upsample_rates {list(net['upsample_rates'])}) but the "
                              f"dataset's hop_length is {hop}: choose upsample_rates whose product is {hop}, or "
                              f"preprocess with --hop-length {upp}")
@@ -144,24 +144,20 @@ class SVCModule(pl.LightningModule):
     def load_generator_weights(self, path: str) -> None:
         """Initialise the generator from a so-vits-svc G_*.pth (speaker table re-initialised if its size
         differs) or from the ``net.*`` weights of an svc_pl checkpoint."""
+        from svc_pl.compat.checkpoint import load_state_into
         from svc_pl.pretrained import load_base, pretrained_path
 
         base = pretrained_path(str(path))
         if base is not None or str(path).endswith(".safetensors"):
-            from svc_pl.compat.checkpoint import load_state_into
+            from svc_pl.errors import UserFacingError
 
             state, meta = load_base(base or path)
-            want = {k: v for k, v in dict(self.hparams.net).items()}
-            have = meta.get("net", {})
+            want, have = dict(self.hparams.net), meta.get("net", {})
             differ = sorted(k for k in have if k in want and have[k] != want[k])
             if differ:
-                from svc_pl.errors import UserFacingError
-
                 raise UserFacingError(f"{path}: the base was trained with other model settings ({', '.join(differ)}); "
                                       "fine-tune it with its own config (--config tiny for tiny-base)")
             if int(meta.get("dataset_info", {}).get("unit_dim", self.net.ssl_dim)) != self.net.ssl_dim:
-                from svc_pl.errors import UserFacingError
-
                 raise UserFacingError(
                     f"{path}: the base takes {meta['dataset_info']['unit_dim']}-d units "
                     f"({meta['dataset_info'].get('content_encoder')}) but this dataset has {self.net.ssl_dim}-d units: "
@@ -177,10 +173,9 @@ class SVCModule(pl.LightningModule):
                 LOG.info("speaker table re-initialised to the base's mean speaker (%d -> %d speakers)",
                          table.shape[0], self.net.emb_g.weight.shape[0])
         elif str(path).endswith(".ckpt"):
-            from svc_pl.compat.checkpoint import load_state_into
-            from svc_pl.lightning.checkpoint_io import AtomicCheckpointIO
+            from svc_pl.infer.loading import read_ckpt
 
-            state = AtomicCheckpointIO().load_checkpoint(path)["state_dict"]
+            state = read_ckpt(path)["state_dict"]
             net_state = {k[4:]: v for k, v in state.items() if k.startswith("net.")}
             load_state_into(self.net, net_state, str(path), reinit_prefixes=("emb_g.",))
         else:
