@@ -1,5 +1,6 @@
 """Conversion: whole files in memory, the svc-pl infer command, and multi-process conversion."""
 
+import copy
 import json
 import os
 import subprocess
@@ -74,14 +75,76 @@ def test_forced_clips_with_crossfade(converter, speech):
     assert abs(len(out) - round(len(y) * 16000 / sr)) <= 1 and np.isfinite(out).all()
 
 
-def test_speaker_mixes(converter, speech):
+@pytest.fixture(scope="module")
+def distinct_voices(voice, tmp_path_factory):
+    """The test voice with speaker embeddings scaled up 100x, so that speakers sound clearly apart (with
+    the random weights the speakers differ by about 1e-4 in the output, too little to tell a mix from
+    one of its speakers). Saved as a so-vits-svc model too, for the CLI."""
+    import shutil
+
+    ckpt = torch.load(voice / "G_1.pth", map_location="cpu", weights_only=True)
+    ckpt["model"]["emb_g.weight"] = ckpt["model"]["emb_g.weight"] * 100
+    d = tmp_path_factory.mktemp("distinct")
+    torch.save(ckpt, d / "G_1.pth")
+    shutil.copy(voice / "config.json", d / "config.json")
+    model = load_voice_model(d / "G_1.pth")
+    return model, d / "G_1.pth"
+
+
+@pytest.mark.slow
+def test_speaker_mixes(converter, distinct_voices, speech, tmp_path):
+    """In fp32: a name equals its one-hot mix; keyframes give the first speaker at the start, the static mix
+    on the plateau in the middle and the second speaker at the end; a weighted mix equals a model whose
+    speaker embedding is the weighted sum of the two; the CLI's --speaker-mix and --speaker-keyframes give
+    the same audio as the API."""
+    model, model_path = distinct_voices
+    conv = Converter(model, converter.encoder)
     _, y, sr, _, _ = speech
     y = y[: sr * 2]
-    by_name = converter.convert(y, sr, ConvertOptions(speaker="bass", precision="fp32"))
-    one_hot = converter.convert(y, sr, ConvertOptions(speaker={"bass": 1.0}, precision="fp32"))
-    assert np.allclose(by_name, one_hot, atol=1e-5)
-    frames = converter.convert(y, sr, ConvertOptions(speaker_keyframes=[(0.0, {"alto": 1}), (2.0, {"bass": 1})]))
-    assert frames.shape == by_name.shape and not np.allclose(frames, by_name)
+
+    def run(c=conv, **kw):
+        return c.convert(y, sr, ConvertOptions(precision="fp32", **kw))
+
+    alto, tenor = run(speaker="alto"), run(speaker="tenor")
+    mix_spec = {"alto": 0.7, "tenor": 0.3}
+    mix = run(speaker=mix_spec)
+    assert np.allclose(run(speaker={"alto": 1.0}), alto, atol=1e-6)
+    tol, apart = 1e-5, 3e-3  # same audio up to float sums / clearly different audio
+    assert np.abs(alto - tenor).max() > 30 * apart and np.abs(mix - alto).max() > apart
+    assert np.abs(mix - tenor).max() > apart
+
+    # the weighted mix is the weighted embedding (so-vits-svc's spk_mix_map)
+    weighted = copy.deepcopy(model)
+    with torch.no_grad():
+        emb = weighted.net.emb_g.weight
+        emb[model.speaker_id("alto")] = 0.7 * emb[model.speaker_id("alto")] + 0.3 * emb[model.speaker_id("tenor")]
+    assert np.abs(run(Converter(weighted, converter.encoder), speaker="alto") - mix).max() < tol
+
+    # alto until 0.6 s, the 0.7/0.3 mix from 0.62 s to 1.3 s, tenor from 1.32 s (linear in between)
+    keyframes = [(0.0, {"alto": 1}), (0.6, {"alto": 1}), (0.62, mix_spec), (1.3, mix_spec), (1.32, {"tenor": 1}),
+                 (2.0, {"tenor": 1})]
+    frames = run(speaker_keyframes=keyframes)
+    start, middle, end = slice(0, 8000), slice(11200, 19200), slice(23200, 32000)  # 0.1 s from each change
+    assert frames.shape == alto.shape
+    assert np.abs(frames[start] - alto[start]).max() < tol
+    assert np.abs(frames[middle] - mix[middle]).max() < tol
+    assert np.abs(frames[end] - tenor[end]).max() < tol
+    for ref in (alto, tenor):
+        assert np.abs(frames[middle] - ref[middle]).max() > apart
+    assert np.abs(frames[start] - tenor[start]).max() > apart and np.abs(frames[end] - alto[end]).max() > apart
+
+    # the same through the CLI (16-bit output: compare to about one quantisation step)
+    src = tmp_path / "clip.wav"
+    sf.write(src, y, sr, subtype="FLOAT")
+    kf_file = tmp_path / "keyframes.json"
+    kf_file.write_text(json.dumps([[t, w] for t, w in keyframes]))
+    common = ["-m", model_path, "--precision", "fp32"]
+    assert _infer(src, "-o", tmp_path / "mix", *common, "--speaker-mix", "alto:0.7,tenor:0.3") == 0
+    assert _infer(src, "-o", tmp_path / "kf", *common, "--speaker-keyframes", kf_file) == 0
+    cli_mix, out_sr = sf.read(tmp_path / "mix" / "clip.wav", dtype="float32")
+    cli_frames, _ = sf.read(tmp_path / "kf" / "clip.wav", dtype="float32")
+    assert out_sr == 16000 and cli_mix.shape == mix.shape == cli_frames.shape
+    assert np.abs(cli_mix - mix).max() < 1e-4 and np.abs(cli_frames - frames).max() < 1e-4
 
 
 def test_unknown_speaker_lists_speakers(converter, speech):
