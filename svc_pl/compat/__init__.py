@@ -22,6 +22,7 @@ from svc_pl.compat.checkpoint import (
     to_sovits_state_dict,
 )
 from svc_pl.compat.config import SovitsConfig, read_sovits_config, sovits_config_for, write_json_atomic
+from svc_pl.compat.diffusion import load_sovits_diffusion, save_sovits_diffusion  # noqa: F401  (public API)
 from svc_pl.errors import CheckpointMismatchError
 
 LOG = logging.getLogger(__name__)

@@ -1,0 +1,13 @@
+"""Shallow diffusion: the so-vits-svc 4.1 mel diffusion model (``Unit2Mel``) and its samplers.
+
+- :class:`~svc_pl.diffusion.model.MelDiffusion`: units/F0/volume/speaker -> mel (training loss and ``infer``)
+- :class:`~svc_pl.diffusion.gaussian.GaussianDiffusion`: schedule, loss, sampling
+- :mod:`~svc_pl.diffusion.samplers`: DDPM, DDIM, PNDM, DPM-Solver(++), UniPC
+
+Upstream checkpoints load with :func:`svc_pl.compat.load_sovits_diffusion`.
+"""
+
+from svc_pl.diffusion.gaussian import METHODS, GaussianDiffusion
+from svc_pl.diffusion.model import MelDiffusion
+
+__all__ = ["METHODS", "GaussianDiffusion", "MelDiffusion"]

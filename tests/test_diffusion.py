@@ -1,0 +1,226 @@
+"""Shallow-diffusion model: parity with so-vits-svc 4.1 (fixture from its own code), samplers, checkpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from svc_pl.compat import load_sovits_diffusion, save_sovits_diffusion
+from svc_pl.diffusion import METHODS, MelDiffusion
+from svc_pl.errors import CheckpointMismatchError, UserFacingError
+
+FIXTURE = Path(__file__).parent / "data" / "sovits_diffusion"
+TOL = 1e-4
+
+
+@pytest.fixture(scope="module")
+def fixture():
+    return torch.load(FIXTURE / "cases.pt", weights_only=True)
+
+
+@pytest.fixture(scope="module")
+def models():
+    return {name: load_sovits_diffusion(FIXTURE / name / "model_0.pt", FIXTURE / name / "diffusion.yaml")
+            for name in ("full", "shallow")}
+
+
+def _inputs(fx, items):
+    idx = torch.tensor(items)
+    return [fx["inputs"][k][idx] for k in ("units", "f0", "volume")]
+
+
+def _case_kwargs(fx, case, model):
+    idx = torch.tensor(case["items"])
+    speaker = {"ids": fx["inputs"]["speaker"][idx], "mix": fx["inputs"]["mix"], "none": None}[case["speaker"]]
+    return dict(speaker=speaker, gt_mel=None if case["from_noise"] else fx["inputs"]["gt_mel"][idx],
+                k_step=case["k_step"], method=case["method"], speedup=case["speedup"],
+                aug_shift=fx["inputs"]["aug_shift"][idx] if model.aug_shift_embed is not None else None)
+
+
+CASE_NAMES = [c["name"] for c in torch.load(FIXTURE / "cases.pt", weights_only=True)["cases"]]
+
+
+@pytest.mark.parametrize("name", CASE_NAMES)
+def test_sampler_matches_upstream(fixture, models, name):
+    case = next(c for c in fixture["cases"] if c["name"] == name)
+    model = models[case["model"]]
+    kwargs = _case_kwargs(fixture, case, model)
+    if case["speedup"] > 1:  # deterministic samplers: the recorded initial noise
+        mel = model.infer(*_inputs(fixture, case["items"]), noise=case["noise"], **kwargs)
+        assert (mel - case["mel"]).abs().max() < TOL
+    # every sampler (and DDPM's per-step noise) from a seed reproduces upstream's torch.manual_seed run
+    mel = model.infer(*_inputs(fixture, case["items"]), generator=torch.Generator().manual_seed(case["seed"]),
+                      **kwargs)
+    assert mel.shape == case["mel"].shape
+    assert (mel - case["mel"]).abs().max() < TOL
+
+
+def test_every_method_is_covered_by_the_fixture(fixture):
+    covered = {"ddpm" if c["speedup"] <= 1 else c["method"] for c in fixture["cases"]}
+    assert covered == set(METHODS)
+
+
+def test_training_loss_matches_upstream(fixture, models):
+    inp = fixture["inputs"]
+    for rec in fixture["losses"]:
+        model = models[rec["model"]]
+        kw = {"speaker": inp["speaker"] if model.n_speakers > 1 else None,
+              "aug_shift": inp["aug_shift"] if model.aug_shift_embed is not None else None}
+        loss = model(inp["units"], inp["f0"], inp["volume"], inp["gt_mel"], t=rec["t"], noise=rec["noise"], **kw)
+        assert abs(loss.item() - rec["loss"].item()) < 1e-5
+        torch.manual_seed(7)  # random step and noise drawn as upstream draws them: the same loss for a seed
+        seeded = model(inp["units"], inp["f0"], inp["volume"], inp["gt_mel"], **kw)
+        assert abs(seeded.item() - rec["loss"].item()) < 1e-5
+
+
+def test_loss_trains_only_below_k_step_max(models, fixture):
+    model = models["shallow"]
+    inp = fixture["inputs"]
+    seen = set()
+    for seed in range(30):
+        torch.manual_seed(seed)
+        t = torch.randint(0, model.k_step_max, (2,))
+        seen.update(t.tolist())
+    assert max(seen) < model.k_step_max == 60
+    loss = model(inp["units"], inp["f0"], inp["volume"], inp["gt_mel"])
+    loss.backward()
+    assert model.unit_embed.weight.grad is not None
+    model.zero_grad(set_to_none=True)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_k_step_zero_returns_the_input_mel(models, fixture, method):
+    mel = fixture["inputs"]["gt_mel"]
+    out = models["full"].infer(*_inputs(fixture, [0, 1]), fixture["inputs"]["speaker"], gt_mel=mel, k_step=0,
+                               method=method)
+    assert torch.equal(out, mel)
+
+
+def test_seeded_sampling_is_repeatable(models, fixture):
+    model = models["full"]
+    args = _inputs(fixture, [0, 1])
+    kw = dict(speaker=fixture["inputs"]["speaker"], gt_mel=fixture["inputs"]["gt_mel"], k_step=10, method="ddpm")
+    a = model.infer(*args, generator=torch.Generator().manual_seed(3), **kw)
+    b = model.infer(*args, generator=torch.Generator().manual_seed(3), **kw)
+    c = model.infer(*args, generator=torch.Generator().manual_seed(4), **kw)
+    assert torch.equal(a, b)
+    assert not torch.allclose(a, c)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_shapes_for_any_length_and_batch(method):
+    model = MelDiffusion(unit_dim=8, n_speakers=2, n_mels=10, n_layers=2, n_chans=8, n_hidden=6, timesteps=50).eval()
+    for b, n in ((1, 1), (3, 17)):
+        out = model.infer(torch.randn(b, n, 8), torch.full((b, n, 1), 220.0), torch.rand(b, n, 1),
+                          torch.ones(b, dtype=torch.long), method=method, speedup=10)
+        assert out.shape == (b, n, 10) and torch.isfinite(out).all()
+
+
+def test_speaker_mix_and_time_varying_map(models, fixture):
+    model = models["full"]
+    units, f0, vol = _inputs(fixture, [0, 1])
+    one_hot = torch.zeros(2, units.shape[1], 3)
+    one_hot[..., 2] = 1.0
+    by_id = model.condition(units, f0, vol, torch.tensor([2, 2]))
+    assert torch.allclose(model.condition(units, f0, vol, one_hot), by_id, atol=1e-6)
+    assert torch.allclose(model.condition(units, f0, vol, {2: 1.0}), by_id, atol=1e-6)
+    half = torch.full((units.shape[1], 3), 0.0)
+    half[:, 0] = half[:, 2] = 0.5
+    mix = model.condition(units, f0, vol, {0: 0.5, 2: 0.5})
+    assert torch.allclose(model.condition(units, f0, vol, half), mix, atol=1e-6)
+    switch = one_hot.clone()  # speaker 0 for the first half of the frames, speaker 2 after
+    switch[:, :12] = torch.tensor([1.0, 0.0, 0.0])
+    cond = model.condition(units, f0, vol, switch)
+    assert torch.allclose(cond[..., 12:], by_id[..., 12:], atol=1e-6)
+    assert torch.allclose(cond[..., :12], model.condition(units, f0, vol, torch.tensor([0, 0]))[..., :12], atol=1e-6)
+    with pytest.raises(ValueError, match="speaker map"):
+        model.condition(units, f0, vol, torch.rand(2, 5, 3))
+    with pytest.raises(ValueError, match="3 speakers"):
+        model.condition(units, f0, vol, torch.tensor([0, 3]))
+
+
+def test_k_step_limits_give_clear_errors(models, fixture):
+    args = _inputs(fixture, [0, 1])
+    with pytest.raises(ValueError, match="k_step_max 60"):
+        models["shallow"].infer(*args, gt_mel=fixture["inputs"]["gt_mel"], k_step=61)
+    with pytest.raises(ValueError, match="shallow diffusion only"):
+        models["shallow"].infer(*args)
+    with pytest.raises(ValueError, match="unknown diffusion method"):
+        models["shallow"].infer(*args, gt_mel=fixture["inputs"]["gt_mel"], method="euler")
+
+
+def test_strict_loading_lists_every_tensor(tmp_path):
+    cfg = yaml.safe_load((FIXTURE / "full" / "diffusion.yaml").read_text())
+    cfg["model"]["n_layers"] = 4  # one block too many
+    cfg["model"]["n_hidden"] = 10  # every condition projection mis-shaped
+    cfg["model"]["use_pitch_aug"] = False  # aug_shift_embed.weight unexpected
+    (tmp_path / "diffusion.yaml").write_text(yaml.safe_dump(cfg))
+    with pytest.raises(CheckpointMismatchError) as err:
+        load_sovits_diffusion(FIXTURE / "full" / "model_0.pt", tmp_path / "diffusion.yaml")
+    text = str(err.value)
+    assert str(FIXTURE / "full" / "model_0.pt") in text and "diffusion.yaml" in text
+    for name in ("decoder.denoise_fn.residual_layers.3.dilated_conv.weight", "aug_shift_embed.weight",
+                 "unit_embed.weight: checkpoint (12, 16) vs model (10, 16)",
+                 "decoder.denoise_fn.residual_layers.0.conditioner_projection.weight"):
+        assert name in text
+    assert set(err.value.missing) == {k for k in MelDiffusion(unit_dim=16, n_speakers=3, n_mels=20, n_layers=4,
+                                                              n_chans=16, n_hidden=10, timesteps=200).state_dict()
+                                      if k.startswith("decoder.denoise_fn.residual_layers.3.")}
+
+
+@pytest.mark.parametrize("protocol", [2, 4])  # torch's default, and the one the weights-only reader cannot parse
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
+def test_malicious_checkpoint_is_refused(tmp_path, protocol):
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            import os
+
+            return (os.system, (f"touch {marker}",))
+
+    bad = tmp_path / "model_0.pt"
+    torch.save({"global_step": 0, "model": {"x": Payload()}}, bad, pickle_protocol=protocol)
+    with pytest.raises(UserFacingError, match="model_0.pt: contains objects other than tensors") as err:
+        load_sovits_diffusion(bad, FIXTURE / "full" / "diffusion.yaml")
+    assert protocol != 2 or "posix.system" in str(err.value)
+    assert not marker.exists()
+
+
+def test_corrupt_and_foreign_files_are_named(tmp_path):
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes((FIXTURE / "full" / "model_0.pt").read_bytes()[:2000])
+    with pytest.raises(UserFacingError, match="cut.pt"):
+        load_sovits_diffusion(cut, FIXTURE / "full" / "diffusion.yaml")
+    other = tmp_path / "other.pt"
+    torch.save({"weights": [1, 2]}, other)
+    with pytest.raises(UserFacingError, match="not a so-vits-svc diffusion checkpoint"):
+        load_sovits_diffusion(other, FIXTURE / "full" / "diffusion.yaml")
+    with pytest.raises(UserFacingError, match="missing model.n_layers"):
+        cfg = yaml.safe_load((FIXTURE / "full" / "diffusion.yaml").read_text())
+        del cfg["model"]["n_layers"]
+        (tmp_path / "d.yaml").write_text(yaml.safe_dump(cfg))
+        load_sovits_diffusion(FIXTURE / "full" / "model_0.pt", tmp_path / "d.yaml")
+
+
+def test_save_writes_the_upstream_format(tmp_path, models, fixture):
+    model = models["full"]
+    save_sovits_diffusion(model, tmp_path / "model_5.pt", tmp_path / "diffusion.yaml", global_step=5)
+    ours = torch.load(tmp_path / "model_5.pt", weights_only=True)
+    theirs = torch.load(FIXTURE / "full" / "model_0.pt", weights_only=True)
+    assert ours["global_step"] == 5 and set(ours["model"]) == set(theirs["model"])
+    assert all(torch.equal(ours["model"][k], theirs["model"][k]) for k in theirs["model"])
+    cfg = yaml.safe_load((tmp_path / "diffusion.yaml").read_text())
+    assert cfg["model"]["n_layers"] == 3 and cfg["data"]["encoder_out_channels"] == 16 and cfg["spk"]["spk2"] == 2
+    again = load_sovits_diffusion(tmp_path / "model_5.pt", tmp_path / "diffusion.yaml")
+    case = next(c for c in fixture["cases"] if c["name"] == "shallow_dpmpp")
+    mel = again.infer(*_inputs(fixture, case["items"]), noise=case["noise"], **_case_kwargs(fixture, case, again))
+    assert (mel - case["mel"]).abs().max() < TOL
+    fresh = MelDiffusion(unit_dim=8, n_speakers=1, n_mels=10, n_layers=2, n_chans=8, n_hidden=6, timesteps=50,
+                         k_step_max=20)
+    save_sovits_diffusion(fresh, tmp_path / "f.pt", tmp_path / "f.yaml", sampling_rate=22050)
+    loaded = load_sovits_diffusion(tmp_path / "f.pt", tmp_path / "f.yaml")
+    assert loaded.k_step_max == 20 and loaded.n_mels == 10 and loaded.sovits_config.sampling_rate == 22050
