@@ -8,12 +8,16 @@ Sub-module names (``pre``, ``enc_p``, ``enc_q``, ``flow``, ``dec``, ``f0_decoder
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
-from typing import Literal, NamedTuple
+import copy
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal, NamedTuple
 
 import torch
 from torch import nn
 
+from svc_pl.errors import UserFacingError
 from svc_pl.layers.commons import (
     rand_slice_segments_with_pitch,
     sequence_mask,
@@ -22,7 +26,7 @@ from svc_pl.layers.commons import (
 )
 from svc_pl.layers.conv import remove_all_weight_norm
 from svc_pl.layers.ddsp import DDSPDecoder
-from svc_pl.layers.encoders import ContentEncoder, F0Decoder, PosteriorEncoder
+from svc_pl.layers.encoders import F0Decoder, PosteriorEncoder, PriorEncoder
 from svc_pl.layers.f0 import f0_to_coarse, f0_to_lf0, lf0_to_f0, normalize_f0
 from svc_pl.layers.flow import ResidualCouplingBlock, TransformerCouplingBlock
 from svc_pl.layers.nsf import NSFHiFiGAN
@@ -55,25 +59,136 @@ class SynthesizerOutput(NamedTuple):
 SpeakerSpec = int | Sequence[float] | torch.Tensor
 
 
-class Synthesizer(nn.Module):
-    """so-vits-svc 4.1 synthesizer. Arguments are the ``model`` block of a 4.1 ``config.json``
-    (dead keys excluded) plus ``spec_channels`` (filter_length // 2 + 1), ``segment_size`` in frames
-    (train.segment_size // hop_length) and ``sampling_rate``.
+class DecoderHopMismatchError(UserFacingError):
+    """An NSF-HiFiGAN decoder whose upsampling (samples per frame) is not the dataset's hop length."""
+
+    def __init__(self, net: NetConfig, hop_length: int, sampling_rate: int):
+        self.upsampling, self.hop_length, self.sampling_rate = net.upsampling, hop_length, sampling_rate
+        rates = " x ".join(str(int(r)) for r in net.upsample_rates)
+        super().__init__(
+            f"the decoder makes {self.upsampling} samples per frame (upsample_rates {rates}) but the dataset's "
+            f"hop_length is {hop_length} ({sampling_rate} Hz): preprocess the data with --hop-length "
+            f"{self.upsampling} (and the sampling rate the config was made for), or use a config whose "
+            f"upsample_rates multiply to {hop_length}")
+
+
+@dataclass
+class NetConfig:
+    """The synthesizer's architecture: everything about it that the data does not decide.
+
+    Defaults are the ``model`` block of so-vits-svc 4.1's ``config_template.json``; ``decoder`` and the
+    ``ddsp_*`` fields are svc_pl's (``decoder: ddsp`` replaces NSF-HiFiGAN, the posterior encoder and the
+    flow by a harmonic-plus-noise decoder, whose hop is the dataset's). What the data decides (sample
+    rate, hop, FFT size, unit dimension, speaker count) comes from the dataset: see :data:`DATA_KEYS`.
+    This is the ``model.net`` block of the YAML configs and of a checkpoint's ``hyper_parameters``.
     """
 
-    def __init__(self, spec_channels: int = 1025, segment_size: int = 20, inter_channels: int = 192,
-                 hidden_channels: int = 192, filter_channels: int = 768, n_heads: int = 2, n_layers: int = 6,
-                 kernel_size: int = 3, p_dropout: float = 0.1, resblock: Literal["1", "2"] = "1",
-                 resblock_kernel_sizes: Sequence[int] = (3, 7, 11),
-                 resblock_dilation_sizes: Sequence[Sequence[int]] = ((1, 3, 5), (1, 3, 5), (1, 3, 5)),
-                 upsample_rates: Sequence[int] = (8, 8, 2, 2, 2), upsample_initial_channel: int = 512,
-                 upsample_kernel_sizes: Sequence[int] = (16, 16, 4, 4, 4), gin_channels: int = 768,
-                 ssl_dim: int = 768, n_speakers: int = 200, sampling_rate: int = 44100, vol_embedding: bool = False,
-                 vocoder_name: Literal["nsf-hifigan"] = "nsf-hifigan", use_depthwise_conv: bool = False,
-                 use_automatic_f0_prediction: bool = True, flow_share_parameter: bool = False, n_flow_layer: int = 4,
-                 n_layers_trans_flow: int = 3, use_transformer_flow: bool = False,
-                 decoder: Literal["nsf-hifigan", "ddsp"] = "nsf-hifigan", hop_length: int | None = None,
-                 ddsp_hidden: int = 256, n_harmonics: int = 64, n_noise_bands: int = 65):
+    inter_channels: int = 192
+    hidden_channels: int = 192
+    filter_channels: int = 768
+    n_heads: int = 2
+    n_layers: int = 6
+    kernel_size: int = 3
+    p_dropout: float = 0.1
+    resblock: Literal["1", "2"] = "1"
+    resblock_kernel_sizes: list[int] = field(default_factory=lambda: [3, 7, 11])
+    resblock_dilation_sizes: list[list[int]] = field(default_factory=lambda: [[1, 3, 5], [1, 3, 5], [1, 3, 5]])
+    upsample_rates: list[int] = field(default_factory=lambda: [8, 8, 2, 2, 2])
+    upsample_initial_channel: int = 512
+    upsample_kernel_sizes: list[int] = field(default_factory=lambda: [16, 16, 4, 4, 4])
+    gin_channels: int = 768
+    vol_embedding: bool = False
+    use_depthwise_conv: bool = False
+    use_automatic_f0_prediction: bool = True
+    flow_share_parameter: bool = False
+    n_flow_layer: int = 4
+    n_layers_trans_flow: int = 3
+    use_transformer_flow: bool = False
+    decoder: Literal["nsf-hifigan", "ddsp"] = "nsf-hifigan"
+    ddsp_hidden: int = 256
+    n_harmonics: int = 64
+    n_noise_bands: int = 65
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any] | NetConfig | None, *, strict: bool = True) -> NetConfig:
+        """A config from a ``net`` mapping (a YAML block, a checkpoint's hyper-parameters); keys not given keep
+        their defaults. ``strict=False`` ignores keys that are not fields (a so-vits-svc ``model`` block)."""
+        if isinstance(values, NetConfig):
+            return values
+        values = dict(values or {})
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown and strict:
+            raise ValueError(f"unknown synthesizer setting(s) {unknown}; known: {sorted(names)}")
+        return cls(**{k: copy.deepcopy(v) for k, v in values.items() if k in names})
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def upsampling(self) -> int | None:
+        """Samples per frame the NSF-HiFiGAN decoder produces (product of ``upsample_rates``); None for DDSP,
+        which follows the dataset's hop."""
+        return None if self.decoder == "ddsp" else math.prod(int(r) for r in self.upsample_rates)
+
+
+# What the synthesizer takes from the dataset (the keys of a dataset's ``dataset_info``).
+DATA_KEYS = ("sampling_rate", "hop_length", "filter_length", "unit_dim", "n_speakers")
+_NET = NetConfig()
+
+
+def synthesizer_kwargs(net: Mapping[str, Any] | NetConfig | None, data: Mapping[str, Any],
+                       segment_frames: int = 20) -> dict[str, Any]:
+    """The :class:`Synthesizer` arguments for an architecture and a dataset: the one translation between the
+    configs (YAML ``model.net``, checkpoint hyper-parameters, so-vits-svc ``config.json``) and the constructor.
+
+    Args:
+        net: architecture settings (:class:`NetConfig` or its dict).
+        data: at least :data:`DATA_KEYS` (sampling_rate, hop_length, filter_length, unit_dim, n_speakers).
+        segment_frames: frames of the random training segment the decoder generates.
+    """
+    missing = [k for k in DATA_KEYS if k not in data]
+    if missing:
+        raise ValueError(f"dataset settings {missing} missing (have: {sorted(data)})")
+    kwargs = NetConfig.from_dict(net).to_dict()
+    kwargs["resblock"] = str(kwargs["resblock"])
+    kwargs.update(spec_channels=int(data["filter_length"]) // 2 + 1, segment_size=int(segment_frames),
+                  ssl_dim=int(data["unit_dim"]), n_speakers=int(data["n_speakers"]),
+                  sampling_rate=int(data["sampling_rate"]), hop_length=int(data["hop_length"]))
+    return kwargs
+
+
+class Synthesizer(nn.Module):
+    """so-vits-svc 4.1 synthesizer.
+
+    Build it from a config with :meth:`from_config`. The keyword arguments are :class:`NetConfig`'s fields
+    (defaults: so-vits-svc 4.1) plus what the data decides: ``spec_channels`` (filter_length // 2 + 1),
+    ``ssl_dim`` (unit dimension), ``n_speakers``, ``sampling_rate``, ``hop_length`` (used by the DDSP
+    decoder; NSF-HiFiGAN's hop is the product of ``upsample_rates``) and ``segment_size``, the training
+    segment in frames. ``vocoder_name`` is so-vits-svc's, and only ``nsf-hifigan`` is implemented.
+    """
+
+    def __init__(self, spec_channels: int = 1025, segment_size: int = 20,
+                 inter_channels: int = _NET.inter_channels, hidden_channels: int = _NET.hidden_channels,
+                 filter_channels: int = _NET.filter_channels, n_heads: int = _NET.n_heads,
+                 n_layers: int = _NET.n_layers, kernel_size: int = _NET.kernel_size,
+                 p_dropout: float = _NET.p_dropout, resblock: Literal["1", "2"] = _NET.resblock,
+                 resblock_kernel_sizes: Sequence[int] = tuple(_NET.resblock_kernel_sizes),
+                 resblock_dilation_sizes: Sequence[Sequence[int]] = tuple(map(tuple, _NET.resblock_dilation_sizes)),
+                 upsample_rates: Sequence[int] = tuple(_NET.upsample_rates),
+                 upsample_initial_channel: int = _NET.upsample_initial_channel,
+                 upsample_kernel_sizes: Sequence[int] = tuple(_NET.upsample_kernel_sizes),
+                 gin_channels: int = _NET.gin_channels, ssl_dim: int = 768, n_speakers: int = 200,
+                 sampling_rate: int = 44100, vol_embedding: bool = _NET.vol_embedding,
+                 vocoder_name: Literal["nsf-hifigan"] = "nsf-hifigan",
+                 use_depthwise_conv: bool = _NET.use_depthwise_conv,
+                 use_automatic_f0_prediction: bool = _NET.use_automatic_f0_prediction,
+                 flow_share_parameter: bool = _NET.flow_share_parameter, n_flow_layer: int = _NET.n_flow_layer,
+                 n_layers_trans_flow: int = _NET.n_layers_trans_flow,
+                 use_transformer_flow: bool = _NET.use_transformer_flow,
+                 decoder: Literal["nsf-hifigan", "ddsp"] = _NET.decoder, hop_length: int | None = None,
+                 ddsp_hidden: int = _NET.ddsp_hidden, n_harmonics: int = _NET.n_harmonics,
+                 n_noise_bands: int = _NET.n_noise_bands):
         super().__init__()
         if decoder not in ("nsf-hifigan", "ddsp"):
             raise ValueError(f"decoder {decoder!r} is not one of 'nsf-hifigan', 'ddsp'")
@@ -98,7 +213,7 @@ class Synthesizer(nn.Module):
         if vol_embedding:
             self.emb_vol = nn.Linear(1, hidden_channels)
         self.pre = nn.Conv1d(ssl_dim, hidden_channels, kernel_size=5, padding=2)
-        self.enc_p = ContentEncoder(inter_channels, hidden_channels, kernel_size, n_layers, filter_channels, n_heads,
+        self.enc_p = PriorEncoder(inter_channels, hidden_channels, kernel_size, n_layers, filter_channels, n_heads,
                                     p_dropout)
         if decoder == "ddsp":
             # DDSP decoder on the prior's mean: no posterior encoder and no flow (trained by spectral losses)
@@ -126,6 +241,21 @@ class Synthesizer(nn.Module):
             self.f0_decoder = F0Decoder(1, hidden_channels, filter_channels, n_heads, n_layers, kernel_size, p_dropout,
                                         spk_channels=gin_channels)
         self.emb_uv = nn.Embedding(2, hidden_channels)
+
+    @classmethod
+    def from_config(cls, net: Mapping[str, Any] | NetConfig | None, data: Mapping[str, Any],
+                    segment_frames: int = 20) -> Synthesizer:
+        """The synthesizer of an architecture (``net``) for a dataset (``data``: at least :data:`DATA_KEYS`).
+
+        The one builder: the training module, the ``.ckpt`` loader, the so-vits-svc loader and the shipped
+        bases all build through it. Raises :class:`DecoderHopMismatchError` when an NSF-HiFiGAN decoder's
+        upsampling is not the dataset's hop.
+        """
+        config = NetConfig.from_dict(net)
+        hop = int(data["hop_length"])
+        if config.upsampling is not None and config.upsampling != hop:
+            raise DecoderHopMismatchError(config, hop, int(data["sampling_rate"]))
+        return cls(**synthesizer_kwargs(config, data, segment_frames))
 
     # ----------------------------------------------------------------------------------------------
     def speaker_embedding(self, speaker: SpeakerSpec, batch: int = 1, device=None) -> torch.Tensor:

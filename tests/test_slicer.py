@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from svc_pl.infer.slicer import Chunk, Slicer, slice_audio
+from svc_pl.infer.slicer import Chunk, Slicer
 from tests.speech import speech_with_pause, synth_speech
 
 PHRASES = [
@@ -232,7 +232,7 @@ def test_two_phrases_cut_in_the_pause(tmp_path):
     # espeak-ng adds ~0.39 s of silence at the end of the first phrase, so the pause begins earlier.
     lo, hi = pause_start - int(0.45 * sr), pause_end + 4 * 441
     # Defaults keep up to 5 s of silence: the ~1.4 s pause becomes one cut between two voiced chunks.
-    chunks = slice_audio(y, sr, min_len=1000)
+    chunks = Slicer(sr, min_length=1000).slice(y)
     assert _as_tuples(chunks) == reference_slice(y, sr, -40, 1000)[0]
     voiced = [c for c in chunks if not c.silent]
     assert len(voiced) == 2 and lo <= voiced[0].end == voiced[1].start <= hi
@@ -248,7 +248,6 @@ def test_short_input_is_one_voiced_chunk(tmp_path):
     y = np.concatenate([y, np.zeros(sr // 2, np.float32)])  # trailing silence that could be cut
     assert len(y) <= 5 * sr
     assert Slicer(sr).slice(y) == [Chunk(0, len(y), False)]
-    assert slice_audio(y, sr, min_len=5000) == [Chunk(0, len(y), False)]
     # "Short" means at most min_length ms; one sample more and the trailing silence is cut.
     # (Upstream compares the sample count with min_length in frames, so it would cut both.)
     slicer = Slicer(sr, min_length=1000)

@@ -72,10 +72,8 @@ def load_sovits(model_path: str | os.PathLike, config_path: str | os.PathLike, d
     so it can be saved again or fine-tuned; call ``prepare_for_inference()`` to fold it). The parsed
     config is attached as ``model.sovits_config``.
     """
-    from svc_pl.synthesizer import Synthesizer
-
     cfg = read_sovits_config(config_path)
-    model = Synthesizer(**cfg.synthesizer_kwargs())
+    model = cfg.build()
     load_sovits_weights(model, model_path)
     model.sovits_config = cfg
     return model.to(device).eval()

@@ -7,22 +7,20 @@ import json
 import logging
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from svc_pl.errors import ConfigError
+from svc_pl.synthesizer import DecoderHopMismatchError, NetConfig, Synthesizer, synthesizer_kwargs
 
 LOG = logging.getLogger(__name__)
 
-# model-block keys that are Synthesizer arguments
-SYNTH_KEYS = (
-    "inter_channels", "hidden_channels", "filter_channels", "n_heads", "n_layers", "kernel_size", "p_dropout",
-    "resblock", "resblock_kernel_sizes", "resblock_dilation_sizes", "upsample_rates", "upsample_initial_channel",
-    "upsample_kernel_sizes", "gin_channels", "ssl_dim", "n_speakers", "vol_embedding", "vocoder_name",
-    "use_depthwise_conv", "use_automatic_f0_prediction", "flow_share_parameter", "n_flow_layer",
-    "n_layers_trans_flow", "use_transformer_flow",
-)
+# svc_pl's own architecture settings, which so-vits-svc's model block does not have
+SVC_PL_NET_KEYS = ("decoder", "ddsp_hidden", "n_harmonics", "n_noise_bands")
+# model-block keys the synthesizer reads: the architecture (NetConfig) and what upstream keeps beside it
+MODEL_KEYS = (*(f.name for f in fields(NetConfig) if f.name not in SVC_PL_NET_KEYS), "ssl_dim", "n_speakers",
+              "vocoder_name")
 # keys upstream writes but its model never reads (or reads elsewhere): accepted, not used by the synthesizer
 DEAD_MODEL_KEYS = ("n_layers_q", "use_spectral_norm", "speaker_embedding", "speech_encoder")
 REQUIRED_MODEL_KEYS = ("inter_channels", "hidden_channels", "filter_channels", "n_heads", "n_layers", "kernel_size",
@@ -43,15 +41,10 @@ TEMPLATE_41: dict[str, Any] = {
         "sampling_rate": 44100, "filter_length": 2048, "hop_length": 512, "win_length": 2048, "n_mel_channels": 80,
         "mel_fmin": 0.0, "mel_fmax": 22050, "unit_interpolate_mode": "nearest",
     },
-    "model": {
-        "inter_channels": 192, "hidden_channels": 192, "filter_channels": 768, "n_heads": 2, "n_layers": 6,
-        "kernel_size": 3, "p_dropout": 0.1, "resblock": "1", "resblock_kernel_sizes": [3, 7, 11],
-        "resblock_dilation_sizes": [[1, 3, 5], [1, 3, 5], [1, 3, 5]], "upsample_rates": [8, 8, 2, 2, 2],
-        "upsample_initial_channel": 512, "upsample_kernel_sizes": [16, 16, 4, 4, 4], "n_layers_q": 3,
-        "n_layers_trans_flow": 3, "n_flow_layer": 4, "use_spectral_norm": False, "gin_channels": 768,
+    # NetConfig's defaults are the template's; then what upstream keeps in the same block
+    "model": {k: v for k, v in NetConfig().to_dict().items() if k not in SVC_PL_NET_KEYS} | {
         "ssl_dim": 768, "n_speakers": 200, "vocoder_name": "nsf-hifigan", "speech_encoder": "vec768l12",
-        "speaker_embedding": False, "vol_embedding": False, "use_depthwise_conv": False,
-        "flow_share_parameter": False, "use_automatic_f0_prediction": True, "use_transformer_flow": False,
+        "speaker_embedding": False, "n_layers_q": 3, "use_spectral_norm": False,
     },
     "spk": {},
 }
@@ -80,14 +73,37 @@ class SovitsConfig:
     def hop_length(self) -> int:
         return int(self.data["hop_length"])
 
+    def net_config(self) -> NetConfig:
+        """The synthesizer's architecture in this config's model block."""
+        vocoder = self.model.get("vocoder_name", "nsf-hifigan")
+        if vocoder != "nsf-hifigan":
+            raise ConfigError(f"{self.path or 'config'}: vocoder_name {vocoder!r} is not supported; svc_pl implements "
+                              "'nsf-hifigan' (the 4.1 default), so this model cannot be loaded")
+        net = {k: self.model[k] for k in MODEL_KEYS if k in self.model and k not in ("ssl_dim", "n_speakers")}
+        return NetConfig.from_dict(net, strict=False)
+
+    def data_settings(self) -> dict[str, int]:
+        """What the synthesizer takes from the data (:data:`svc_pl.synthesizer.DATA_KEYS`)."""
+        return {"sampling_rate": self.sampling_rate, "hop_length": self.hop_length,
+                "filter_length": int(self.data["filter_length"]), "unit_dim": int(self.model["ssl_dim"]),
+                "n_speakers": int(self.model["n_speakers"])}
+
+    @property
+    def segment_frames(self) -> int:
+        return int(self.train.get("segment_size", 10240)) // self.hop_length
+
     def synthesizer_kwargs(self) -> dict[str, Any]:
         """Arguments of :class:`svc_pl.synthesizer.Synthesizer` for this config."""
-        kwargs = {k: copy.deepcopy(self.model[k]) for k in SYNTH_KEYS if k in self.model}
-        kwargs["resblock"] = str(kwargs.get("resblock", "1"))
-        kwargs["spec_channels"] = int(self.data["filter_length"]) // 2 + 1
-        kwargs["segment_size"] = int(self.train.get("segment_size", 10240)) // self.hop_length
-        kwargs["sampling_rate"] = self.sampling_rate
-        return kwargs
+        return synthesizer_kwargs(self.net_config(), self.data_settings(), self.segment_frames)
+
+    def build(self) -> Synthesizer:
+        """The synthesizer this config describes (random weights), through :meth:`Synthesizer.from_config`."""
+        try:
+            return Synthesizer.from_config(self.net_config(), self.data_settings(), self.segment_frames)
+        except DecoderHopMismatchError as err:
+            raise ConfigError(f"{self.path or 'config'}: model.upsample_rates multiply to {err.upsampling} but "
+                              f"data.hop_length is {err.hop_length}: the config does not describe a working model "
+                              "(use the config.json the model was trained with)") from None
 
     def to_dict(self) -> dict[str, Any]:
         return {"train": self.train, "data": self.data, "model": self.model, "spk": self.spk}
@@ -112,7 +128,7 @@ def read_sovits_config(path: str | os.PathLike) -> SovitsConfig:
     missing += [f"data.{k}" for k in ("sampling_rate", "hop_length", "filter_length") if k not in raw["data"]]
     if missing:
         raise ConfigError(f"{path}: missing key(s) {missing}")
-    known = set(SYNTH_KEYS) | set(DEAD_MODEL_KEYS)
+    known = set(MODEL_KEYS) | set(DEAD_MODEL_KEYS)
     unknown = sorted(set(model) - known)
     if unknown:
         LOG.warning("%s: model key(s) %s are not so-vits-svc 4.1 keys and are ignored", path, unknown)
@@ -149,7 +165,7 @@ def sovits_config_for(synth_kwargs: dict[str, Any], speakers: dict[str, int], *,
                        mel_fmax=mel_fmax if mel_fmax is not None else sr // 2,
                        unit_interpolate_mode=unit_interpolate_mode)
     cfg["train"]["segment_size"] = segment_size_samples
-    for k in SYNTH_KEYS:
+    for k in MODEL_KEYS:
         if k in synth_kwargs:
             v = synth_kwargs[k]
             cfg["model"][k] = [list(x) for x in v] if k == "resblock_dilation_sizes" else (

@@ -107,21 +107,16 @@ def _unreadable(path: Path, err: Exception) -> UserFacingError:
                            "delete it.")
 
 
-def synthesizer_kwargs(net: dict[str, Any], info: dict[str, Any], segment_size: int) -> dict[str, Any]:
-    """Synthesizer arguments from a checkpoint's ``net`` and ``dataset_info`` hyper-parameters.
-
-    ``SVCModule.synthesizer_kwargs`` delegates here, so that loading a model for inference does not import
-    Lightning.
-    """
-    kwargs = dict(net)
-    kwargs["resblock_dilation_sizes"] = [list(d) for d in kwargs["resblock_dilation_sizes"]]
-    kwargs.update(hop_length=int(info["hop_length"]), spec_channels=int(info["filter_length"]) // 2 + 1,
-                  segment_size=segment_size // int(info["hop_length"]), ssl_dim=int(info["unit_dim"]),
-                  n_speakers=int(info["n_speakers"]), sampling_rate=int(info["sampling_rate"]))
-    return kwargs
+def segment_frames(hparams: dict[str, Any]) -> int:
+    """The training segment in frames from a checkpoint's hyper-parameters (older ones give it in samples)."""
+    if hparams.get("segment_frames"):
+        return int(hparams["segment_frames"])
+    return int(hparams.get("segment_size") or 10240) // int(hparams["dataset_info"]["hop_length"])
 
 
 def _from_lightning(path: Path) -> VoiceModel:
+    """A ``.ckpt`` from ``svc-pl fit``: ``torch.load(weights_only=True)`` and the synthesizer's own builder
+    (:meth:`Synthesizer.from_config`), without Lightning."""
     from svc_pl.compat.checkpoint import load_state_into
 
     ckpt = read_ckpt(path)
@@ -129,7 +124,7 @@ def _from_lightning(path: Path) -> VoiceModel:
     if not hp or "net" not in hp or "dataset_info" not in hp:
         raise UserFacingError(f"{path}: not an svc_pl training checkpoint (no model hyper-parameters)")
     info = hp["dataset_info"]
-    net = Synthesizer(**synthesizer_kwargs(dict(hp["net"]), info, int(hp.get("segment_size", 10240))))
+    net = Synthesizer.from_config(hp["net"], info, segment_frames(hp))
     state = {k[4:]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
     load_state_into(net, state, str(path))
     return VoiceModel(net.eval(), int(info["sampling_rate"]), int(info["hop_length"]), dict(info["speakers"]),

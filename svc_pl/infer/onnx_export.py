@@ -98,7 +98,7 @@ class OnnxSynthesizer(nn.Module):
             g = s.emb_g(sid).unsqueeze(-1)
         x_mask = torch.ones_like(f0).unsqueeze(1)
         x = s._prior_input(c, uv, x_mask, vol)
-        # prior encoder (ContentEncoder.forward with the sample given)
+        # prior encoder (PriorEncoder.forward with the sample given)
         enc = s.enc_p
         x = x + enc.f0_emb(f0_to_coarse(f0)).transpose(1, 2)
         x = enc.enc_(x * x_mask, x_mask)

@@ -205,20 +205,3 @@ def _argmin(values: np.ndarray, lo: int, hi: int) -> int:
     """Index of the first minimum of ``values[lo : hi + 1]`` (``hi`` inclusive), as an absolute index."""
     return lo + int(np.argmin(values[lo:hi + 1]))
 
-
-def slice_audio(y: np.ndarray, sr: int, db_thresh: float = -40.0, min_len: int = 5000) -> list[Chunk]:
-    """Slice a waveform with the default slicer settings (upstream's ``cut``, without file I/O).
-
-    Args:
-        y: samples, shape ``(T,)`` or ``(C, T)``.
-        sr: sample rate of ``y``.
-        db_thresh: silence threshold in dB.
-        min_len: shortest voiced clip in ms.
-
-    Returns:
-        Contiguous chunks over ``[0, T)``, see :meth:`Slicer.slice`.
-    """
-    chunks = Slicer(sr=sr, threshold=db_thresh, min_length=min_len).slice(y)
-    LOG.debug("sliced %d samples into %d chunks (%d silent)", y.shape[-1], len(chunks),
-              sum(c.silent for c in chunks))
-    return chunks

@@ -1,5 +1,5 @@
-"""The synthesizer's encoders: posterior (spectrogram -> z), prior/content (units + pitch -> prior
-statistics) and the F0 decoder (upstream: ``models.Encoder``/``TextEncoder``/``F0Decoder``)."""
+"""The synthesizer's encoders: posterior (spectrogram -> z), prior (units + pitch -> prior statistics) and the
+F0 decoder (upstream: ``models.Encoder``/``TextEncoder``/``F0Decoder``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from svc_pl.layers.commons import sequence_mask
-from svc_pl.layers.transformer import FFT, Encoder
+from svc_pl.layers.transformer import CausalTransformer, Encoder
 from svc_pl.layers.wavenet import WN
 
 
@@ -34,8 +34,10 @@ class PosteriorEncoder(nn.Module):
         return z, m, logs, x_mask
 
 
-class ContentEncoder(nn.Module):
-    """Prior encoder over projected content units plus a coarse-pitch embedding (upstream ``enc_p``, ``TextEncoder``).
+class PriorEncoder(nn.Module):
+    """VITS prior encoder: projected content units plus a coarse-pitch embedding -> prior statistics
+    (upstream ``enc_p``, class ``TextEncoder``). The content encoders that make the units are in
+    :mod:`svc_pl.data.content`.
 
     forward(x (B, hidden, T), mask (B, 1, T), f0_coarse (B, T) long, noise_scale)
         -> (z (B, out, T) sampled with ``noise_scale``, m, logs, mask).
@@ -68,7 +70,7 @@ class F0Decoder(nn.Module):
                  kernel_size: int, p_dropout: float, spk_channels: int = 0):
         super().__init__()
         self.prenet = nn.Conv1d(hidden_channels, hidden_channels, 3, padding=1)
-        self.decoder = FFT(hidden_channels, filter_channels, n_heads, n_layers, kernel_size, p_dropout)
+        self.decoder = CausalTransformer(hidden_channels, filter_channels, n_heads, n_layers, kernel_size, p_dropout)
         self.proj = nn.Conv1d(hidden_channels, out_channels, 1)
         self.f0_prenet = nn.Conv1d(1, hidden_channels, 3, padding=1)
         self.cond = nn.Conv1d(spk_channels, hidden_channels, 1)

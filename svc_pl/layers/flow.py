@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from svc_pl.layers.transformer import FFT
+from svc_pl.layers.transformer import CausalTransformer
 from svc_pl.layers.wavenet import WN
 
 
@@ -69,13 +69,13 @@ class ResidualCouplingLayer(_CouplingLayer):
 
 
 class TransformerCouplingLayer(_CouplingLayer):
-    """Coupling over a speaker-conditioned causal transformer (:class:`FFT` with ``gin_channels``)."""
+    """Coupling over a speaker-conditioned causal transformer (:class:`CausalTransformer` with ``gin_channels``)."""
 
     def __init__(self, channels: int, hidden_channels: int, kernel_size: int, n_layers: int, n_heads: int,
                  p_dropout: float = 0.0, filter_channels: int = 0, mean_only: bool = False, gin_channels: int = 0,
-                 shared_net: FFT | None = None):
-        net = shared_net or FFT(hidden_channels, filter_channels, n_heads, n_layers, kernel_size, p_dropout,
-                                gin_channels=gin_channels)
+                 shared_net: CausalTransformer | None = None):
+        net = shared_net or CausalTransformer(hidden_channels, filter_channels, n_heads, n_layers, kernel_size,
+                                              p_dropout, gin_channels=gin_channels)
         super().__init__(channels, hidden_channels, net, mean_only)
 
 
@@ -117,8 +117,8 @@ class TransformerCouplingBlock(_CouplingBlock):
                  kernel_size: int, p_dropout: float, n_flows: int = 4, gin_channels: int = 0,
                  share_parameter: bool = False):
         super().__init__()
-        self.wn = (FFT(hidden_channels, filter_channels, n_heads, n_layers, kernel_size, p_dropout, gin_channels=gin_channels)
-                   if share_parameter else None)
+        self.wn = (CausalTransformer(hidden_channels, filter_channels, n_heads, n_layers, kernel_size, p_dropout,
+                                     gin_channels=gin_channels) if share_parameter else None)
         self.flows = nn.ModuleList()
         for _ in range(n_flows):
             self.flows.append(TransformerCouplingLayer(channels, hidden_channels, kernel_size, n_layers, n_heads, p_dropout,

@@ -1,5 +1,6 @@
-"""Attention stacks: the relative-position ``Encoder``, the causal ``Decoder`` and ``FFT``
-(upstream: ``modules/attentions.py``). All take and return (B, C, T) with a (B, 1, T) mask."""
+"""Transformer stacks: the relative-position ``Encoder`` of the prior encoder and the ``CausalTransformer`` of the
+F0 decoder and transformer flows (upstream ``attentions.Encoder``/``FFT``). Both take and return (B, C, T) with a
+(B, 1, T) mask."""
 
 from __future__ import annotations
 
@@ -41,46 +42,12 @@ class Encoder(nn.Module):
         return x * x_mask
 
 
-class Decoder(nn.Module):
-    """Causal self-attention + encoder-decoder attention + causal FFN. Upstream ``attentions.Decoder``."""
+class CausalTransformer(nn.Module):
+    """Causal self-attention transformer (no relative positions; upstream's "FFT" block) used by the F0 decoder
+    and, with ``gin_channels`` > 0 (upstream ``isflow=True``), as the speaker-conditioned net of transformer flows.
 
-    def __init__(self, hidden_channels: int, filter_channels: int, n_heads: int, n_layers: int, kernel_size: int = 1,
-                 p_dropout: float = 0.0, proximal_bias: bool = False, proximal_init: bool = True):
-        super().__init__()
-        self.n_layers = n_layers
-        self.drop = nn.Dropout(p_dropout)
-        self.self_attn_layers = nn.ModuleList()
-        self.norm_layers_0 = nn.ModuleList()
-        self.encdec_attn_layers = nn.ModuleList()
-        self.norm_layers_1 = nn.ModuleList()
-        self.ffn_layers = nn.ModuleList()
-        self.norm_layers_2 = nn.ModuleList()
-        for _ in range(n_layers):
-            self.self_attn_layers.append(MultiHeadAttention(hidden_channels, hidden_channels, n_heads, p_dropout=p_dropout,
-                                                            proximal_bias=proximal_bias, proximal_init=proximal_init))
-            self.norm_layers_0.append(ChannelLayerNorm(hidden_channels))
-            self.encdec_attn_layers.append(MultiHeadAttention(hidden_channels, hidden_channels, n_heads, p_dropout=p_dropout))
-            self.norm_layers_1.append(ChannelLayerNorm(hidden_channels))
-            self.ffn_layers.append(
-                FFN(hidden_channels, hidden_channels, filter_channels, kernel_size, p_dropout=p_dropout, causal=True)
-            )
-            self.norm_layers_2.append(ChannelLayerNorm(hidden_channels))
-
-    def forward(self, x: torch.Tensor, x_mask: torch.Tensor, h: torch.Tensor, h_mask: torch.Tensor) -> torch.Tensor:
-        """x: decoder input (B, C, T_x); h: encoder output (B, C, T_h) with mask (B, 1, T_h)."""
-        self_attn_mask = subsequent_mask(x_mask.size(2)).to(device=x.device, dtype=x.dtype)
-        encdec_attn_mask = h_mask.unsqueeze(2) * x_mask.unsqueeze(-1)
-        x = x * x_mask
-        for i in range(self.n_layers):
-            x = self.norm_layers_0[i](x + self.drop(self.self_attn_layers[i](x, x, self_attn_mask)))
-            x = self.norm_layers_1[i](x + self.drop(self.encdec_attn_layers[i](x, h, encdec_attn_mask)))
-            x = self.norm_layers_2[i](x + self.drop(self.ffn_layers[i](x, x_mask)))
-        return x * x_mask
-
-
-class FFT(nn.Module):
-    """Causal self-attention stack (no relative positions) used by the F0 decoder and, with
-    ``gin_channels`` > 0 (upstream ``isflow=True``), as the speaker-conditioned net of transformer flows."""
+    forward(x (B, hidden, T), mask (B, 1, T), g (B, gin, 1) or None) -> (B, hidden, T).
+    """
 
     def __init__(self, hidden_channels: int, filter_channels: int, n_heads: int, n_layers: int = 1,
                  kernel_size: int = 1, p_dropout: float = 0.0, proximal_bias: bool = False,

@@ -4,54 +4,23 @@ recipe under Lightning's manual optimization (discriminator step, then generator
 from __future__ import annotations
 
 import logging
-import math
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
+from svc_pl.errors import UserFacingError
 from svc_pl.layers.commons import slice_segments
 from svc_pl.layers.ddsp import MultiResolutionSTFTLoss
 from svc_pl.layers.discriminator import MultiPeriodDiscriminator
 from svc_pl.lightning.losses import MelLoss, discriminator_loss, feature_loss, generator_loss, kl_loss
-from svc_pl.synthesizer import Synthesizer
+from svc_pl.synthesizer import NetConfig, Synthesizer
+
+__all__ = ["NetConfig", "NonFiniteLossError", "SVCModule"]
 
 LOG = logging.getLogger(__name__)
-
-
-@dataclass
-class NetConfig:
-    """Synthesizer dimensions (the ``model`` block of a so-vits-svc config, without what the data decides:
-    unit dim, speaker count and sample rate come from the preprocessed dataset)."""
-
-    inter_channels: int = 192
-    hidden_channels: int = 192
-    filter_channels: int = 768
-    n_heads: int = 2
-    n_layers: int = 6
-    kernel_size: int = 3
-    p_dropout: float = 0.1
-    resblock: Literal["1", "2"] = "1"
-    resblock_kernel_sizes: list[int] = field(default_factory=lambda: [3, 7, 11])
-    resblock_dilation_sizes: list[list[int]] = field(default_factory=lambda: [[1, 3, 5], [1, 3, 5], [1, 3, 5]])
-    upsample_rates: list[int] = field(default_factory=lambda: [8, 8, 2, 2, 2])
-    upsample_initial_channel: int = 512
-    upsample_kernel_sizes: list[int] = field(default_factory=lambda: [16, 16, 4, 4, 4])
-    gin_channels: int = 768
-    vol_embedding: bool = False
-    use_depthwise_conv: bool = False
-    use_automatic_f0_prediction: bool = True
-    flow_share_parameter: bool = False
-    n_flow_layer: int = 4
-    n_layers_trans_flow: int = 3
-    use_transformer_flow: bool = False
-    decoder: Literal["nsf-hifigan", "ddsp"] = "nsf-hifigan"
-    ddsp_hidden: int = 256
-    n_harmonics: int = 64
-    n_noise_bands: int = 65
 
 
 class NonFiniteLossError(RuntimeError):
@@ -62,9 +31,11 @@ class SVCModule(pl.LightningModule):
     """so-vits-svc 4.1 training as a LightningModule.
 
     Args:
-        net: synthesizer dimensions.
+        net: the synthesizer's architecture (:class:`~svc_pl.synthesizer.NetConfig`).
         dataset_info: speakers, unit dim, sample rate, hop, FFT sizes (linked from the data module).
-        segment_size: samples of audio the decoder generates per item (upstream train.segment_size).
+        segment_frames: frames of audio the decoder generates per item: segment_frames * hop samples.
+        segment_size: the same in samples (upstream ``train.segment_size``), for configs written that way;
+            it must be a multiple of the dataset's hop. Given, it replaces ``segment_frames``.
         learning_rate, betas, eps: AdamW, both networks.
         lr_decay: ExponentialLR gamma, stepped once per epoch.
         warmup_epochs: linear learning-rate warm-up over the first epochs.
@@ -82,7 +53,8 @@ class SVCModule(pl.LightningModule):
     """
 
     def __init__(self, net: NetConfig | None = None, dataset_info: dict[str, Any] | None = None,
-                 segment_size: int = 10240, learning_rate: float = 1e-4, betas: tuple[float, float] = (0.8, 0.99),
+                 segment_frames: int = 20, segment_size: int | None = None, learning_rate: float = 1e-4,
+                 betas: tuple[float, float] = (0.8, 0.99),
                  eps: float = 1e-9, lr_decay: float = 0.999875, warmup_epochs: int = 0, c_mel: float = 45.0,
                  c_kl: float = 1.0, n_mels: int = 80, mel_fmin: float = 0.0, mel_fmax: float | None = None,
                  grad_clip: float | None = None, init_from: str | None = None,
@@ -91,8 +63,7 @@ class SVCModule(pl.LightningModule):
                  c_stft: float = 0.0):
         params = {k: v for k, v in locals().items() if k not in ("self", "net", "dataset_info", "__class__")}
         super().__init__()
-        net = net or NetConfig()
-        net = asdict(NetConfig(**net)) if isinstance(net, dict) else asdict(net)  # defaults for keys not given
+        net = NetConfig.from_dict(net).to_dict()  # defaults for keys not given
         info = dict(dataset_info or {})
         info.setdefault("speakers", {"speaker0": 0})
         info.setdefault("n_speakers", max(info["speakers"].values(), default=0) + 1)
@@ -101,19 +72,21 @@ class SVCModule(pl.LightningModule):
                      ("unit_interpolate_mode", "nearest")):
             info.setdefault(k, v)
         params["betas"] = list(params["betas"])
+        hop = int(info["hop_length"])
+        if segment_size is not None:
+            if segment_size % hop:
+                raise UserFacingError(
+                    f"model.segment_size ({segment_size} samples) is not a whole number of the dataset's frames "
+                    f"(hop_length {hop}): give the segment in frames instead (--model.segment_frames "
+                    f"{max(1, round(segment_size / hop))})")
+            segment_frames = segment_size // hop
+        params.update(segment_frames=int(segment_frames), segment_size=None)
         self.save_hyperparameters({"net": net, "dataset_info": info} | params)
         self.automatic_optimization = False
-        hop = int(info["hop_length"])
-        if segment_size % hop:
-            raise ValueError(f"segment_size ({segment_size}) must be a multiple of hop_length ({hop})")
-        upp = math.prod(int(r) for r in net["upsample_rates"])
-        if upp != hop and net["decoder"] != "ddsp":
-            raise ValueError(f"the decoder upsamples by {upp} (upsample_rates {list(net['upsample_rates'])}) but the "
-                             f"dataset's hop_length is {hop}: choose upsample_rates whose product is {hop}, or "
-                             f"preprocess with --hop-length {upp}")
         self.hop_length = hop
-        self.segment_size = segment_size
-        self.net = Synthesizer(**self.synthesizer_kwargs(net, info, segment_size))
+        self.segment_frames = int(segment_frames)
+        self.segment_size = self.segment_frames * hop  # samples
+        self.net = Synthesizer.from_config(net, info, self.segment_frames)
         self.disc = MultiPeriodDiscriminator(width=discriminator_width) if use_discriminator else None
         self.stft_loss = MultiResolutionSTFTLoss() if c_stft > 0 else None
         self.mel_loss = MelLoss(int(info["sampling_rate"]), int(info["filter_length"]), hop, int(info["win_length"]),
@@ -131,12 +104,6 @@ class SVCModule(pl.LightningModule):
                                  "discriminator (use_discriminator: false)")
             self.disc.load_state_dict(load_sovits_discriminator(init_discriminator_from).state_dict())
 
-    @staticmethod
-    def synthesizer_kwargs(net: dict[str, Any], info: dict[str, Any], segment_size: int) -> dict[str, Any]:
-        from svc_pl.infer.loading import synthesizer_kwargs
-
-        return synthesizer_kwargs(net, info, segment_size)
-
     @property
     def speakers(self) -> dict[str, int]:
         return dict(self.hparams.dataset_info["speakers"])
@@ -149,15 +116,21 @@ class SVCModule(pl.LightningModule):
 
         base = pretrained_path(str(path))
         if base is not None or str(path).endswith(".safetensors"):
-            from svc_pl.errors import UserFacingError
-
             state, meta = load_base(base or path)
             want, have = dict(self.hparams.net), meta.get("net", {})
             differ = sorted(k for k in have if k in want and have[k] != want[k])
             if differ:
                 raise UserFacingError(f"{path}: the base was trained with other model settings ({', '.join(differ)}); "
                                       "fine-tune it with its own config (--config tiny for tiny-base)")
-            if int(meta.get("dataset_info", {}).get("unit_dim", self.net.ssl_dim)) != self.net.ssl_dim:
+            base_info, info = meta.get("dataset_info", {}), self.hparams.dataset_info
+            base_rate = (int(base_info.get("sampling_rate", 0)), int(base_info.get("hop_length", 0)))
+            our_rate = (int(info["sampling_rate"]), int(info["hop_length"]))
+            if 0 not in base_rate and base_rate != our_rate:
+                raise UserFacingError(
+                    f"{path}: the base is a {base_rate[0]} Hz / hop {base_rate[1]} model but this dataset is "
+                    f"{our_rate[0]} Hz / hop {our_rate[1]}: preprocess with --sampling-rate {base_rate[0]} "
+                    f"--hop-length {base_rate[1]}, or train without the base")
+            if int(base_info.get("unit_dim", self.net.ssl_dim)) != self.net.ssl_dim:
                 raise UserFacingError(
                     f"{path}: the base takes {meta['dataset_info']['unit_dim']}-d units "
                     f"({meta['dataset_info'].get('content_encoder')}) but this dataset has {self.net.ssl_dim}-d units: "
@@ -346,14 +319,14 @@ class SVCModule(pl.LightningModule):
         ``global_step``/``epoch``: the training position (default: this module's, which is 0 outside a trainer;
         pass a checkpoint's ``global_step`` and ``epoch`` when exporting one)."""
         from svc_pl.compat import save_sovits, save_sovits_discriminator, sovits_config_for, write_json_atomic
-        from svc_pl.errors import UserFacingError
+        from svc_pl.synthesizer import synthesizer_kwargs
 
         if self.net.decoder != "nsf-hifigan" or self.disc is None:
             raise UserFacingError("this model uses the DDSP decoder (or no discriminator), which so-vits-svc has no "
                                   "format for: use the .ckpt with svc-pl infer")
         out = Path(out_dir)
         info = self.hparams.dataset_info
-        kwargs = self.synthesizer_kwargs(dict(self.hparams.net), info, self.segment_size)
+        kwargs = synthesizer_kwargs(dict(self.hparams.net), info, self.segment_frames)
         cfg = sovits_config_for(kwargs, self.speakers, hop_length=self.hop_length,
                                 filter_length=int(info["filter_length"]), win_length=int(info["win_length"]),
                                 n_mel_channels=self.hparams.n_mels, mel_fmin=self.hparams.mel_fmin,

@@ -66,3 +66,24 @@ def load_base(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[st
     except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same one-line answer
         raise UserFacingError(f"{path}: not a readable svc_pl base ({type(exc).__name__}: {exc})") from exc
     return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}, meta
+
+
+def load_base_synthesizer(name_or_path: str | os.PathLike):
+    """A shipped base (by name) or a base file as a :class:`~svc_pl.synthesizer.Synthesizer` in eval mode, built
+    from the settings in its metadata by :meth:`~svc_pl.synthesizer.Synthesizer.from_config`.
+
+    Returns:
+        (synthesizer, metadata): the metadata holds ``net``, ``dataset_info`` (speakers, sample rate, hop,
+        content encoder) and the training figures.
+    """
+    from svc_pl.compat.checkpoint import load_state_into
+    from svc_pl.errors import UserFacingError
+    from svc_pl.synthesizer import Synthesizer
+
+    path = pretrained_path(str(name_or_path)) or Path(name_or_path)
+    state, meta = load_base(path)
+    if "net" not in meta or "dataset_info" not in meta:
+        raise UserFacingError(f"{path}: no model settings in its metadata (net, dataset_info): not an svc_pl base")
+    net = Synthesizer.from_config(meta["net"], meta["dataset_info"])
+    load_state_into(net, state, str(path))
+    return net.eval(), meta
