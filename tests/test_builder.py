@@ -1,0 +1,195 @@
+"""One definition of the model: the synthesizer's builder, the settings that follow the data, the configs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from svc_pl.errors import ConfigError, UserFacingError
+from svc_pl.synthesizer import DecoderHopMismatchError, NetConfig, Synthesizer
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "svc_pl" / "configs"
+# the model block of so-vits-svc 4.1's configs_template/config_template.json (the spec NetConfig's defaults follow)
+UPSTREAM_41_MODEL = {
+    "inter_channels": 192, "hidden_channels": 192, "filter_channels": 768, "n_heads": 2, "n_layers": 6,
+    "kernel_size": 3, "p_dropout": 0.1, "resblock": "1", "resblock_kernel_sizes": [3, 7, 11],
+    "resblock_dilation_sizes": [[1, 3, 5], [1, 3, 5], [1, 3, 5]], "upsample_rates": [8, 8, 2, 2, 2],
+    "upsample_initial_channel": 512, "upsample_kernel_sizes": [16, 16, 4, 4, 4], "n_layers_q": 3,
+    "n_layers_trans_flow": 3, "n_flow_layer": 4, "use_spectral_norm": False, "gin_channels": 768, "ssl_dim": 768,
+    "n_speakers": 200, "vocoder_name": "nsf-hifigan", "speech_encoder": "vec768l12", "speaker_embedding": False,
+    "vol_embedding": False, "use_depthwise_conv": False, "flow_share_parameter": False,
+    "use_automatic_f0_prediction": True, "use_transformer_flow": False,
+}
+TINY_NSF = {"inter_channels": 16, "hidden_channels": 16, "filter_channels": 32, "n_layers": 1, "gin_channels": 8,
+            "resblock_kernel_sizes": [3], "resblock_dilation_sizes": [[1, 3, 5]], "upsample_rates": [5, 4, 4, 4],
+            "upsample_initial_channel": 16, "upsample_kernel_sizes": [11, 8, 8, 8]}
+DATA_16K = {"sampling_rate": 16000, "hop_length": 320, "filter_length": 1024, "win_length": 1024, "unit_dim": 12,
+            "n_speakers": 2, "speakers": {"a": 0, "b": 1}}
+DATA_44K = dict(DATA_16K, sampling_rate=44100, hop_length=512, filter_length=2048, win_length=2048)
+
+
+def _net(config: str) -> dict:
+    return yaml.safe_load((CONFIGS / f"{config}.yaml").read_text())["model"]["net"]
+
+
+def test_defaults_are_the_41_template_and_written_once():
+    from svc_pl.compat.config import TEMPLATE_41
+
+    assert TEMPLATE_41["model"] == UPSTREAM_41_MODEL
+    net = NetConfig().to_dict()
+    assert {k: net[k] for k in net if k in UPSTREAM_41_MODEL} == {
+        k: v for k, v in UPSTREAM_41_MODEL.items() if k in net}
+    synth = Synthesizer()  # the constructor's defaults are NetConfig's
+    assert synth.enc_p.out_channels == net["inter_channels"] and synth.dec.upp == 512
+    assert synth.emb_g.weight.shape == (200, net["gin_channels"])
+
+
+def test_builder_translates_data_settings():
+    net = Synthesizer.from_config(TINY_NSF, DATA_16K, segment_frames=7)
+    assert (net.ssl_dim, net.n_speakers, net.sampling_rate, net.hop_length, net.segment_size) == (12, 2, 16000, 320, 7)
+    assert net.enc_q.pre.in_channels == 513  # filter_length // 2 + 1
+    with pytest.raises(ValueError, match="unknown synthesizer setting"):
+        Synthesizer.from_config(dict(TINY_NSF, hiden_channels=4), DATA_16K)
+    ddsp = Synthesizer.from_config(_net("tiny"), DATA_44K)  # DDSP follows the dataset's hop
+    assert ddsp.hop_length == 512 and ddsp.dec.upp == 512
+    with pytest.raises(DecoderHopMismatchError) as err:
+        Synthesizer.from_config(TINY_NSF, DATA_44K)
+    assert "320" in str(err.value) and "512" in str(err.value) and "--hop-length 320" in str(err.value)
+
+
+def test_module_loader_and_sovits_config_build_the_same_synthesizer(tmp_path):
+    """The training module, the .ckpt loader (current and older hyper-parameter layouts) and the so-vits-svc
+    config all go through Synthesizer.from_config: same tensors, same names."""
+    from svc_pl.compat import save_sovits, sovits_config_for, write_json_atomic
+    from svc_pl.compat.config import read_sovits_config
+    from svc_pl.infer.loading import load_voice_model
+    from svc_pl.lightning.module import SVCModule
+
+    module = SVCModule(net=TINY_NSF, dataset_info=DATA_16K, segment_frames=20, discriminator_width=0.25)
+    assert module.segment_size == 20 * 320 and module.hparams.segment_frames == 20
+    state = {f"net.{k}": v for k, v in module.net.state_dict().items()}
+    old = {k: v for k, v in module.hparams.items() if k != "segment_frames"} | {"segment_size": 6400}  # in samples
+    for name, hp in (("new", dict(module.hparams)), ("old", old)):
+        torch.save({"state_dict": state, "hyper_parameters": hp}, tmp_path / f"{name}.ckpt")
+        vm = load_voice_model(tmp_path / f"{name}.ckpt")
+        assert (vm.sampling_rate, vm.hop_length, vm.speakers) == (16000, 320, {"a": 0, "b": 1})
+        assert vm.net.segment_size == 20
+        ref = Synthesizer.from_config(TINY_NSF, DATA_16K, 20)
+        ref.load_state_dict(module.net.state_dict())
+        ref.prepare_for_inference()
+        assert set(vm.net.state_dict()) == set(ref.state_dict())
+        assert all(torch.equal(v, ref.state_dict()[k]) for k, v in vm.net.state_dict().items())
+
+    from svc_pl.synthesizer import synthesizer_kwargs
+
+    cfg = sovits_config_for(synthesizer_kwargs(TINY_NSF, DATA_16K), {"a": 0, "b": 1}, hop_length=320,
+                            filter_length=1024, win_length=1024, segment_size_samples=6400)
+    write_json_atomic(tmp_path / "config.json", cfg.to_dict())
+    save_sovits(module.net, tmp_path / "G_1.pth")
+    read = read_sovits_config(tmp_path / "config.json")
+    assert read.net_config() == NetConfig.from_dict(TINY_NSF)
+    assert read.synthesizer_kwargs() == synthesizer_kwargs(TINY_NSF, DATA_16K, 20)
+    bad = cfg.to_dict()
+    bad["data"]["hop_length"] = 512
+    write_json_atomic(tmp_path / "bad.json", bad)
+    with pytest.raises(ConfigError, match="bad.json.*multiply to 320.*hop_length is 512"):
+        read_sovits_config(tmp_path / "bad.json").build()
+
+
+def test_loading_and_converting_a_ckpt_never_imports_lightning(tmp_path):
+    from svc_pl.lightning.module import SVCModule
+
+    module = SVCModule(net=_net("tiny"), dataset_info=DATA_16K, use_discriminator=False)
+    torch.save({"state_dict": {f"net.{k}": v for k, v in module.net.state_dict().items()},
+                "hyper_parameters": dict(module.hparams)}, tmp_path / "m.ckpt")
+    code = ("import sys, torch; from svc_pl.infer.loading import load_voice_model; "
+            f"vm = load_voice_model({str(tmp_path / 'm.ckpt')!r}); "
+            "audio, _ = vm.net.infer(torch.randn(1, 12, 25), torch.full((1, 25), 180.0), torch.ones(1, 25), 1); "
+            "assert audio.shape == (1, 1, 25 * 320), audio.shape; "
+            "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('pytorch_lightning', 'lightning') "
+            "or m.startswith('svc_pl.lightning')); assert not heavy, heavy")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_segment_is_given_in_frames_and_follows_the_hop():
+    from svc_pl.lightning.module import SVCModule
+
+    tiny = _net("tiny")
+    assert SVCModule(net=tiny, dataset_info=DATA_16K, segment_frames=50, use_discriminator=False).segment_size == 16000
+    at_44k = SVCModule(net=tiny, dataset_info=DATA_44K, segment_frames=50, use_discriminator=False)
+    assert at_44k.segment_size == 50 * 512 and at_44k.net.hop_length == 512
+    # the older form, in samples, still works where it is a whole number of frames, and says what to write if not
+    assert SVCModule(net=_net("44k-tiny"), dataset_info=DATA_44K, segment_size=10240).segment_frames == 20
+    with pytest.raises(UserFacingError, match="--model.segment_frames 31"):
+        SVCModule(net=tiny, dataset_info=DATA_44K, segment_size=16000, use_discriminator=False)
+    with pytest.raises(DecoderHopMismatchError, match="makes 320 samples per frame.*hop_length is 512"):
+        SVCModule(net=_net("tiny-nsf"), dataset_info=DATA_44K)
+
+
+def test_shipped_base_refuses_data_at_another_rate():
+    from svc_pl.lightning.module import SVCModule
+    from svc_pl.pretrained import load_base_synthesizer
+
+    net, meta = load_base_synthesizer("tiny-base")
+    assert (net.sampling_rate, net.hop_length, net.ssl_dim) == (16000, 320, 384) and not net.training
+    with pytest.raises(UserFacingError, match="16000 Hz / hop 320.*--sampling-rate 16000 --hop-length 320"):
+        SVCModule(net=meta["net"], dataset_info=dict(DATA_44K, unit_dim=384), use_discriminator=False,
+                  init_from="tiny-base")
+
+
+def _print_config(*configs: str) -> dict:
+    args = [a for c in configs for a in ("--config", c)]
+    proc = subprocess.run([sys.executable, "-m", "svc_pl.cli", "fit", *args, "--print_config"], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return yaml.safe_load(proc.stdout)
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+@pytest.mark.slow  # two LightningCLI parses
+def test_44k_tiny_is_44k_plus_its_override():
+    base, tiny = _flat(_print_config("44k")), _flat(_print_config("44k-tiny"))
+    override = _flat(yaml.safe_load((CONFIGS / "44k-tiny.yaml").read_text()))
+    assert len((CONFIGS / "44k-tiny.yaml").read_text().splitlines()) < 20  # an override, not a copy
+    assert {k: v for k, v in tiny.items() if base.get(k) != v} == override
+    assert set(tiny) == set(base)
+
+
+@pytest.fixture(scope="module")
+def data_44k(tmp_path_factory):
+    from tests.datasets import make_dataset
+
+    return make_dataset(tmp_path_factory.mktemp("ds44k"), sr=44100, hop=512, n_fft=2048, clips_per_voice=2)
+
+
+@pytest.mark.slow  # builds a 44.1 kHz dataset and runs the CLI
+def test_44k_dataset_with_a_16k_config_says_what_to_run(tmp_path, data_44k, capsys):
+    """The failure a new user met: data preprocessed with the defaults (44.1 kHz, hop 512) and a hop-320 config."""
+    from svc_pl.cli import main as cli_main
+
+    rc = cli_main(["fit", "--config", "tiny-nsf", "--data.dataset_dir", str(data_44k),
+                   "--trainer.default_root_dir", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "Traceback" not in err and "segment_size" not in err
+    (line,) = [ln for ln in err.splitlines() if ": error: " in ln]
+    assert "320 samples per frame" in line and "hop_length is 512 (44100 Hz)" in line
+    assert "tiny-nsf is made for data from: svc-pl preprocess IN OUT --sampling-rate 16000 --hop-length 320" in err
+    assert "--config 44k" in err and "--config 44k-tiny" in err
+    assert not list((tmp_path / "run").rglob("*.ckpt"))
