@@ -224,3 +224,84 @@ def test_save_writes_the_upstream_format(tmp_path, models, fixture):
     save_sovits_diffusion(fresh, tmp_path / "f.pt", tmp_path / "f.yaml", sampling_rate=22050)
     loaded = load_sovits_diffusion(tmp_path / "f.pt", tmp_path / "f.yaml")
     assert loaded.k_step_max == 20 and loaded.n_mels == 10 and loaded.sovits_config.sampling_rate == 22050
+
+
+# --- training ---------------------------------------------------------------------------------------------------
+
+
+def test_vocoder_mel_and_key_shift():
+    from svc_pl.diffusion.mel import VocoderLogMel
+    from svc_pl.infer.enhancer import LogMelSpectrogram
+
+    sr, hop = 16000, 320
+    mel = VocoderLogMel(sr, 1024, 1024, hop, 40, 40.0, 16000.0)
+    t = torch.arange(sr) / sr
+    audio = (0.5 * torch.sin(2 * torch.pi * 440 * t)).unsqueeze(0)
+    ref = LogMelSpectrogram(sr, 1024, 1024, hop, 40, 40.0, None)(audio)
+    assert mel(audio).shape == (1, 40, sr // hop) and torch.allclose(mel(audio), ref, atol=1e-5)
+    octave_up = mel(audio, 12.0)  # the 440 Hz tone lands where 880 Hz does
+    at_880 = mel((0.5 * torch.sin(2 * torch.pi * 880 * t)).unsqueeze(0))
+    assert octave_up.shape == at_880.shape
+    assert abs(int(octave_up[0, :, 10:-10].mean(-1).argmax()) - int(at_880[0, :, 10:-10].mean(-1).argmax())) <= 1
+    assert int(octave_up[0, :, 10:-10].mean(-1).argmax()) > int(mel(audio)[0, :, 10:-10].mean(-1).argmax()) + 3
+
+
+def test_loss_goes_down_on_one_batch():
+    torch.manual_seed(0)
+    model = MelDiffusion(unit_dim=8, n_speakers=2, use_pitch_aug=True, n_mels=12, n_layers=2, n_chans=16,
+                         n_hidden=16, timesteps=100)
+    units, f0, vol = torch.randn(2, 30, 8), 100 + 200 * torch.rand(2, 30, 1), torch.rand(2, 30, 1)
+    mel = -8 + 4 * torch.rand(2, 30, 12)
+    t, noise = torch.tensor([10, 60]), torch.randn(2, 12, 30)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(100):
+        loss = model(units, f0, vol, mel, speaker=torch.tensor([0, 1]), aug_shift=torch.tensor([0.0, 2.0]), t=t,
+                     noise=noise)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+
+
+@pytest.mark.slow
+def test_fit_through_the_cli_resumes_and_exports(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from svc_pl.cli import main as cli_main
+    from svc_pl.lightning.diffusion_module import export_checkpoint
+    from tests.datasets import make_dataset
+
+    data = make_dataset(tmp_path / "ds", voices=("en", "en+f3"), clips_per_voice=2)
+    shipped = Path(__file__).resolve().parents[1] / "svc_pl" / "configs" / "diffusion.yaml"
+    (tmp_path / "small.yaml").write_text(yaml.safe_dump({
+        "config": str(shipped),
+        "trainer": {"max_steps": 4, "check_val_every_n_epoch": 1, "enable_progress_bar": False,
+                    "log_every_n_steps": 1, "accelerator": "cpu",
+                    "callbacks": [{"class_path": "pytorch_lightning.callbacks.ModelCheckpoint",
+                                   "init_args": {"filename": "{step}", "save_last": True, "save_top_k": -1,
+                                                 "every_n_train_steps": 2}}]},
+        "model": {"diffusion": {"n_layers": 2, "n_chans": 16, "n_hidden": 16, "timesteps": 100,
+                                "use_pitch_aug": True}, "n_mels": 40, "val_speedup": 20},
+        "data": {"batch_size": 2, "num_workers": 0, "max_frames": 40, "val_clips": 1}}))
+    base = ["fit", "--config", str(tmp_path / "small.yaml"), "--data.dataset_dir", str(data),
+            "--trainer.default_root_dir", str(tmp_path / "run")]
+    assert cli_main(base + ["--trainer.max_steps", "2"]) == 0
+    assert cli_main(base + ["--ckpt_path", "last"]) == 0  # resumes at step 2, stops at 4
+    last = sorted((tmp_path / "run").rglob("last.ckpt"))
+    assert len(last) == 1
+    ckpt = torch.load(last[0], weights_only=True)
+    assert ckpt["global_step"] == 4 and any(k.startswith("model.decoder.denoise_fn.") for k in ckpt["state_dict"])
+    tags = set()
+    for ev in (tmp_path / "run").rglob("events.out.tfevents.*"):
+        acc = EventAccumulator(str(ev), size_guidance={"scalars": 0, "images": 0})
+        acc.Reload()
+        tags |= set(acc.Tags()["scalars"]) | set(acc.Tags()["images"])
+    assert {"train/loss", "val/loss", "val/mel_l1", "learning_rate", "val/mel/0"} <= tags
+    model_path, config_path = export_checkpoint(last[0], tmp_path / "export")
+    assert model_path.name == "model_4.pt"
+    model = load_sovits_diffusion(model_path, config_path)
+    assert model.n_speakers == 2 and model.unit_dim == 32 and model.sovits_config.sampling_rate == 16000
+    mel = model.infer(torch.randn(1, 9, 32), torch.full((1, 9, 1), 200.0), torch.rand(1, 9, 1), 1, speedup=20)
+    assert mel.shape == (1, 9, 40) and torch.isfinite(mel).all()

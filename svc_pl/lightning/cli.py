@@ -181,5 +181,8 @@ def trainer_defaults() -> dict:
 
 
 def main(args: list[str] | None = None) -> None:
-    SVCLightningCLI(SVCModule, SVCDataModule, trainer_defaults=trainer_defaults(), args=args,
+    from svc_pl.lightning.diffusion_module import DiffusionModule, is_diffusion_config
+
+    model_class = DiffusionModule if is_diffusion_config(args) else SVCModule  # a config with model.diffusion
+    SVCLightningCLI(model_class, SVCDataModule, trainer_defaults=trainer_defaults(), args=args,
                     save_config_kwargs={"overwrite": True}, seed_everything_default=1234)
