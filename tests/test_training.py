@@ -67,20 +67,58 @@ def test_overfits_one_clip_and_logs_tensorboard_tags(tmp_path):
     assert any(t.startswith("val/audio/") for t in tags["audio"])
 
 
+def _record_batches(monkeypatch) -> list[tuple[int, list[str]]]:
+    """(global_step, clip names) of every training batch from now on, in this process."""
+    seen = []
+    step = SVCModule.training_step
+
+    def training_step(self, batch, batch_idx):
+        seen.append((self.global_step, list(batch.names)))
+        return step(self, batch, batch_idx)
+
+    monkeypatch.setattr(SVCModule, "training_step", training_step)
+    return seen
+
+
+def _assert_same_tensors(a, b, where: str) -> None:
+    """Nested dicts/lists of tensors and numbers are equal (tensors to 1e-6)."""
+    if isinstance(a, dict):
+        assert set(a) == set(b), (where, set(a) ^ set(b))
+        for k in a:
+            _assert_same_tensors(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            _assert_same_tensors(x, y, f"{where}[{i}]")
+    elif torch.is_tensor(a):
+        assert a.shape == b.shape and torch.allclose(a.float(), b.float(), atol=1e-6), where
+    else:
+        assert a == b, (where, a, b)
+
+
 @pytest.mark.slow
-def test_resumed_run_equals_uninterrupted(tmp_path, dataset):
-    common = ["--trainer.limit_val_batches", "0", "--data.batch_size", "4", "--trainer.log_every_n_steps", "1"]
-    _fit(tmp_path / "full", dataset, "--trainer.max_steps", "8", *common)
-    _fit(tmp_path / "part", dataset, "--trainer.max_steps", "4", *common)
-    first = _last_ckpt(tmp_path / "part")
-    assert torch.load(first, weights_only=False)["global_step"] == 4
-    _fit(tmp_path / "part", dataset, "--trainer.max_steps", "8", "--ckpt_path", str(first), *common)
-    ckpts = sorted((tmp_path / "part").rglob("last.ckpt"), key=os.path.getmtime)
-    full = torch.load(_last_ckpt(tmp_path / "full"), weights_only=False)
-    resumed = torch.load(ckpts[-1], weights_only=False)
-    assert full["global_step"] == resumed["global_step"] == 8 and full["epoch"] == resumed["epoch"]
-    for k, v in full["state_dict"].items():
-        assert torch.allclose(v, resumed["state_dict"][k], atol=1e-6), k
+def test_resumed_run_equals_uninterrupted(tmp_path, dataset, monkeypatch):
+    """Stopped after 3 of an epoch's 4 batches (mid-epoch, an odd batch), resumed with the README's
+    --ckpt_path last: the next batches, the weights, the optimizer and scheduler states and the step all
+    equal those of the run that was never stopped (which crosses into the next epoch)."""
+    common = ["--trainer.limit_val_batches", "0", "--data.batch_size", "1", "--trainer.log_every_n_steps", "1"]
+    seen = _record_batches(monkeypatch)
+    _fit(tmp_path / "full", dataset, "--trainer.max_steps", "12", *common)  # 6 batches: 1.5 epochs
+    full_batches = list(seen)
+    seen.clear()
+    _fit(tmp_path / "part", dataset, "--trainer.max_steps", "6", *common)  # 3 batches
+    first = torch.load(_last_ckpt(tmp_path / "part"), weights_only=True)
+    assert first["global_step"] == 6 and first["epoch"] == 0
+    seen.clear()
+    _fit(tmp_path / "part", dataset, "--trainer.max_steps", "12", "--ckpt_path", "last", *common)
+    resumed_batches = list(seen)
+    assert len(full_batches) == 6 and resumed_batches == full_batches[3:], (full_batches, resumed_batches)
+    full = torch.load(_last_ckpt(tmp_path / "full"), weights_only=True)
+    resumed = torch.load(_last_ckpt(tmp_path / "part"), weights_only=True)
+    assert full["global_step"] == resumed["global_step"] == 12 and full["epoch"] == resumed["epoch"] == 1
+    _assert_same_tensors(full["state_dict"], resumed["state_dict"], "state_dict")
+    _assert_same_tensors(full["optimizer_states"], resumed["optimizer_states"], "optimizer_states")
+    _assert_same_tensors(full["lr_schedulers"], resumed["lr_schedulers"], "lr_schedulers")
 
 
 def test_corrupt_resume_checkpoint_names_the_file(tmp_path, dataset, capsys):
@@ -94,18 +132,32 @@ def test_corrupt_resume_checkpoint_names_the_file(tmp_path, dataset, capsys):
 
 @pytest.mark.slow
 def test_two_process_ddp_writes_one_set_of_outputs(tmp_path, dataset):
+    from tests.rank_probe import probe_env, read_probe
+
+    root = tmp_path / "run"
     cmd = [sys.executable, "-m", "svc_pl.cli", "fit", "--config", TINY, "--data.dataset_dir", str(dataset),
-           "--trainer.default_root_dir", str(tmp_path), "--trainer.devices", "2", "--trainer.accelerator", "cpu",
+           "--trainer.default_root_dir", str(root), "--trainer.devices", "2", "--trainer.accelerator", "cpu",
            "--trainer.max_steps", "4", "--trainer.enable_progress_bar", "false", "--data.batch_size", "2",
            "--trainer.check_val_every_n_epoch", "1"]
-    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    env = probe_env(tmp_path / "probe", dict(os.environ, OMP_NUM_THREADS="1"), REPO)
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    versions = list(tmp_path.rglob("version_*"))
+    versions = list(root.rglob("version_*"))
     assert len(versions) == 1, versions
-    assert len(list(tmp_path.rglob("events.out.tfevents.*"))) == 1
-    assert len(list(tmp_path.rglob("last.ckpt"))) == 1
-    assert torch.load(_last_ckpt(tmp_path), weights_only=False)["global_step"] == 4
+    assert len(list(root.rglob("events.out.tfevents.*"))) == 1
+    assert len(list(root.rglob("last.ckpt"))) == 1
+    assert torch.load(_last_ckpt(root), weights_only=True)["global_step"] == 4
+    # two ranks trained, on different clips at every step, and between them on every training clip
+    rows = read_probe(tmp_path / "probe", "train")
+    assert rows and {r["world"] for r in rows} == {2}
+    steps = sorted({r["step"] for r in rows})
+    assert len(steps) == 2, rows  # 4 optimizer steps = 2 batches per rank
+    train = set((dataset / "train.txt").read_text().split())
+    for step in steps:
+        files = {rank: [f for r in rows if r["rank"] == rank and r["step"] == step for f in r["files"]]
+                 for rank in (0, 1)}
+        assert files[0] and files[1] and not set(files[0]) & set(files[1]), (step, files)
+        assert set(files[0] + files[1]) == train, files
 
 
 @pytest.mark.slow
