@@ -304,3 +304,47 @@ def test_fit_through_the_cli_resumes_and_exports(tmp_path):
     assert model.n_speakers == 2 and model.unit_dim == 32 and model.sovits_config.sampling_rate == 16000
     mel = model.infer(torch.randn(1, 9, 32), torch.full((1, 9, 1), 200.0), torch.rand(1, 9, 1), 1, speedup=20)
     assert mel.shape == (1, 9, 40) and torch.isfinite(mel).all()
+
+
+def test_init_from_upstream_checkpoint_for_finetuning(caplog):
+    from svc_pl.lightning.diffusion_module import DiffusionModule
+
+    arch = {"n_layers": 3, "n_chans": 16, "n_hidden": 12, "timesteps": 200, "use_pitch_aug": True}
+    info = {"speakers": {"a": 0, "b": 1}, "unit_dim": 16, "sampling_rate": 16000, "hop_length": 320,
+            "filter_length": 1024, "win_length": 1024}
+    with caplog.at_level("WARNING"):
+        module = DiffusionModule(diffusion=arch, dataset_info=info, n_mels=20,
+                                 init_from=str(FIXTURE / "full" / "model_0.pt"))
+    theirs = torch.load(FIXTURE / "full" / "model_0.pt", weights_only=True)["model"]
+    ours = module.model.state_dict()
+    assert all(torch.equal(ours[k], v) for k, v in theirs.items() if not k.startswith("spk_embed."))
+    assert ours["spk_embed.weight"].shape == (2, 12) and "spk_embed.weight" in caplog.text  # 3 speakers -> 2
+    with pytest.raises(CheckpointMismatchError, match="n_layers|residual_layers.2"):
+        DiffusionModule(diffusion=arch | {"n_layers": 2}, dataset_info=info, n_mels=20,
+                        init_from=str(FIXTURE / "full" / "model_0.pt"))
+
+
+def test_pitch_augmented_training_step_shifts_f0_mel_and_input(monkeypatch):
+    from svc_pl.data.dataset import Batch
+    from svc_pl.lightning.diffusion_module import DiffusionModule
+
+    info = {"speakers": {"a": 0}, "unit_dim": 8, "sampling_rate": 16000, "hop_length": 320, "filter_length": 1024,
+            "win_length": 1024}
+    module = DiffusionModule(diffusion={"n_layers": 1, "n_chans": 8, "n_hidden": 8, "timesteps": 50,
+                                        "use_pitch_aug": True}, dataset_info=info, n_mels=40, pitch_aug_prob=1.0)
+    module.log = lambda *a, **k: None
+    monkeypatch.setattr(module, "optimizers", lambda: torch.optim.SGD(module.parameters(), lr=0.1))
+    seen = {}
+    monkeypatch.setattr(module.model, "forward", lambda units, f0, volume, mel, speaker=None, aug_shift=None:
+                        seen.update(f0=f0, mel=mel, shift=aug_shift) or mel.sum() * 0)
+    t = torch.arange(2 * 30 * 320).reshape(2, 1, -1) / 16000
+    audio = 0.5 * torch.sin(2 * torch.pi * 440 * t)
+    batch = Batch(torch.randn(2, 8, 30), torch.full((2, 30), 440.0), torch.ones(2, 30), torch.zeros(2, 513, 30),
+                  audio, torch.zeros(2, dtype=torch.long), torch.tensor([30, 30]), torch.rand(2, 30), ["x", "y"])
+    torch.manual_seed(0)
+    module.training_step(batch, 0)
+    shift = seen["shift"]
+    assert shift.shape == (2,) and (shift.abs() > 0).all() and (shift.abs() <= 5).all()
+    assert torch.allclose(seen["f0"][:, 0, 0], 440 * 2 ** (shift / 12))
+    for i in range(2):
+        assert torch.allclose(seen["mel"][i].T, module.mel(audio[i], float(shift[i]))[0], atol=1e-5)

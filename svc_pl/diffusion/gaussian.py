@@ -114,11 +114,13 @@ class GaussianDiffusion(nn.Module):
         b, _, frames = cond.shape
         shape = (b, self.n_mels, frames)
         if noise is None:  # drawn into the layout upstream draws it into, so a seed gives upstream's numbers
+            where = generator.device if generator is not None else cond.device
             if gt_mel is None:
-                noise = torch.randn(shape, generator=generator, device=cond.device, dtype=cond.dtype)
+                noise = torch.randn(shape, generator=generator, device=where)
             else:  # upstream: randn_like of the transposed mel (a strided tensor is filled another way on CPU)
-                noise = torch.empty((b, frames, self.n_mels), device=cond.device, dtype=cond.dtype).transpose(1, 2)
+                noise = torch.empty((b, frames, self.n_mels), device=where).transpose(1, 2)
                 noise.normal_(generator=generator)
+            noise = noise.to(cond)
         else:
             noise = noise.transpose(1, 2).to(cond)
         if gt_mel is None:

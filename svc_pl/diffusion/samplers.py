@@ -35,7 +35,8 @@ def ddpm(eps_fn: EpsFn, x: torch.Tensor, n_steps: int, buffers: dict[str, torch.
         eps = eps_fn(x, _step(i, x))
         x0 = (buffers["sqrt_recip_alphas_cumprod"][i] * x - buffers["sqrt_recipm1_alphas_cumprod"][i] * eps).clamp(-1, 1)
         mean = buffers["posterior_mean_coef1"][i] * x0 + buffers["posterior_mean_coef2"][i] * x
-        noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        where = generator.device if generator is not None else x.device  # a CPU generator may drive a GPU run
+        noise = torch.randn(x.shape, generator=generator, device=where).to(x)
         x = mean + noise * (0.5 * buffers["posterior_log_variance_clipped"][i]).exp() if i > 0 else mean
     return x
 
