@@ -33,7 +33,8 @@ def ddpm(eps_fn: EpsFn, x: torch.Tensor, n_steps: int, buffers: dict[str, torch.
     """
     for i in reversed(range(n_steps)):
         eps = eps_fn(x, _step(i, x))
-        x0 = (buffers["sqrt_recip_alphas_cumprod"][i] * x - buffers["sqrt_recipm1_alphas_cumprod"][i] * eps).clamp(-1, 1)
+        x0 = buffers["sqrt_recip_alphas_cumprod"][i] * x - buffers["sqrt_recipm1_alphas_cumprod"][i] * eps
+        x0 = x0.clamp(-1, 1)
         mean = buffers["posterior_mean_coef1"][i] * x0 + buffers["posterior_mean_coef2"][i] * x
         where = generator.device if generator is not None else x.device  # a CPU generator may drive a GPU run
         noise = torch.randn(x.shape, generator=generator, device=where).to(x)
