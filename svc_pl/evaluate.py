@@ -139,13 +139,11 @@ def speaker_similarity(converted: np.ndarray, sr_converted: int, reference: np.n
 
 def plot_f0(result: F0Agreement, png: str, title: str = "") -> None:
     """PNG of the transposed source F0 and the converted F0 (Hz, log axis), written atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
     from matplotlib.ticker import LogFormatter
 
-    fig, ax = plt.subplots(figsize=(11, 3.5))
+    fig = Figure(figsize=(11, 3.5))
+    ax = fig.subplots()
     ax.plot(result.times, result.target_f0, "--", lw=1.2, label=f"source F0 {result.transpose:+g} st")
     ax.plot(result.times, result.converted_f0, lw=1.2, label="converted F0")
     ax.set_yscale("log")
@@ -161,20 +159,8 @@ def plot_f0(result: F0Agreement, png: str, title: str = "") -> None:
 
 
 def save_figure(fig, png) -> None:
-    """Save a matplotlib figure as PNG atomically (temp file + rename) and close it."""
-    import os
-    import tempfile
-    from pathlib import Path
+    """Save a matplotlib figure (a ``matplotlib.figure.Figure``) as PNG, atomically."""
+    from svc_pl.io import atomic_path
 
-    import matplotlib.pyplot as plt
-
-    png = Path(png)
-    png.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=png.parent, suffix=".png")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=100)
-        os.replace(tmp, png)
-    finally:
-        plt.close(fig)
-        Path(tmp).unlink(missing_ok=True)
+    with atomic_path(png) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")

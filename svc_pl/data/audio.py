@@ -10,21 +10,24 @@ torchaudio needs torchcodec for it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-import secrets
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
 from svc_pl.errors import BadAudioError, UserFacingError
+from svc_pl.io import atomic_open, fsync_dir  # noqa: F401  (fsync_dir: where callers have long found it)
 
 LOG = logging.getLogger(__name__)
 
 # Output container chosen from the file extension. libsndfile's default subtype is used unless the
 # caller asks for another one (WAV/FLAC -> PCM_16, OGG -> VORBIS).
-FORMATS: dict[str, str] = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}
+FORMATS: dict[str, str] = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}  # what svc_pl writes: extension -> format
+# what svc_pl reads as audio (libsndfile's formats; mp3 with libsndfile >= 1.1)
+AUDIO_EXTENSIONS = frozenset(FORMATS) | {".oga", ".aiff", ".aif", ".mp3", ".opus", ".w64", ".caf"}
 
 # Resampler: soxr (libsoxr) at quality "HQ". It is a hard dependency of librosa, so always present;
 # it is a polyphase band-limited resampler with ~-144 dB stop band, passband flat to ~0.95 Nyquist
@@ -225,18 +228,12 @@ class AudioWriter:
         self._sf = None
 
     def __enter__(self) -> AudioWriter:
-        self._tmp = self.parent / f".{self.path.name}.{secrets.token_hex(6)}.tmp"
-        # O_EXCL: never clobber anything; mode 0o666 lets the umask decide, like a normal open().
-        fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        self._stack = contextlib.ExitStack()
+        self._file = self._stack.enter_context(atomic_open(self.path, "wb"))
         try:
-            self._file = os.fdopen(fd, "wb")
             self._sf = sf.SoundFile(self._file, "w", self.sr, self.channels, self.subtype, format=self.fmt)
-        except BaseException:
-            if self._file is not None:
-                self._file.close()
-            else:
-                os.close(fd)
-            self._tmp.unlink(missing_ok=True)
+        except BaseException as err:
+            self._stack.__exit__(type(err), err, err.__traceback__)
             raise
         return self
 
@@ -260,37 +257,14 @@ class AudioWriter:
         self.frames += x.shape[-1]
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        ok = exc_type is None
         try:
-            try:
-                self._sf.close()  # completes the container (headers, last pages)
-                if ok and self.frames == 0:
-                    raise ValueError(f"{self.path}: no samples were written")
-                if ok:
-                    self._file.flush()
-                    os.fsync(self._file.fileno())
-            finally:
-                self._file.close()
-            if ok:
-                os.replace(self._tmp, self.path)
-        except BaseException:
-            self._tmp.unlink(missing_ok=True)
-            raise
-        if not ok:
-            self._tmp.unlink(missing_ok=True)
+            self._sf.close()  # completes the container (headers, last pages)
+            if exc_type is None and self.frames == 0:
+                raise ValueError(f"{self.path}: no samples were written")
+        except BaseException as err:
+            if exc_type is None:
+                exc_type, exc, tb = type(err), err, err.__traceback__
+            if not self._stack.__exit__(exc_type, exc, tb):
+                raise
             return
-        fsync_dir(self.parent)
-
-
-def fsync_dir(directory: Path) -> None:
-    """Persist a rename in ``directory`` (POSIX); a no-op where directories cannot be opened."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        self._stack.__exit__(exc_type, exc, tb)  # renames the file into place, or removes it on an error

@@ -14,17 +14,16 @@ key names (plus ``proj.*`` for the 256-d projection head) and return the archite
 from __future__ import annotations
 
 import ast
-import io
-import pickle
 import re
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 from torchaudio.models import wav2vec2_model
+
+from svc_pl.io import InertObject, read_torch_pickle  # noqa: F401  (read_torch_pickle: svc_pl.data.content's)
 
 # (out channels, kernel, stride) of the wav2vec 2.0 / HuBERT convolutional front end: 20 ms hop at 16 kHz.
 STANDARD_CONV_LAYERS = ((512, 10, 5),) + ((512, 3, 2),) * 4 + ((512, 2, 2),) * 2
@@ -65,104 +64,8 @@ class HubertArch:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Safe unpickling
-
-
-class InertObject:
-    """Stand-in for any class or function a pickle names that we do not trust: it only records its input.
-
-    ``args`` holds constructor/call arguments, ``state`` what pickle's BUILD passed (usually ``__dict__``),
-    ``items``/``elements`` what dict- or list-like pickles stored into it.
-    """
-
-    qualname = "?"
-
-    def __new__(cls, *args: Any, **kwargs: Any) -> InertObject:
-        obj = object.__new__(cls)
-        obj.args, obj.kwargs, obj.state, obj.items, obj.elements = args, kwargs, None, {}, []
-        return obj
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-    def __setstate__(self, state: Any) -> None:
-        self.state = state
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        self.items[key] = value
-
-    def append(self, value: Any) -> None:
-        self.elements.append(value)
-
-    def extend(self, values: Any) -> None:
-        self.elements.extend(values)
-
-    def __repr__(self) -> str:
-        return f"<inert {self.qualname}>"
-
-
-def _inert_class(module: str, name: str) -> type:
-    members = {"__module__": "svc_pl.inert." + module, "qualname": f"{module}.{name}"}
-    return type(name, (InertObject,), members)
-
-
-_SAFE_TORCH_FUNCTIONS = ("_rebuild_tensor", "_rebuild_tensor_v2", "_rebuild_tensor_v3", "_rebuild_parameter",
-                         "_rebuild_parameter_with_state")
-_SAFE_BUILTINS = {"dict": dict, "list": list, "tuple": tuple, "set": set, "frozenset": frozenset, "int": int,
-                  "float": float, "bool": bool, "str": str, "bytes": bytes, "bytearray": bytearray,
-                  "complex": complex}
-
-
-def _safe_global(module: str, name: str) -> Any | None:
-    """The real object for the few globals a tensor checkpoint legitimately needs, else None."""
-    if module == "torch._utils" and name in _SAFE_TORCH_FUNCTIONS:
-        return getattr(torch._utils, name, None)
-    if module == "torch":
-        obj = getattr(torch, name, None)
-        if isinstance(obj, torch.dtype) or obj in (torch.Size, torch.device):
-            return obj
-    if module == "torch.nn.parameter" and name == "Parameter":
-        return torch.nn.Parameter
-    if module == "collections" and name == "OrderedDict":
-        return OrderedDict
-    if module in ("builtins", "__builtin__"):
-        return _SAFE_BUILTINS.get(name)
-    if (module, name) == ("_codecs", "encode"):  # how protocol-2 pickles spell bytes
-        import codecs
-
-        return codecs.encode
-    return None
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str) -> Any:
-        obj = _safe_global(module, name)
-        return obj if obj is not None else _inert_class(module, name)
-
-
-class _RestrictedPickleModule:
-    """What ``torch.load(pickle_module=...)`` needs: an ``Unpickler`` class and a ``load`` function."""
-
-    __name__ = "svc_pl_restricted_pickle"
-    Unpickler = _RestrictedUnpickler
-
-    @staticmethod
-    def load(file: io.IOBase, **kwargs: Any) -> Any:
-        return _RestrictedUnpickler(file, **kwargs).load()
-
-
-def read_torch_pickle(path: str | Path) -> Any:
-    """Load a ``torch.save`` file on CPU; foreign classes become ``InertObject``s, so no foreign code runs.
-
-    Raises:
-        pickle.UnpicklingError, RuntimeError, EOFError, ...: the file is not a torch pickle.
-    """
-    # torch.load honours pickle_module only with weights_only=False; the restricted unpickler is what keeps this
-    # safe: every global the file names goes through _safe_global (tensor rebuilders, dtypes, plain containers),
-    # anything else becomes an inert record, so no callable from the file is ever resolved or called.
-    # (weights_only=True cannot read these files: it refuses fairseq/omegaconf/argparse config objects outright.)
-    return torch.load(str(path), map_location="cpu", weights_only=False,
-                      pickle_module=_RestrictedPickleModule)
+# svc_pl.io.read_torch_pickle (the one restricted unpickler, in its inert mode) reads fairseq checkpoints;
+# find_setting walks the InertObject records it leaves.
 
 
 def find_setting(root: Any, name: str, max_nodes: int = 100_000) -> Any | None:

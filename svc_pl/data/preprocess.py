@@ -21,12 +21,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from svc_pl.compat.config import write_json_atomic
+from svc_pl.data.audio import AUDIO_EXTENSIONS
 from svc_pl.data.features import DatasetInfo, save_bundle, write_filelist
 from svc_pl.errors import UserFacingError
+from svc_pl.io import write_json_atomic
 
 LOG = logging.getLogger(__name__)
-AUDIO_EXTENSIONS = {".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".mp3", ".opus", ".w64", ".caf"}
 
 
 @dataclass

@@ -9,7 +9,6 @@ restricted unpickler that accepts only numpy's array-rebuilding functions, never
 
 from __future__ import annotations
 
-import io
 import logging
 import pickle
 from pathlib import Path
@@ -22,25 +21,12 @@ from svc_pl.compat.config import read_sovits_config
 from svc_pl.data.dataset import FeatureDataset
 from svc_pl.data.features import DatasetInfo, read_filelist
 from svc_pl.errors import UserFacingError
+from svc_pl.io import loads_restricted
 
 LOG = logging.getLogger(__name__)
 
 UNIT_DIMS = {"vec768l12": 768, "vec256l9": 256, "hubertsoft": 256, "whisper-ppg": 1024, "cnhubertlarge": 1024,
              "dphubert": 768, "wavlmbase+": 768, "whisper-ppg-large": 1280}
-
-_NUMPY_GLOBALS = {
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-    ("numpy", "ndarray"), ("numpy", "dtype"),
-}
-
-
-class _NumpyOnlyUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str):
-        if (module, name) in _NUMPY_GLOBALS:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a feature file")
-
 
 def load_npy_safe(path: str | Path) -> np.ndarray:
     """np.load without running pickled code: numeric arrays as usual, object arrays via a numpy-only unpickler."""
@@ -51,7 +37,7 @@ def load_npy_safe(path: str | Path) -> np.ndarray:
         if not dtype.hasobject:
             f.seek(0)
             return np.load(f, allow_pickle=False)
-        obj = _NumpyOnlyUnpickler(io.BytesIO(f.read())).load()
+        obj = loads_restricted(f.read(), what="feature file")
     return obj
 
 

@@ -8,11 +8,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from svc_pl.data.audio import AUDIO_EXTENSIONS, FORMATS
 from svc_pl.errors import UserFacingError
 
 LOG = logging.getLogger(__name__)
-WRITABLE = {".wav", ".flac", ".ogg"}
-READABLE = WRITABLE | {".oga", ".aiff", ".aif", ".mp3", ".opus", ".w64", ".caf"}
 
 
 @dataclass(frozen=True)
@@ -29,14 +28,14 @@ def collect_jobs(inputs: list[str], output_dir: str | os.PathLike, fmt: str | No
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in READABLE)
+            files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in AUDIO_EXTENSIONS)
             if not files:
                 LOG.warning("%s: no audio files found in this folder", p)
             pairs = [(f, out / p.resolve().name / f.relative_to(p)) for f in files]
         else:
             pairs = [(p, out / p.name)]
         for src, dst in pairs:
-            ext = f".{fmt.lstrip('.')}" if fmt else (src.suffix.lower() if src.suffix.lower() in WRITABLE else ".wav")
+            ext = f".{fmt.lstrip('.')}" if fmt else (src.suffix.lower() if src.suffix.lower() in FORMATS else ".wav")
             jobs.append(Job(str(src), str(dst.with_suffix(ext))))
     seen: dict[str, str] = {}
     for j in jobs:

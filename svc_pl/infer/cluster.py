@@ -24,24 +24,9 @@ from svc_pl.infer.retrieval import (
     _from_frames,
     _unknown_speaker,
 )
+from svc_pl.io import numpy_safe_globals
 
 LOG = logging.getLogger(__name__)
-
-
-def _numpy_safe_globals() -> list:
-    """The only globals a so-vits-svc k-means file may name: numpy's array/scalar rebuilding and dtypes."""
-    multiarray = np._core.multiarray if hasattr(np, "_core") else np.core.multiarray
-    allowed: list = [np.ndarray, np.dtype]
-    for fn in (multiarray._reconstruct, multiarray.scalar):
-        allowed.append(fn)
-        allowed += [(fn, f"{mod}.multiarray.{fn.__name__}") for mod in ("numpy.core", "numpy._core")]
-    dtypes = getattr(np, "dtypes", None)  # numpy >= 1.25 builds dtypes of these classes
-    if dtypes is not None:
-        for bits in (8, 16, 32, 64):
-            allowed += [getattr(dtypes, f"{kind}{bits}DType") for kind in ("Int", "UInt", "Float")
-                        if hasattr(dtypes, f"{kind}{bits}DType")]
-        allowed.append(dtypes.BoolDType)
-    return allowed
 
 
 def _unpickling_detail(err: Exception) -> str:
@@ -108,7 +93,7 @@ class ClusterModel:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write a file ``torch.load(weights_only=True)`` reads: format tag, version, centres per speaker."""
-        from svc_pl.compat.checkpoint import save_torch_atomic
+        from svc_pl.io import save_torch_atomic
 
         save_torch_atomic({"format": KMEANS_FORMAT, "version": FORMAT_VERSION, "dim": self.dim,
                            "centers": dict(self.centers)}, path)
@@ -124,7 +109,7 @@ class ClusterModel:
         if not path.is_file():
             raise UserFacingError(f"{path}: cluster model not found; {REBUILD_HINT}")
         try:
-            with torch.serialization.safe_globals(_numpy_safe_globals()):
+            with torch.serialization.safe_globals(numpy_safe_globals()):
                 raw = torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as err:
             detail = _unpickling_detail(err)

@@ -198,16 +198,15 @@ class FeatureIndex:
         """Write one ``.index`` file per speaker (faiss's own format) plus ``manifest.json``."""
         import faiss
 
-        from svc_pl.compat.config import write_json_atomic
+        from svc_pl.io import atomic_path, write_json_atomic
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         entries = {}
         for i, (speaker, index) in enumerate(self.indexes.items()):
             name = f"{_file_stem(i, speaker)}.index"
-            tmp = directory / f".{name}.tmp"
-            faiss.write_index(index, str(tmp))
-            os.replace(tmp, directory / name)
+            with atomic_path(directory / name) as tmp:
+                faiss.write_index(index, str(tmp))
             entries[speaker] = {"file": name, "vectors": int(index.ntotal), "dim": int(index.d)}
         write_json_atomic(directory / INDEX_MANIFEST, {"format": INDEX_FORMAT, "version": FORMAT_VERSION,
                                                        "dim": self.dim, "speakers": entries})

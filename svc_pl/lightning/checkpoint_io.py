@@ -14,14 +14,12 @@ from typing import Any
 
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
-from svc_pl.compat.checkpoint import save_torch_atomic
 from svc_pl.errors import UserFacingError
 from svc_pl.infer.loading import read_ckpt
+from svc_pl.io import remove_stale_temp_files as _remove_temp_files
+from svc_pl.io import save_torch_atomic
 
 LOG = logging.getLogger(__name__)
-
-# save_torch_atomic writes ``.<name>.<random>.tmp`` beside ``<name>``
-TEMP_GLOB = ".*.ckpt.*.tmp"
 
 
 class CheckpointWriteError(UserFacingError):
@@ -36,11 +34,7 @@ class CheckpointWriteError(UserFacingError):
 
 def remove_stale_temp_files(directory: str | os.PathLike) -> list[Path]:
     """Delete the temp files a killed run left in a checkpoint ``directory``; returns what was removed."""
-    removed = []
-    for tmp in Path(directory).glob(TEMP_GLOB):
-        if tmp.is_file():
-            tmp.unlink(missing_ok=True)
-            removed.append(tmp)
+    removed = _remove_temp_files(directory, "*.ckpt")
     if removed:
         LOG.info("removed %d temp file(s) of an interrupted checkpoint write in %s", len(removed), directory)
     return removed
