@@ -42,7 +42,9 @@ def worker_ours(args) -> dict:
     from svc_pl.data.content import random_content_encoder
     from svc_pl.infer.converter import Converter, ConvertOptions
     from svc_pl.infer.loading import load_voice_model
+    from svc_pl.infer.runtime import bound_cpu_kernel_cache
 
+    bound_cpu_kernel_cache()  # as the svc-pl command does, before any model runs
     model_dir = Path(args.model_dir)
     t0 = time.perf_counter()
     vm = load_voice_model(model_dir / "G_0.pth", model_dir / "config.json")

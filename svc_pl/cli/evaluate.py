@@ -6,10 +6,10 @@ from __future__ import annotations
 import argparse
 import math
 
-F0_METHODS = ("pm", "dio", "harvest", "crepe", "fcpe", "rmvpe")  # = svc_pl.data.pitch.METHODS (imports torch)
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from svc_pl.data.pitch import METHODS
+
     p.add_argument("source", help="the original recording")
     p.add_argument("converted", help="the converted recording")
     p.add_argument("-t", "--transpose", type=float, default=0.0, help="semitones the conversion was transposed by")
@@ -17,7 +17,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help='a recording of the target voice, for speaker similarity (pip install "svc_pl[speaker]")')
     p.add_argument("--json", metavar="PATH", help="write the figures as JSON")
     p.add_argument("--plot", metavar="PNG", help="write the F0 curves as a PNG")
-    p.add_argument("--f0", default="fcpe", choices=F0_METHODS, help="F0 extractor (default: fcpe)")
+    p.add_argument("--f0", default="fcpe", choices=METHODS, help="F0 extractor (default: fcpe)")
     p.add_argument("--f0-model", metavar="PATH", help="rmvpe.pt for --f0 rmvpe")
     p.add_argument("--device", default=None, help="torch device for the F0 and speaker models (default: cpu)")
 

@@ -12,87 +12,115 @@ import json
 import sys
 
 
+# ConvertOptions fields whose flags are not --field-name: short forms and the names users know
+_FLAGS: dict[str, tuple[str, ...]] = {
+    "transpose": ("-t", "--transpose"),
+    "noise_scale": ("-n", "--noise-scale"),
+    "f0_method": ("--f0",),
+    "f0_model_path": ("--f0-model",),
+}
+_METAVARS = {"f0_model_path": "PATH"}
+# fields set by flags of their own (see _options): a name or id, a mix, or a keyframe file
+_SPEAKER_FIELDS = ("speaker", "speaker_keyframes")
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files or folders")
-    p.add_argument("-o", "--output", "--output-dir", dest="output", required=True, metavar="OUTPUT_DIR")
-    p.add_argument("-m", "--model", required=True, help="svc_pl .ckpt or so-vits-svc G_*.pth")
-    p.add_argument("-c", "--config", help="so-vits-svc config.json (default: beside the model)")
-    p.add_argument("-s", "--speaker", default=None, help="target speaker name or id (default: the first)")
-    p.add_argument("-t", "--transpose", type=float, default=0.0, help="pitch shift in semitones")
-    p.add_argument("--content-encoder", metavar="PATH",
-                   help="content-encoder weights the model was trained with: ContentVec/HuBERT checkpoint or folder, "
-                        "Whisper checkpoint or CTranslate2 folder, or whisper-tiny.en")
-    p.add_argument("--encoder", help="content encoder name (default: the model's speech_encoder)")
-    p.add_argument("--random-encoder", action="store_true",
-                   help="fixed random content-encoder weights (only for models trained with --random-encoder)")
-    p.add_argument("--f0", default="pm", choices=["pm", "dio", "harvest", "crepe", "fcpe", "rmvpe"])
-    p.add_argument("--f0-model", metavar="PATH", help="rmvpe.pt for --f0 rmvpe")
-    p.add_argument("--f0-threshold", type=float, default=None, help="F0 filter / voicing threshold")
-    p.add_argument("--auto-predict-f0", action="store_true", help="predict F0 with the model (speech, not singing)")
-    p.add_argument("-n", "--noise-scale", type=float, default=0.4)
-    p.add_argument("--cluster-model", metavar="PATH", help="k-means model from svc-pl train-index (kmeans.pt)")
-    p.add_argument("--cluster-ratio", type=float, default=0.0, help="share of cluster centres in the units (0-1)")
-    p.add_argument("--feature-index", metavar="DIR", help="feature index folder from svc-pl train-index")
-    p.add_argument("--retrieval-ratio", type=float, default=0.0, help="share of retrieved features (0-1)")
-    p.add_argument("--loudness-mix", type=float, default=1.0,
-                   help="1 keeps the model's loudness, 0 follows the input's loudness envelope")
-    p.add_argument("--speaker-mix", metavar="NAME:W,...", help="static speaker mix, e.g. 'alto:0.7,tenor:0.3'")
-    p.add_argument("--speaker-keyframes", metavar="JSON",
-                   help="time-varying mix: JSON file [[seconds, {\"name\": weight, ...}], ...]")
-    p.add_argument("--slice-db", type=float, default=-40.0)
-    p.add_argument("--max-silence-kept", type=float, default=0.5,
-                   help="seconds of silence kept around voiced audio; longer pauses are passed through as silence")
-    p.add_argument("--min-chunk-seconds", type=float, default=5.0,
-                   help="shortest voiced chunk before a pause may end it")
-    p.add_argument("--pad-seconds", type=float, default=0.5)
-    p.add_argument("--clip-seconds", type=float, default=0.0, help="forced clip length (0: automatic)")
-    p.add_argument("--crossfade-seconds", type=float, default=0.0, help="cross-fade between forced clips")
-    p.add_argument("--seed", type=int, default=52468)
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
-                   help="bf16: content encoder and synthesizer under bfloat16 autocast (about 2x faster on CPUs "
-                        "with AVX-512 BF16/AMX and on GPUs; the audio moves from fp32's by -30 to -40 dB); "
-                        "auto (default): bf16 where the hardware does it natively, else fp32")
-    p.add_argument("--decode-window", type=int, default=256,
-                   help="frames the decoder works on at a time (0: whole clips); same audio, less set-up and memory")
-    p.add_argument("--length-bucket-seconds", type=float, default=0.5,
-                   help="pad clips with silence to a multiple of this length (few shapes: faster, flat memory)")
-    p.add_argument("--batch-size", type=int, default=0,
-                   help="clips of one length converted together (0: 1 on CPU, 8 on GPU)")
-    p.add_argument("--max-chunk-seconds", type=float, default=10.0,
-                   help="longest voiced clip converted at once when --clip-seconds is 0")
-    p.add_argument("--enhancer", metavar="DIR", help="openvpi NSF-HiFiGAN vocoder folder (model + config.json)")
-    p.add_argument("--enhancer-adaptive-key", type=float, default=0.0)
-    p.add_argument("--format", choices=["wav", "flac", "ogg"], help="output format (default: the input's)")
-    p.add_argument("--device", default=None, help="device for single-device runs (cpu, cuda, cuda:1)")
-    p.add_argument("--devices", default="1", help="number of devices: >1 splits the files across them")
-    p.add_argument("--accelerator", default="auto", help="cpu, gpu, ... for --devices")
-    p.add_argument("--no-progress", action="store_true")
+    groups = _groups(p)
+    io = groups["input/output"]
+    io.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files or folders")
+    io.add_argument("-o", "--output", "--output-dir", dest="output", required=True, metavar="OUTPUT_DIR")
+    io.add_argument("-m", "--model", required=True, help="svc_pl .ckpt or so-vits-svc G_*.pth")
+    io.add_argument("-c", "--config", help="so-vits-svc config.json (default: beside the model)")
+    io.add_argument("--content-encoder", metavar="PATH",
+                    help="content-encoder weights the model was trained with: ContentVec/HuBERT checkpoint or "
+                         "folder, Whisper checkpoint or CTranslate2 folder, or whisper-tiny.en")
+    from svc_pl.data.audio import FORMATS
+    from svc_pl.data.content import ENCODERS
+
+    io.add_argument("--encoder", choices=sorted(ENCODERS),
+                    help="content encoder name (default: the model's speech_encoder)")
+    io.add_argument("--random-encoder", action="store_true",
+                    help="fixed random content-encoder weights (only for models trained with --random-encoder)")
+    io.add_argument("--format", choices=[ext.lstrip(".") for ext in FORMATS],
+                    help="output format (default: the input's)")
+    io.add_argument("--no-progress", action="store_true")
+    spk = groups["speaker"]
+    spk.add_argument("-s", "--speaker", default=None,
+                     help="target speaker name or id (default: the first)")
+    spk.add_argument("--speaker-mix", metavar="NAME:W,...", help="static speaker mix, e.g. 'alto:0.7,tenor:0.3'")
+    spk.add_argument("--speaker-keyframes", metavar="JSON",
+                     help="time-varying mix: JSON file [[seconds, {\"name\": weight, ...}], ...], linearly "
+                          "interpolated between keyframes (overrides --speaker)")
+    quality = groups["quality"]
+    quality.add_argument("--cluster-model", metavar="PATH",
+                         help="k-means model from svc-pl train-index (kmeans.pt), for --cluster-ratio")
+    quality.add_argument("--feature-index", metavar="DIR",
+                         help="feature index folder from svc-pl train-index, for --retrieval-ratio")
+    quality.add_argument("--enhancer", metavar="DIR", help="openvpi NSF-HiFiGAN vocoder folder (model + config.json)")
+    _add_option_flags(groups)
+    speed = groups["speed"]
+    speed.add_argument("--device", default=None, help="device for single-device runs (cpu, cuda, cuda:1)")
+    speed.add_argument("--devices", default="1", help="number of devices: >1 splits the files across them")
+    speed.add_argument("--accelerator", default="auto", help="cpu, gpu, ... for --devices")
+
+
+def _groups(p: argparse.ArgumentParser) -> dict[str, argparse._ArgumentGroup]:
+    from svc_pl.infer.converter import OPTION_GROUPS
+
+    return {name: p.add_argument_group(name) for name in OPTION_GROUPS}
+
+
+def _add_option_flags(groups: dict[str, argparse._ArgumentGroup]) -> None:
+    """One flag per :class:`ConvertOptions` field (but the speaker's), its type, default, choices and help
+    taken from the field."""
+    import dataclasses
+    import typing
+
+    from svc_pl.data.pitch import METHODS
+    from svc_pl.infer.converter import ConvertOptions
+
+    hints = typing.get_type_hints(ConvertOptions)
+    for f in dataclasses.fields(ConvertOptions):
+        if f.name in _SPEAKER_FIELDS:
+            continue
+        flags = _FLAGS.get(f.name, ("--" + f.name.replace("_", "-"),))
+        kwargs = {"dest": f.name, "default": f.default, "help": f.metadata["help"]}
+        kind = hints[f.name]
+        if kind is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction if f.default else "store_true"
+        else:
+            if typing.get_origin(kind) is typing.Literal:
+                kwargs["choices"], kind = typing.get_args(kind), str
+            elif f.name == "f0_method":
+                kwargs["choices"] = METHODS
+            args = [a for a in typing.get_args(kind) if a is not type(None)]
+            kwargs["type"] = args[0] if args else kind
+            if f.default is not None:
+                kwargs["help"] += " (default: %(default)s)"
+            if f.name in _METAVARS:
+                kwargs["metavar"] = _METAVARS[f.name]
+        groups[f.metadata["group"]].add_argument(*flags, **kwargs)
 
 
 def _options(args):
+    import dataclasses
+
     from svc_pl.infer.converter import ConvertOptions
 
-    speaker = args.speaker if args.speaker is not None else 0
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(ConvertOptions)
+              if f.name not in _SPEAKER_FIELDS}
+    if args.speaker is not None:
+        values["speaker"] = args.speaker
     if args.speaker_mix:
-        speaker = {}
+        mix = {}
         for part in args.speaker_mix.split(","):
             name, _, w = part.partition(":")
-            speaker[name.strip()] = float(w or 1)
-    keyframes = None
+            mix[name.strip()] = float(w or 1)
+        values["speaker"] = mix
     if args.speaker_keyframes:
         with open(args.speaker_keyframes, encoding="utf-8") as f:
-            keyframes = [(float(t), dict(w)) for t, w in json.load(f)]
-    return ConvertOptions(speaker=speaker, speaker_keyframes=keyframes, transpose=args.transpose,
-                          noise_scale=args.noise_scale, auto_predict_f0=args.auto_predict_f0, f0_method=args.f0,
-                          f0_threshold=args.f0_threshold, f0_model_path=args.f0_model,
-                          cluster_ratio=args.cluster_ratio, retrieval_ratio=args.retrieval_ratio,
-                          loudness_mix=args.loudness_mix, slice_db=args.slice_db, max_silence_kept=args.max_silence_kept,
-                          min_chunk_seconds=args.min_chunk_seconds, pad_seconds=args.pad_seconds,
-                          clip_seconds=args.clip_seconds, crossfade_seconds=args.crossfade_seconds, seed=args.seed,
-                          precision=args.precision, max_chunk_seconds=args.max_chunk_seconds,
-                          decode_window=args.decode_window, length_bucket_seconds=args.length_bucket_seconds,
-                          batch_size=args.batch_size,
-                          enhancer_adaptive_key=args.enhancer_adaptive_key)
+            values["speaker_keyframes"] = [(float(t), dict(w)) for t, w in json.load(f)]
+    return ConvertOptions(**values)
 
 
 class ConverterFactory:

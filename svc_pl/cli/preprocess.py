@@ -18,6 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("input_dir", help="folder with one sub-folder of recordings per speaker")
     p.add_argument("output_dir", help="where the preprocessed dataset goes")
     from svc_pl.data.content import ENCODERS
+    from svc_pl.data.pitch import METHODS
 
     p.add_argument("--encoder", default=None, choices=sorted(ENCODERS),
                    help="content encoder (default: whisper-ppg for Whisper weights, else vec768l12 as so-vits-svc 4.1)")
@@ -26,7 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "hubert-soft-0d54a1f4.pt, a Whisper checkpoint or CTranslate2 folder, or whisper-tiny.en")
     p.add_argument("--random-encoder", action="store_true",
                    help="use a ContentVec-shaped encoder with fixed random weights (demos and tests only)")
-    p.add_argument("--f0", default="pm", choices=["pm", "dio", "harvest", "crepe", "fcpe", "rmvpe"],
+    p.add_argument("--f0", default="pm", choices=METHODS,
                    help="F0 method (default pm)")
     p.add_argument("--f0-model", metavar="PATH", help="weights for --f0 rmvpe (rmvpe.pt)")
     p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1), help="worker processes")

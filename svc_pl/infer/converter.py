@@ -16,81 +16,78 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal, NamedTuple
 
 import numpy as np
 import torch
 
 from svc_pl.infer.loading import VoiceModel
-from svc_pl.infer.runtime import bound_cpu_kernel_cache, release_free_heap, resolve_precision
+from svc_pl.infer.runtime import release_free_heap, resolve_precision, warn_if_bf16_is_emulated
 
 LOG = logging.getLogger(__name__)
 _SILENCE_BLOCK = 1 << 20  # samples of silence emitted at a time between converted pieces
 
 
+def _option(default, group: str, help: str):
+    """A :class:`ConvertOptions` field: its default, the ``svc-pl infer --help`` group it is shown in and its help
+    (the command's flags are derived from these, so each default and description is written once)."""
+    return field(default=default, metadata={"group": group, "help": help})
+
+
+OPTION_GROUPS = ("input/output", "pitch", "speaker", "quality", "speed")
+
+
 @dataclass
 class ConvertOptions:
-    """Conversion settings, named as so-vits-svc users know them.
+    """Conversion settings, named as so-vits-svc users know them; each field's help says what it does."""
 
-    speaker: target speaker name or id; or a static mix {name_or_id: weight}.
-    speaker_keyframes: time-varying mix: [(seconds, {name_or_id: weight}), ...], linearly interpolated
-        between keyframes (overrides ``speaker``).
-    transpose: semitones added to the source pitch.
-    noise_scale: prior noise (upstream ``noice_scale``).
-    auto_predict_f0: use the model's F0 decoder instead of the (transposed) source F0 (speech only).
-    f0_method / f0_threshold: F0 extractor and its voicing threshold (upstream ``cr_threshold``).
-    cluster_ratio / retrieval_ratio: share of k-means centres / retrieved features mixed into the units.
-    loudness_mix: 1 keeps the model's loudness; 0 imposes the input's loudness envelope (upstream ``-lea``).
-    slice_db: slicer silence threshold in dB.
-    max_silence_kept: seconds of silence kept next to voiced audio; longer pauses become silent chunks,
-        which are not converted and come out as exact silence (so-vits-svc keeps up to 5 s).
-    min_chunk_seconds: a voiced chunk is at least this long before a pause may end it (upstream 5 s).
-    pad_seconds: silence padded around each chunk before conversion (removed after).
-    clip_seconds: forced clip length (0: automatic, clips of at most ``max_chunk_seconds``).
-    crossfade_seconds: overlap cross-faded between consecutive clips of a chunk.
-    seed: inference seed (upstream 52468); None for unseeded.
-    enhancer_adaptive_key: semitone shift of the enhancer's working range.
-    max_chunk_seconds: with no forced clip length, voiced chunks longer than this are cut into clips
-        cross-faded over ``crossfade_seconds`` (at least 0.2 s), keeping time and memory linear.
-    precision: "fp32"; "bf16" to run the content encoder and the synthesizer under bfloat16 autocast
-        (about 2x faster on CPUs with AVX-512 BF16 or AMX and on GPUs; F0, the sine source's phase and
-        the output stay fp32; the audio moves from the fp32 result by -30 to -40 dB, see the
-        README); "auto" (default): bf16 where the hardware computes it natively, else fp32.
-    decode_window: frames the decoder works on at a time (plus its receptive field on each side; 0:
-        the whole clip at once). Same audio up to float rounding; one kernel shape for every clip
-        length, so no per-length kernel set-up, and a small, flat working set.
-    length_bucket_seconds: each padded clip is lengthened with silence on its right to a multiple of
-        this (0: to a whole frame only), so clips come in few distinct lengths: kernels are set up once
-        per length (oneDNN on CPU caches them per shape, which costs time and memory for every new
-        one) and clips of one length can share a batch.
-    batch_size: most clips of one length synthesised together (0: 1 on CPU, where batching does not
-        pay, 8 on GPUs).
-    """
-
-    speaker: str | int | dict = 0
-    speaker_keyframes: Sequence[tuple[float, dict]] | None = None
-    transpose: float = 0.0
-    noise_scale: float = 0.4
-    auto_predict_f0: bool = False
-    f0_method: str = "pm"
-    f0_threshold: float | None = None
-    f0_model_path: str | None = None
-    cluster_ratio: float = 0.0
-    retrieval_ratio: float = 0.0
-    loudness_mix: float = 1.0
-    slice_db: float = -40.0
-    max_silence_kept: float = 0.5
-    min_chunk_seconds: float = 5.0
-    pad_seconds: float = 0.5
-    clip_seconds: float = 0.0
-    crossfade_seconds: float = 0.0
-    max_chunk_seconds: float = 10.0
-    seed: int | None = 52468
-    enhancer_adaptive_key: float = 0.0
-    precision: str = "auto"
-    decode_window: int = 256
-    length_bucket_seconds: float = 0.5
-    batch_size: int = 0
+    speaker: str | int | dict = _option(
+        0, "speaker", "target speaker name or id; or a static mix {name_or_id: weight}")
+    speaker_keyframes: Sequence[tuple[float, dict]] | None = _option(
+        None, "speaker", "time-varying mix [(seconds, {name_or_id: weight}), ...], linearly interpolated between "
+        "keyframes (overrides the speaker)")
+    transpose: float = _option(0.0, "pitch", "pitch shift in semitones")
+    noise_scale: float = _option(0.4, "quality", "prior noise (so-vits-svc's noice_scale)")
+    auto_predict_f0: bool = _option(
+        False, "pitch", "predict F0 with the model instead of the (transposed) source F0 (speech, not singing)")
+    f0_method: str = _option("pm", "pitch", "F0 extractor")
+    f0_threshold: float | None = _option(
+        None, "pitch", "F0 filter / voicing threshold (so-vits-svc's cr_threshold; default: the method's)")
+    f0_model_path: str | None = _option(None, "pitch", "weights of the F0 extractor (rmvpe.pt for rmvpe)")
+    cluster_ratio: float = _option(0.0, "quality", "share of k-means cluster centres mixed into the units (0-1)")
+    retrieval_ratio: float = _option(0.0, "quality", "share of retrieved features mixed into the units (0-1)")
+    loudness_mix: float = _option(
+        1.0, "quality", "1 keeps the model's loudness, 0 follows the input's loudness envelope (so-vits-svc's -lea)")
+    slice_db: float = _option(-40.0, "quality", "silence threshold of the slicer (dB)")
+    max_silence_kept: float = _option(
+        0.5, "quality", "seconds of silence kept around voiced audio; longer pauses are not converted and come "
+        "out as exact silence (so-vits-svc keeps up to 5 s)")
+    min_chunk_seconds: float = _option(
+        5.0, "quality", "shortest voiced chunk before a pause may end it (so-vits-svc: 5 s)")
+    pad_seconds: float = _option(0.5, "quality", "silence padded around each chunk before conversion (removed after)")
+    clip_seconds: float = _option(
+        0.0, "quality", "forced clip length (0: automatic, clips of at most max_chunk_seconds)")
+    crossfade_seconds: float = _option(0.0, "quality", "overlap cross-faded between consecutive clips of a chunk")
+    max_chunk_seconds: float = _option(
+        10.0, "speed", "with no forced clip length, voiced chunks longer than this are cut into clips cross-faded "
+        "over crossfade_seconds (at least 0.2 s), keeping time and memory linear in length")
+    seed: int | None = _option(52468, "quality", "inference seed (so-vits-svc: 52468); None for unseeded")
+    enhancer_adaptive_key: float = _option(0.0, "quality", "semitone shift of the enhancer's working range")
+    precision: Literal["auto", "fp32", "bf16"] = _option(
+        "auto", "speed", "bf16: content encoder and synthesizer under bfloat16 autocast (about 2x faster on CPUs "
+        "with AVX-512 BF16/AMX and on GPUs, many times slower on other CPUs; F0, the sine source's phase and the "
+        "output stay fp32; the audio moves from fp32's by -30 to -40 dB); auto: bf16 where the hardware computes "
+        "it natively, else fp32")
+    decode_window: int = _option(
+        256, "speed", "frames the decoder works on at a time (0: whole clips); same audio up to float rounding, "
+        "one kernel shape for every clip length, less set-up and memory")
+    length_bucket_seconds: float = _option(
+        0.5, "speed", "pad clips with silence to a multiple of this length (0: a whole frame): few distinct "
+        "shapes, so kernels are set up once per length and clips of one length share a batch")
+    batch_size: int = _option(
+        0, "speed", "most clips of one length synthesised together (0: 1 on CPU, where batching does not pay, "
+        "8 on GPUs)")
 
 
 @dataclass
@@ -98,6 +95,16 @@ class _Piece:
     start: int  # in model-rate samples
     end: int
     overlap: int  # samples at its start that overlap the previous piece (cross-faded)
+
+
+class _PieceInputs(NamedTuple):
+    """What the synthesizer takes for one padded piece of T frames."""
+
+    units: torch.Tensor  # (C, T)
+    f0: torch.Tensor  # (T,) Hz, transposed
+    voiced: torch.Tensor  # (T,) 0/1
+    volume: torch.Tensor  # (T,)
+    speaker: int | torch.Tensor  # an id, (S,) mix weights or (1, S, T) keyframed weights
 
 
 class Converter:
@@ -114,7 +121,6 @@ class Converter:
 
     def __init__(self, model: VoiceModel, content_encoder, device: str | torch.device = "cpu", enhancer=None,
                  cluster=None, index=None):
-        bound_cpu_kernel_cache()
         self.model = model
         self.encoder = content_encoder.to(device).eval()
         self.device = torch.device(device)
@@ -122,6 +128,7 @@ class Converter:
         self.cluster = cluster
         self.index = index
         self._f0 = {}
+        self._precision_checked: set[str] = set()
         self.timings: dict[str, float] = defaultdict(float)
 
     # ------------------------------------------------------------------ helpers
@@ -198,6 +205,9 @@ class Converter:
         from svc_pl.data.audio import resample
         from svc_pl.infer.slicer import Slicer
 
+        if opts.precision not in self._precision_checked:
+            warn_if_bf16_is_emulated(opts.precision, self.device)
+            self._precision_checked.add(opts.precision)
         msr = self.model.sampling_rate
         t0 = time.perf_counter()
         y = resample(np.asarray(audio, dtype=np.float32), sr, msr)
@@ -267,49 +277,87 @@ class Converter:
     def _synthesize_group(self, group: list[_Piece], y: np.ndarray, y16: np.ndarray, pad: int, total: int,
                           opts: ConvertOptions) -> list[np.ndarray]:
         """Convert pieces whose padded length is ``total`` samples (``pad`` of silence before, the rest
-        after) as one batch; returns each piece's audio (its length)."""
-        from svc_pl.data.content import units_to_frames
+        after) as one batch; returns each piece's audio (its length).
+
+        Per piece: F0 (:meth:`_pitch`), units with cluster/index mixing (:meth:`_units`), volume and
+        speaker; then for the batch: synthesis (:meth:`_decode`), the optional enhancer
+        (:meth:`_enhance`), and trimming with loudness matching (:meth:`_trim`)."""
+        inputs = [self._piece_inputs(p, y, y16, pad, total, opts) for p in group]
+        t0 = time.perf_counter()
+        audio, f0_used, offset = self._decode(inputs, group, pad, opts)
+        if self.enhancer is not None:
+            audio = self._enhance(audio, f0_used, opts)
+        audio = audio.cpu().numpy()
+        self.timings["synthesis"] += time.perf_counter() - t0
+        return [self._trim(audio[i], p, offset, y, opts) for i, p in enumerate(group)]
+
+    def _piece_inputs(self, p: _Piece, y: np.ndarray, y16: np.ndarray, pad: int, total: int,
+                      opts: ConvertOptions) -> _PieceInputs:
+        """The synthesizer's inputs for piece ``p`` padded to ``total`` samples (``pad`` before)."""
         from svc_pl.data.preprocess import frame_volume
 
-        msr, hop = self.model.sampling_rate, self.model.hop_length
-        net = self.model.net
-        units, f0s, uvs, vols, spks = [], [], [], [], []
-        for p in group:
-            seg = np.zeros(total, np.float32)
-            seg[pad:pad + p.end - p.start] = y[p.start:p.end]
-            n_frames = total // hop
-            t0 = time.perf_counter()
-            track = self._f0_extractor(opts).compute(seg, n_frames=n_frames)
-            f0 = torch.from_numpy(track.f0).float() * 2 ** (opts.transpose / 12)
-            self.timings["f0"] += time.perf_counter() - t0
-            t0 = time.perf_counter()
-            a16, b16 = int(p.start * 16000 / msr), int(p.end * 16000 / msr)
-            pad16 = int(pad * 16000 / msr)
-            seg16 = np.zeros(int(total * 16000 / msr), np.float32)  # the same span at 16 kHz
-            part = y16[a16:b16][: len(seg16) - pad16]
-            seg16[pad16:pad16 + len(part)] = part
-            with self._autocast(opts):
-                c = self.encoder(torch.from_numpy(seg16).to(self.device).unsqueeze(0)).float()
-            c = units_to_frames(c, n_frames, mode=self.model.unit_interpolate_mode)
-            name = self._speaker_name(opts)
-            if self.cluster is not None and opts.cluster_ratio > 0:
-                c = self.cluster.mix(c, name, opts.cluster_ratio)
-            if self.index is not None and opts.retrieval_ratio > 0:
-                c = self.index.mix(c[0], name, opts.retrieval_ratio).unsqueeze(0)
-            self.timings["units"] += time.perf_counter() - t0
-            units.append(c[0])
-            f0s.append(f0)
-            uvs.append(torch.from_numpy(track.voiced).float())
-            vols.append(torch.from_numpy(frame_volume(seg, hop, n_frames)))
-            spks.append(self._speaker_for(opts, p.start - pad, n_frames))
+        hop = self.model.hop_length
+        n_frames = total // hop
+        seg = np.zeros(total, np.float32)
+        seg[pad:pad + p.end - p.start] = y[p.start:p.end]
+        f0, voiced = self._pitch(seg, n_frames, opts)
+        units = self._units(p, y16, pad, total, n_frames, opts)
+        return _PieceInputs(units=units, f0=f0, voiced=voiced,
+                            volume=torch.from_numpy(frame_volume(seg, hop, n_frames)),
+                            speaker=self._speaker_for(opts, p.start - pad, n_frames))
+
+    def _pitch(self, seg: np.ndarray, n_frames: int, opts: ConvertOptions) -> tuple[torch.Tensor, torch.Tensor]:
+        """F0 of the padded segment ``seg`` (samples,), transposed, and its voiced flags: both (n_frames,)."""
         t0 = time.perf_counter()
-        dev = self.device
-        c, f0, uv, vol = (torch.stack(x).to(dev) for x in (units, f0s, uvs, vols))
-        speaker = self._stack_speakers(spks).to(dev)
+        track = self._f0_extractor(opts).compute(seg, n_frames=n_frames)
+        f0 = torch.from_numpy(track.f0).float() * 2 ** (opts.transpose / 12)
+        self.timings["f0"] += time.perf_counter() - t0
+        return f0, torch.from_numpy(track.voiced).float()
+
+    def _units(self, p: _Piece, y16: np.ndarray, pad: int, total: int, n_frames: int,
+               opts: ConvertOptions) -> torch.Tensor:
+        """Content units (C, n_frames) of piece ``p``: the same padded span cut from the 16 kHz audio, encoded,
+        stretched to the model's frames, then mixed with cluster centres / retrieved features."""
+        from svc_pl.data.content import units_to_frames
+
+        msr = self.model.sampling_rate
+        t0 = time.perf_counter()
+        a16, b16 = int(p.start * 16000 / msr), int(p.end * 16000 / msr)
+        pad16 = int(pad * 16000 / msr)
+        seg16 = np.zeros(int(total * 16000 / msr), np.float32)
+        part = y16[a16:b16][: len(seg16) - pad16]
+        seg16[pad16:pad16 + len(part)] = part
+        with self._autocast(opts):
+            c = self.encoder(torch.from_numpy(seg16).to(self.device).unsqueeze(0)).float()
+        c = self._mix_units(units_to_frames(c, n_frames, mode=self.model.unit_interpolate_mode), opts)
+        self.timings["units"] += time.perf_counter() - t0
+        return c[0]
+
+    def _mix_units(self, c: torch.Tensor, opts: ConvertOptions) -> torch.Tensor:
+        """Blend units (1, C, T) with the target speaker's k-means centres and/or retrieved features."""
+        name = self._speaker_name(opts)
+        if self.cluster is not None and opts.cluster_ratio > 0:
+            c = self.cluster.mix(c, name, opts.cluster_ratio)
+        if self.index is not None and opts.retrieval_ratio > 0:
+            c = self.index.mix(c[0], name, opts.retrieval_ratio).unsqueeze(0)
+        return c
+
+    def _decode(self, inputs: list[_PieceInputs], group: list[_Piece], pad: int,
+                opts: ConvertOptions) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """Run the synthesizer on the batch.
+
+        Returns:
+            audio (B, samples) fp32, the F0 it used (B, T), and the sample of ``audio`` where each piece
+            starts (``pad``, or 0 when only the piece's frames were decoded).
+        """
+        hop, net, dev = self.model.hop_length, self.model.net, self.device
+        c, f0, uv, vol = (torch.stack([getattr(x, k) for x in inputs]).to(dev)
+                          for k in ("units", "f0", "voiced", "volume"))
+        speaker = self._stack_speakers([x.speaker for x in inputs]).to(dev)
         # with windowed decoding only the frames kept are decoded (the padding is not: the decoder's
         # receptive field is a fraction of it); the enhancer wants the whole padded clip
         frames = None
-        offset = pad  # sample of ``audio`` where each piece starts
+        offset = pad
         if opts.decode_window > 0 and self.enhancer is None:
             frames = (pad // hop, min(c.size(-1), -(-(pad + max(p.end - p.start for p in group)) // hop)))
             offset = 0
@@ -317,27 +365,28 @@ class Converter:
             audio, f0_used = net.infer(c, f0, uv, speaker, noise_scale=opts.noise_scale, seed=opts.seed,
                                        predict_f0=opts.auto_predict_f0, vol=vol if net.vol_embedding else None,
                                        decode_window=opts.decode_window, decode_frames=frames)
-        audio = audio[:, 0].float()
-        if self.enhancer is not None:
-            enhanced = []
-            for i in range(audio.shape[0]):
-                e, esr = self.enhancer.enhance(audio[i:i + 1], msr, f0_used[i:i + 1, :, None], hop,
-                                               adaptive_key=opts.enhancer_adaptive_key)
-                if esr != msr:
-                    from svc_pl.data.audio import resample
+        return audio[:, 0].float(), f0_used, offset
 
-                    e = torch.from_numpy(resample(e.cpu().numpy()[0], esr, msr)).unsqueeze(0)
-                enhanced.append(e[0, : audio.shape[1]].to(audio))
-            audio = torch.stack(enhanced)
-        audio = audio.cpu().numpy()
-        self.timings["synthesis"] += time.perf_counter() - t0
-        segs = []
-        for i, p in enumerate(group):
-            seg = audio[i, offset:offset + (p.end - p.start)]
-            if opts.loudness_mix != 1:
-                seg = match_loudness(y[p.start:p.end], seg, msr, opts.loudness_mix)
-            segs.append(seg.astype(np.float32, copy=False))
-        return segs
+    def _enhance(self, audio: torch.Tensor, f0_used: torch.Tensor, opts: ConvertOptions) -> torch.Tensor:
+        """Re-vocode each row of ``audio`` (B, samples) with the enhancer, back at the model rate."""
+        msr, hop = self.model.sampling_rate, self.model.hop_length
+        enhanced = []
+        for i in range(audio.shape[0]):
+            e, esr = self.enhancer.enhance(audio[i:i + 1], msr, f0_used[i:i + 1, :, None], hop,
+                                           adaptive_key=opts.enhancer_adaptive_key)
+            if esr != msr:
+                from svc_pl.data.audio import resample
+
+                e = torch.from_numpy(resample(e.cpu().numpy()[0], esr, msr)).unsqueeze(0)
+            enhanced.append(e[0, : audio.shape[1]].to(audio))
+        return torch.stack(enhanced)
+
+    def _trim(self, audio: np.ndarray, p: _Piece, offset: int, y: np.ndarray, opts: ConvertOptions) -> np.ndarray:
+        """Piece ``p``'s samples out of its padded output ``audio`` (samples,), loudness-matched to the input."""
+        seg = audio[offset:offset + (p.end - p.start)]
+        if opts.loudness_mix != 1:
+            seg = match_loudness(y[p.start:p.end], seg, self.model.sampling_rate, opts.loudness_mix)
+        return seg.astype(np.float32, copy=False)
 
     def _autocast(self, opts: ConvertOptions):
         bf16 = resolve_precision(opts.precision, self.device) == "bf16"

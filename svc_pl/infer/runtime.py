@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import logging
 import os
 
 import torch
+
+LOG = logging.getLogger(__name__)
 
 
 def release_free_heap() -> None:
@@ -57,8 +60,18 @@ def resolve_precision(precision: str, device: str | torch.device) -> str:
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
     if device.type == "cpu":
-        cpu = getattr(torch, "cpu", None)
-        native = any(getattr(cpu, name, lambda: False)() for name in ("_is_avx512_bf16_supported",
-                                                                         "_is_amx_tile_supported"))
-        return "bf16" if native else "fp32"
+        return "bf16" if cpu_has_native_bf16() else "fp32"
     return "fp32"
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX-512 BF16 or AMX)."""
+    cpu = getattr(torch, "cpu", None)
+    return any(getattr(cpu, name, lambda: False)() for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+
+
+def warn_if_bf16_is_emulated(precision: str, device: str | torch.device) -> None:
+    """One warning when ``precision`` "bf16" is forced on a CPU that would emulate it (many times slower)."""
+    if precision == "bf16" and torch.device(device).type == "cpu" and not cpu_has_native_bf16():
+        LOG.warning("bf16 on this CPU (no AVX-512 BF16 or AMX) is emulated and many times slower than fp32: "
+                    "use --precision auto or fp32")
