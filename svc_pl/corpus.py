@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from svc_pl.errors import UserFacingError
+
 SAMPLE_RATE = 16000
 
 
@@ -96,8 +98,8 @@ TRAIN_MELODIES, EVAL_MELODIES = list(range(5)), [5]
 TRAIN_LYRICS = list(range(len(LYRICS)))
 
 
-class ToolMissing(RuntimeError):
-    pass
+class ToolMissing(UserFacingError, RuntimeError):
+    """A system program the corpus needs is not installed; the message says how to install it."""
 
 
 def _need(tool: str, package: str) -> str:

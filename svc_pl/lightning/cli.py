@@ -126,6 +126,17 @@ class SVCLightningCLI(LightningCLI):
             kwargs["logger"] = TensorBoardLogger(save_dir=root, version=self._resume_version)
         return super().instantiate_trainer(**kwargs)
 
+    def before_fit(self) -> None:
+        """One line for the model instead of Lightning's table (``--trainer.enable_model_summary true`` for that)."""
+        parts = [f"{name} {_millions(child)}" for name, child in self.model.named_children() if _millions(child)]
+        LOG.info("training %s: %s parameters (%s)", type(self.model).__name__, _millions(self.model), ", ".join(parts))
+
+    def after_fit(self) -> None:
+        """The stage line a run ends with: the step reached and the checkpoint to resume or export from."""
+        ckpt = self.trainer.checkpoint_callback
+        last = getattr(ckpt, "last_model_path", "") or getattr(ckpt, "best_model_path", "")
+        LOG.info("stopped at step %d%s", self.trainer.global_step, f"; last checkpoint: {last}" if last else "")
+
     def _subcommand_config(self, config):
         sub = config.get("subcommand")
         return config.get(sub, config) if sub else config
@@ -158,6 +169,11 @@ def find_last_checkpoint(roots: list[Path]) -> Path | None:
     return max(found, key=lambda p: (p.stat().st_mtime, str(p)), default=None)
 
 
+def _millions(module) -> str:
+    n = sum(p.numel() for p in module.parameters())
+    return f"{n / 1e6:.1f} M" if n else ""
+
+
 def _same_dir(a: Path, b: Path) -> bool:
     return Path(a).resolve() == Path(b).resolve()
 
@@ -169,14 +185,13 @@ def default_model_checkpoint():
 
 
 def trainer_defaults() -> dict:
-    from pytorch_lightning.callbacks import LearningRateMonitor
-
-    # a ModelCheckpoint is added by SVCLightningCLI.instantiate_trainer only when the config has none: callbacks
-    # given here would be added to every run, and two ModelCheckpoints write last.ckpt and last-v1.ckpt
+    # No default callbacks: a ModelCheckpoint is added by SVCLightningCLI.instantiate_trainer only when the config
+    # has none (two would write last.ckpt and last-v1.ckpt), and SVCModule logs ``learning_rate`` itself (a
+    # LearningRateMonitor would log it again as lr-AdamW, lr-AdamW-1). The model summary is one line (before_fit).
     return {
-        "callbacks": [LearningRateMonitor(logging_interval="epoch")],
         "log_every_n_steps": 50,
         "max_epochs": -1,
+        "enable_model_summary": False,
     }
 
 

@@ -4,20 +4,24 @@ Called on rank zero only; does nothing for loggers other than TensorBoard."""
 from __future__ import annotations
 
 import logging
+import weakref
 
 import numpy as np
 import torch
 
 LOG = logging.getLogger(__name__)
 
+# writer -> validation clip indexes whose ground-truth audio it holds (kept here, not on the writer; an entry
+# goes with its writer)
+_GROUND_TRUTH_LOGGED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
 
 def _figure_mels(mel_hat: np.ndarray, mel: np.ndarray):
-    import matplotlib
+    """Generated over ground-truth mel images, (n_mels, T) each, on a figure of its own (no pyplot state)."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(2, 1, figsize=(10, 5), sharex=True)
+    fig = Figure(figsize=(10, 5))
+    axes = fig.subplots(2, 1, sharex=True)
     for ax, m, title in zip(axes, (mel_hat, mel), ("generated", "ground truth")):
         im = ax.imshow(m, aspect="auto", origin="lower", interpolation="none")
         ax.set_title(title)
@@ -27,12 +31,11 @@ def _figure_mels(mel_hat: np.ndarray, mel: np.ndarray):
 
 
 def _figure_f0(f0: np.ndarray):
-    import matplotlib
+    """F0 (T,) in Hz, unvoiced frames (0) left out."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(10, 2.5))
+    fig = Figure(figsize=(10, 2.5))
+    ax = fig.subplots()
     f0 = np.where(f0 > 0, f0, np.nan)
     ax.plot(f0, lw=1)
     ax.set_ylabel("F0 (Hz)")
@@ -57,16 +60,12 @@ def log_validation_media(logger, step: int, index: int, audio: torch.Tensor, aud
     writer = tensorboard_writer(logger)
     if writer is None:
         return
-    import matplotlib.pyplot as plt
-
     fig = _figure_mels(mel_hat.detach().float().cpu().numpy(), mel.detach().float().cpu().numpy())
     writer.add_figure(f"val/mel/{index}", fig, step)
     fig = _figure_f0(f0.detach().float().cpu().numpy())
     writer.add_figure(f"val/f0/{index}", fig, step)
-    plt.close("all")
     writer.add_audio(f"val/audio/{index}", audio.detach().float().cpu().clamp(-1, 1).unsqueeze(0), step, sampling_rate)
-    if step == 0 or not getattr(writer, "_svc_pl_gt_logged", set()).__contains__(index):
+    logged = _GROUND_TRUTH_LOGGED.setdefault(writer, set())
+    if step == 0 or index not in logged:
         writer.add_audio(f"val/audio_gt/{index}", audio_gt.detach().float().cpu().unsqueeze(0), step, sampling_rate)
-        logged = getattr(writer, "_svc_pl_gt_logged", set())
         logged.add(index)
-        writer._svc_pl_gt_logged = logged
