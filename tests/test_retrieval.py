@@ -175,6 +175,27 @@ def test_feature_index_roundtrip_and_mix(tmp_path, units):
     assert torch.allclose(half, 0.5 * pulled + 0.5 * noisy, atol=1e-5)
     assert loaded.mix(torch.stack([x, x]), "alto", 1.0).shape == (2, DIM, 50)
 
+    # against a brute-force numpy search: each frame's 8 nearest stored vectors, weighted by 1/s^2 where s is
+    # the squared L2 distance (so-vits-svc infer_tool: weight = np.square(1 / score), normalised per frame)
+    queries = units["alto"][::7] + 0.3 * np.random.default_rng(1).standard_normal((26, DIM)).astype(np.float32)
+    q = torch.from_numpy(queries.T.copy())
+    expected = _brute_force_retrieval(queries, units["alto"], k=8)
+    exact = FeatureIndex.build(units, seed=0, nprobe=1 << 10)  # every IVF list searched: exact neighbours
+    np.testing.assert_allclose(exact.mix(q, "alto", 1.0).numpy().T, expected, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(loaded.mix(q, "alto", 0.3).numpy().T, 0.3 * expected + 0.7 * queries, rtol=0,
+                               atol=1e-5)  # nprobe 1 finds the same neighbours here: clusters are far apart
+    np.testing.assert_allclose(exact.mix(q, "alto", 1.0, k=3).numpy().T,
+                               _brute_force_retrieval(queries, units["alto"], k=3), rtol=0, atol=1e-5)
+
+
+def _brute_force_retrieval(queries: np.ndarray, stored: np.ndarray, k: int) -> np.ndarray:
+    """(N, D) queries, (M, D) stored -> (N, D): sum of the k nearest, weighted by (1 / squared distance)^2."""
+    d2 = ((queries[:, None, :].astype(np.float64) - stored[None, :, :]) ** 2).sum(-1)  # (N, M)
+    nearest = np.argsort(d2, axis=1, kind="stable")[:, :k]
+    weight = 1.0 / np.square(np.take_along_axis(d2, nearest, axis=1))
+    weight /= weight.sum(axis=1, keepdims=True)
+    return np.einsum("nk,nkd->nd", weight, stored[nearest].astype(np.float64))
+
 
 def test_small_speaker_gets_flat_index(tmp_path):
     frames = np.random.default_rng(2).standard_normal((20, DIM)).astype(np.float32)
