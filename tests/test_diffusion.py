@@ -348,3 +348,19 @@ def test_pitch_augmented_training_step_shifts_f0_mel_and_input(monkeypatch):
     assert torch.allclose(seen["f0"][:, 0, 0], 440 * 2 ** (shift / 12))
     for i in range(2):
         assert torch.allclose(seen["mel"][i].T, module.mel(audio[i], float(shift[i]))[0], atol=1e-5)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_bf16_autocast_keeps_the_sampler_in_fp32(method):
+    torch.manual_seed(0)
+    model = MelDiffusion(unit_dim=8, n_speakers=1, n_mels=10, n_layers=2, n_chans=8, n_hidden=6, timesteps=40).eval()
+    states = set()
+    denoise = model.decoder.denoise_fn.denoise
+    model.decoder.denoise_fn.denoise = lambda x, step, proj: states.add(x.dtype) or denoise(x, step, proj)
+    args = (torch.randn(1, 7, 8), torch.full((1, 7, 1), 220.0), torch.rand(1, 7, 1), None)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert model.condition(*args).dtype == torch.bfloat16  # the network does run in bf16
+        mel = model.infer(*args, method=method, speedup=10, generator=torch.Generator().manual_seed(0))
+        shallow = model.infer(*args, gt_mel=torch.randn(1, 7, 10, dtype=torch.bfloat16), k_step=20, method=method,
+                              speedup=10, noise=torch.randn(1, 7, 10))
+    assert mel.dtype == shallow.dtype == torch.float32 and states == {torch.float32}

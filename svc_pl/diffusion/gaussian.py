@@ -120,19 +120,19 @@ class GaussianDiffusion(nn.Module):
             else:  # upstream: randn_like of the transposed mel (a strided tensor is filled another way on CPU)
                 noise = torch.empty((b, frames, self.n_mels), device=where).transpose(1, 2)
                 noise.normal_(generator=generator)
-            noise = noise.to(cond)
+            noise = noise.to(cond.device, torch.float32)
         else:
-            noise = noise.transpose(1, 2).to(cond)
+            noise = noise.transpose(1, 2).to(cond.device, torch.float32)
         if gt_mel is None:
             n_steps, x = self.k_step, noise
         else:
             n_steps = k_step
             t = torch.full((b,), k_step - 1, device=cond.device, dtype=torch.long)
-            x = self.q_sample(self.norm_spec(gt_mel).transpose(1, 2).to(cond), t, noise)
+            x = self.q_sample(self.norm_spec(gt_mel.float()).transpose(1, 2).to(cond.device), t, noise)
         cond_proj = self.denoise_fn.project_condition(cond)
 
-        def eps_fn(x: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
-            return self.denoise_fn.denoise(x, step, cond_proj)
+        def eps_fn(x: torch.Tensor, step: torch.Tensor) -> torch.Tensor:  # the sampler's state stays fp32
+            return self.denoise_fn.denoise(x, step, cond_proj).float()
 
         if method == "ddpm" or speedup <= 1:
             x = samplers.ddpm(eps_fn, x, n_steps, self._ddpm_buffers(), generator)
