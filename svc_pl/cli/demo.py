@@ -131,7 +131,7 @@ def run_demo(out: str | Path, max_steps: int = 600, transpose: int | None = 12, 
 
 def evaluate_demo(out: Path, held: list[Path], conv_dir: Path, transpose: int, retrieval_ratio: float = 0.0) -> dict:
     """Figures for each converted file and their mean; the plot of the sung line."""
-    from svc_pl.compat.config import write_json_atomic
+    from svc_pl.io import write_json_atomic
     from svc_pl.evaluate import evaluate_f0, speaker_similarity
 
     target_ref = np.concatenate([_load(f)[0] for f in sorted((out / "raw" / TARGET).glob("speech_*.wav"))[:4]])

@@ -33,7 +33,7 @@ def _table(report: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from svc_pl.compat.config import write_json_atomic
+    from svc_pl.io import write_json_atomic
     from svc_pl.data.audio import load_audio
     from svc_pl.evaluate import evaluate_f0, plot_f0, require_speaker_extra, speaker_similarity
 

@@ -18,12 +18,12 @@ from svc_pl.compat.checkpoint import (
     from_sovits_state_dict,
     load_state_into,
     read_checkpoint,
-    save_torch_atomic,
     to_sovits_state_dict,
 )
-from svc_pl.compat.config import SovitsConfig, read_sovits_config, sovits_config_for, write_json_atomic
+from svc_pl.compat.config import SovitsConfig, read_sovits_config, sovits_config_for
 from svc_pl.compat.diffusion import load_sovits_diffusion, save_sovits_diffusion  # noqa: F401  (public API)
 from svc_pl.errors import CheckpointMismatchError
+from svc_pl.io import save_torch_atomic, write_json_atomic  # write_json_atomic: long part of this API
 
 LOG = logging.getLogger(__name__)
 

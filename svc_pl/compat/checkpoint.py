@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -118,23 +117,3 @@ def load_state_into(module: nn.Module, state: Mapping[str, torch.Tensor], path: 
     result = module.load_state_dict(load, strict=False)
     left = sorted(set(result.missing_keys))
     return left
-
-
-def save_torch_atomic(obj: Any, path: str | os.PathLike) -> None:
-    """torch.save via a temp file in the same directory + fsync + rename (+ fsync of the directory, so the rename
-    survives a power cut): never a half-written checkpoint."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    from svc_pl.data.audio import fsync_dir
-
-    fsync_dir(path.parent)

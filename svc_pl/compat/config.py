@@ -6,7 +6,6 @@ import copy
 import json
 import logging
 import os
-import tempfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -135,22 +134,6 @@ def read_sovits_config(path: str | os.PathLike) -> SovitsConfig:
     spk = raw.get("spk") or {}
     return SovitsConfig(train=dict(raw.get("train") or {}), data=dict(raw["data"]), model=dict(model),
                         spk={str(k): int(v) for k, v in spk.items()}, path=str(path))
-
-
-def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
-    """Write JSON via a temp file + rename, so a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=2, ensure_ascii=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def sovits_config_for(synth_kwargs: dict[str, Any], speakers: dict[str, int], *, hop_length: int = 512,

@@ -11,7 +11,6 @@ import logging
 import os
 import pickle
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,9 +18,10 @@ from typing import Any
 import torch
 import yaml
 
-from svc_pl.compat.checkpoint import load_state_into, save_torch_atomic
+from svc_pl.compat.checkpoint import load_state_into
 from svc_pl.diffusion.model import MelDiffusion
 from svc_pl.errors import CheckpointMismatchError, ConfigError, UserFacingError
+from svc_pl.io import save_torch_atomic, write_text_atomic
 
 LOG = logging.getLogger(__name__)
 
@@ -194,17 +194,5 @@ def save_sovits_diffusion(model: MelDiffusion, path: str | os.PathLike, config_p
         base = loaded.raw if isinstance(loaded, SovitsDiffusionConfig) else None
         if speakers is None and base is None:
             speakers = {f"speaker{i}": i for i in range(model.n_speakers)}
-        _write_text_atomic(yaml.safe_dump(diffusion_config_for(model, base, speakers, **data), sort_keys=False),
-                           Path(config_path))
-
-
-def _write_text_atomic(text: str, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        write_text_atomic(Path(config_path),
+                          yaml.safe_dump(diffusion_config_for(model, base, speakers, **data), sort_keys=False))

@@ -27,9 +27,8 @@ from typing import Any
 
 import torch
 
-from svc_pl.compat.checkpoint import save_torch_atomic
-from svc_pl.compat.config import write_json_atomic
 from svc_pl.errors import UserFacingError
+from svc_pl.io import save_torch_atomic, write_json_atomic, write_text_atomic
 
 FORMAT_VERSION = 1
 
@@ -97,7 +96,4 @@ def read_filelist(path: str | os.PathLike) -> list[str]:
 
 
 def write_filelist(path: str | os.PathLike, items: list[str]) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(f"{i}\n" for i in items), encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, "".join(f"{i}\n" for i in items))
