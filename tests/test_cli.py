@@ -253,7 +253,7 @@ def voice(tmp_path_factory):
     return d
 
 
-def test_forced_bf16_on_a_cpu_without_it_warns_once(voice, tmp_path, monkeypatch, caplog):
+def test_forced_bf16_on_a_cpu_without_it_warns_once(voice, tmp_path, monkeypatch, caplog, capsys):
     from svc_pl.infer import runtime
 
     args = [str(voice / "in.wav"), "-o", str(tmp_path / "out"), "-m", str(voice / "G_1.pth"), "--random-encoder",
@@ -264,6 +264,9 @@ def test_forced_bf16_on_a_cpu_without_it_warns_once(voice, tmp_path, monkeypatch
         assert cli_main(["infer", *args, "--precision", "bf16"]) == 0
     slow = [r for r in caplog.records if "many times slower" in r.getMessage()]
     assert len(slow) == 1 and "--precision auto or fp32" in slow[0].getMessage()
+    lines = capsys.readouterr().err.splitlines()  # one line per stage: what runs where, what came out
+    assert any("16000 Hz, 3 speaker(s); converting 1 file(s) on cpu" in x for x in lines), lines
+    assert lines[-1] == f"converted 1 of 1 file(s) into {tmp_path / 'out'}", lines
     caplog.clear()
     monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: True)
     with caplog.at_level(logging.WARNING, logger="svc_pl"):

@@ -191,6 +191,9 @@ def run(args: argparse.Namespace) -> int:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     converter = factory(device)
     _check_speaker(converter, opts)
+    m = converter.model
+    print(f"model {args.model}: {m.sampling_rate} Hz, {len(m.speakers) or m.net.n_speakers} speaker(s); converting "
+          f"{len(jobs)} file(s) on {device}", file=sys.stderr)
     failures = []
     from tqdm.auto import tqdm
 
@@ -204,10 +207,9 @@ def run(args: argparse.Namespace) -> int:
             failures.append(f"{job.source}: {type(err).__name__}: {err}")
             print(f"error: {failures[-1]}", file=sys.stderr)
     ok = len(jobs) - len(failures)
-    if len(jobs) > 1 or failures:
-        print(f"converted {ok} of {len(jobs)} file(s) into {args.output}", file=sys.stderr)
-        for f in failures:
-            print(f"  failed: {f}", file=sys.stderr)
+    print(f"converted {ok} of {len(jobs)} file(s) into {args.output}", file=sys.stderr)
+    for f in failures:
+        print(f"  failed: {f}", file=sys.stderr)
     return 1 if failures else 0
 
 
