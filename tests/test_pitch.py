@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
 
 from svc_pl.data.pitch import METHODS, PitchTrack, f0_to_coarse, get_f0_extractor, interpolate_unvoiced
-from svc_pl.data.rmvpe import RMVPE, ResConvBlock, RMVPEWeightsError
+from svc_pl.data.rmvpe import RMVPE, RMVPEWeightsError
 from svc_pl.errors import CheckpointMismatchError, UserFacingError
 from tests.speech import speech_with_pause
 
@@ -158,42 +161,58 @@ def test_bad_inputs(extractors):
 
 # --- RMVPE ---------------------------------------------------------------------------------------------------
 
-# Keys and shapes of upstream's E2E0(4, 1, (2, 2)) (modules/F0Predictor/rmvpe), which rmvpe.pt holds.
-UPSTREAM_KEYS = {
-    "unet.encoder.bn.weight": (1,),
-    "unet.encoder.layers.0.conv.0.conv.0.weight": (16, 1, 3, 3),
-    "unet.encoder.layers.0.conv.0.conv.1.running_var": (16,),
-    "unet.encoder.layers.0.conv.0.shortcut.weight": (16, 1, 1, 1),
-    "unet.encoder.layers.4.conv.3.conv.4.bias": (256,),
-    "unet.intermediate.layers.0.conv.0.shortcut.weight": (512, 256, 1, 1),
-    "unet.intermediate.layers.3.conv.3.conv.3.weight": (512, 512, 3, 3),
-    "unet.decoder.layers.0.conv1.0.weight": (512, 256, 3, 3),
-    "unet.decoder.layers.0.conv2.0.shortcut.bias": (256,),
-    "unet.decoder.layers.4.conv1.1.num_batches_tracked": (),
-    "unet.decoder.layers.4.conv2.3.conv.0.weight": (16, 16, 3, 3),
-    "cnn.weight": (3, 16, 3, 3),
-    "fc.0.gru.weight_ih_l0": (768, 384),
-    "fc.0.gru.weight_hh_l0_reverse": (768, 256),
-    "fc.1.weight": (360, 512),
-}
-N_UPSTREAM_KEYS = 801  # 741 + 60 of the timbre filter upstream builds but never runs
+# Every key and shape of upstream's E2E0(4, 1, (2, 2)) (modules/F0Predictor/rmvpe/model.py), which rmvpe.pt
+# holds: dumped from upstream's own module, including the 60 tensors of the timbre filter ("unet.tf.*")
+# that upstream builds but never runs.
+UPSTREAM_STATE = json.loads((Path(__file__).parent / "data" / "rmvpe_upstream_state_dict.json").read_text())
+CENTS_OF_BIN0 = 1997.3794084376191  # upstream constants.py CONST: cents of bin 0 relative to 10 Hz, 20 cents a bin
 
 
 def upstream_layout_state() -> dict[str, torch.Tensor]:
-    """Random-weight RMVPE state_dict as upstream saves it, including its unused timbre-filter tensors."""
-    torch.manual_seed(0)
-    state = RMVPE().state_dict()
-    for i, channels in enumerate((16, 32, 64, 128, 256)):
-        for k, v in ResConvBlock(channels, channels).state_dict().items():
-            state[f"unet.tf.layers.{i}.{k}"] = v
+    """A random-weight state_dict in upstream's layout, built from the key list alone (not from our module)."""
+    gen = torch.Generator().manual_seed(0)
+    state = {}
+    for key, shape in UPSTREAM_STATE.items():
+        if key.endswith("num_batches_tracked"):
+            state[key] = torch.tensor(0)
+        elif key.endswith("running_var") or (key.endswith(".weight") and len(shape) == 1):
+            state[key] = torch.ones(shape)
+        elif key.endswith("running_mean") or key.endswith("bias") or "bias_" in key:
+            state[key] = torch.zeros(shape)
+        else:
+            fan_in = max(1, int(np.prod(shape[1:])))
+            state[key] = torch.randn(shape, generator=gen) / fan_in ** 0.5
     return state
 
 
 def test_rmvpe_key_layout():
-    state = upstream_layout_state()
-    assert len(state) == N_UPSTREAM_KEYS
-    for key, shape in UPSTREAM_KEYS.items():
-        assert tuple(state[key].shape) == shape, key
+    assert len(UPSTREAM_STATE) == 801
+    ours = {k: list(v.shape) for k, v in RMVPE().state_dict().items()}
+    expected = {k: v for k, v in UPSTREAM_STATE.items() if not k.startswith("unet.tf.")}
+    assert ours.keys() == expected.keys(), sorted(set(ours) ^ set(expected))[:10]
+    assert ours == expected
+
+
+def test_rmvpe_decode_on_a_synthetic_salience_map():
+    """Upstream's to_local_average_cents: the salience-weighted mean of the cents of the 9 bins around the peak,
+    f0 = 10 * 2^(cents / 1200); 0 where the peak is not above the threshold."""
+    s = torch.zeros(1, 6, 360)
+    s[0, 0, 100] = 0.9  # a lone peak: exactly bin 100's pitch
+    s[0, 1, [49, 50, 51]] = torch.tensor([0.2, 0.8, 0.4])  # skewed towards bin 51
+    s[0, 1, 58] = 0.7  # 8 bins from the peak: outside the +-4 window, ignored
+    s[0, 2, [0, 1, 2, 5]] = torch.tensor([0.3, 0.6, 0.1, 0.5])  # peak at the low edge: window 0..5
+    s[0, 3, [355, 359]] = torch.tensor([0.5, 0.6])  # peak at the top bin: window 355..359
+    s[0, 4, 200] = 0.04  # below the 0.05 threshold: unvoiced
+    s[0, 5, 10] = 0.051  # just above it
+    f0 = RMVPE().decode(s, threshold=0.05)[0].double().numpy()
+
+    def hz(bin_: float) -> float:
+        return 10 * 2 ** ((CENTS_OF_BIN0 + 20 * bin_) / 1200)
+
+    expected = [hz(100), hz((49 * 0.2 + 50 * 0.8 + 51 * 0.4) / 1.4), hz((0 * 0.3 + 1 * 0.6 + 2 * 0.1 + 5 * 0.5) / 1.5),
+                hz((355 * 0.5 + 359 * 0.6) / 1.1), 0.0, hz(10)]
+    np.testing.assert_allclose(f0, expected, rtol=1e-5)
+    assert 100.64 < hz(100) < 100.65  # 10 Hz * 2^(3997.38 / 1200), by hand
 
 
 @pytest.mark.parametrize("wrapped", [True, False], ids=["so-vits-svc", "bare-state-dict"])
