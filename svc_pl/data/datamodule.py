@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 from torch.utils.data import DataLoader
 
 from svc_pl.data.dataset import BucketSampler, FeatureDataset, collate
@@ -83,8 +84,13 @@ class SVCDataModule(pl.LightningDataModule):
             world, rank = self.trainer.world_size, self.trainer.global_rank
         sampler = BucketSampler(self.train_set.frame_lengths(), self.batch_size, num_replicas=world, rank=rank,
                                 shuffle=True, seed=self.seed, n_buckets=self.n_buckets)
+        if self.trainer is not None:  # resumed mid-epoch: Lightning restarts the loader, we go on where it was
+            epoch, batches = self.trainer.fit_loop.epoch_progress.current, self.trainer.fit_loop.epoch_loop.batch_progress
+            sampler.skip_batches = batches.current.processed if epoch.started > epoch.completed else 0
+        # its own generator: a new epoch's iterator must not draw from the global random state, which
+        # a mid-epoch checkpoint restores (the resumed run would then draw one number the other did not)
         return DataLoader(self.train_set, batch_size=self.batch_size, sampler=sampler, drop_last=False,
-                          **self._loader_kwargs())
+                          generator=torch.Generator().manual_seed(self.seed), **self._loader_kwargs())
 
     def val_dataloader(self) -> DataLoader:
         from torch.utils.data import Subset

@@ -168,6 +168,7 @@ class BucketSampler(DistributedSampler):
         self.buckets = [b.tolist() for b in np.array_split(order, n_buckets) if len(b)]
         n_batches = sum(math.ceil(len(b) / batch_size) for b in self.buckets)
         self.batches_per_rank = math.ceil(n_batches / num_replicas)
+        self.skip_batches = 0  # batches of the next epoch trained before a mid-epoch checkpoint
 
     def _batches(self) -> list[list[int]]:
         rng = np.random.default_rng(self.seed + self.epoch)
@@ -184,7 +185,8 @@ class BucketSampler(DistributedSampler):
         return batches[self.rank::self.num_replicas]
 
     def __iter__(self):
-        for batch in self._batches():
+        batches, self.skip_batches = self._batches()[self.skip_batches:], 0
+        for batch in batches:
             for index in batch:
                 yield (int(index), int(self.epoch))
 
