@@ -100,6 +100,9 @@ KNOWN_NOISE: tuple[tuple[str, str], ...] = (
     # Lightning's use of jsonargparse APIs that jsonargparse has deprecated
     (r"\s*(\S.* was deprecated in v4\.|By default only one JsonargparseDeprecationWarning)",
      r"pytorch_lightning\..*"),
+    # svc_pl logs per step and Lightning counts those steps across epochs, so a dataset with fewer batches per
+    # epoch than log_every_n_steps is logged all the same (the warning is about per-epoch aggregates)
+    (r"The number of training batches \(\d+\) is smaller than the logging interval", r"pytorch_lightning\..*"),
     # pyworld imports pkg_resources at import time
     (r"pkg_resources is deprecated as an API", r"pyworld.*|pkg_resources.*"),
     # ModelCheckpoint(every_n_train_steps) under manual optimization: Lightning would save a state from before the
