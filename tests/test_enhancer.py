@@ -2,6 +2,7 @@
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -210,3 +211,55 @@ def test_config_mismatch_lists_tensors(tmp_path, vocoder_dir):
         "conv_pre.parametrizations.weight.original1: checkpoint (32, 128, 7) vs model (32, 80, 7)" in message
     )
     assert "resblocks.1.convs1.0" in message and "missing" in message
+
+
+# Every key and shape of upstream's NSF-HiFiGAN Generator (so-vits-svc vdecoder/nsf_hifigan/models.py) built
+# from the config layout openvpi publishes with its vocoder (44.1 kHz, hop 512, 128 mel bins, 512 channels):
+# dumped from upstream's own module; the key names are what the ``generator`` entry of its ``model`` file holds.
+OPENVPI = json.loads((Path(__file__).parent / "data" / "nsf_hifigan_openvpi_state_dict.json").read_text())
+
+
+def test_openvpi_layout_matches_upstream(tmp_path):
+    directory = tmp_path / "nsf_hifigan"
+    directory.mkdir()
+    (directory / "config.json").write_text(json.dumps(OPENVPI["config"]))
+    net = VocoderConfig.from_json(directory / "config.json").build()
+    ours = {k: list(v.shape) for k, v in to_sovits_state_dict(net).items()}
+    assert ours.keys() == OPENVPI["state_dict"].keys(), sorted(set(ours) ^ set(OPENVPI["state_dict"]))[:10]
+    assert ours == OPENVPI["state_dict"]
+    # a file holding exactly upstream's tensors (built from the list alone) loads and runs
+    gen = torch.Generator().manual_seed(0)
+    state = {k: 0.02 * torch.randn(shape, generator=gen) for k, shape in OPENVPI["state_dict"].items()}
+    torch.save({"generator": state}, directory / "model")
+    loaded, cfg = load_openvpi_vocoder(directory)
+    assert (cfg.sampling_rate, cfg.hop_size, cfg.num_mels) == (44100, 512, 128)
+    with torch.no_grad():
+        out = loaded(torch.randn(1, 128, 3, generator=gen), torch.full((1, 3), 220.0))
+    assert out.shape == (1, 1, 3 * 512) and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("key", [0, 3, -4])
+def test_adaptive_key_scales_f0_and_time(enhancer, monkeypatch, key):
+    """The vocoder runs at 100 * round(44100 * 2^(key/12) / 100) Hz played back as 44.1 kHz: its frame j is
+    input time j * 512 / rate and its F0 there is the input F0 times 44100 / rate (so-vits-svc's enhancer).
+    Checked on a glide 200 -> 300 Hz over 1 s, F0 given at hop 256."""
+    seen = []
+    forward = enhancer.vocoder.forward
+
+    def record(mel, f0):
+        seen.append((mel.shape[-1], f0.detach().clone()))
+        return forward(mel, f0)
+
+    monkeypatch.setattr(enhancer.vocoder, "forward", record)
+    n, hop = SR, 256
+    t_frames = np.arange(n // hop + 1) * hop / SR
+    f0_in = torch.from_numpy(200.0 + 100.0 * t_frames).view(1, -1, 1)
+    audio = 0.3 * torch.sin(2 * math.pi * 220 * torch.arange(n) / SR).unsqueeze(0)
+    enhancer.enhance(audio, SR, f0_in, hop, adaptive_key=key)
+    rate = {0: 44100, 3: 52400, -4: 35000}[key]  # 100 * round(44100 * 2^(key/12) / 100), by hand
+    (frames, f0), = seen
+    assert frames == (n * rate // SR) // HOP  # the mel frames of the resampled second
+    t_vocoder = np.arange(frames) * HOP / rate  # input seconds at each vocoder frame
+    inside = t_vocoder <= t_frames[-1]
+    expected = (200.0 + 100.0 * t_vocoder) * SR / rate
+    np.testing.assert_allclose(f0[0].numpy()[inside], expected[inside], rtol=1e-5)
