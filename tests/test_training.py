@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -183,24 +184,30 @@ def test_finetune_from_sovits_base(tmp_path, fixture_dir):
          "--trainer.log_every_n_steps", "1", "--data.batch_size", "3", *net)
     mel, _ = _scalars(tmp_path / "run", "loss/g/mel")
     first, last = sum(v for _, v in mel[:4]) / 4, sum(v for _, v in mel[-4:]) / 4
-    print("MEL", first, last, mel)
-    assert last < 0.9 * first, (first, last)
+    assert last < 0.9 * first, (first, last)  # measured 2.50 -> 1.98
     # svc-pl export names the files by the checkpoint's step (40 optimizer steps = 20 batches) and writes
     # the run's whole G and D, and a config.json that describes the run
-    from svc_pl.compat import load_sovits, load_sovits_discriminator
+    from svc_pl.compat import load_sovits, to_sovits_state_dict
+    from svc_pl.layers.discriminator import MultiPeriodDiscriminator
 
     ckpt = _last_ckpt(tmp_path / "run")
     assert cli_main(["export", str(ckpt), "-o", str(tmp_path / "cli_export")]) == 0
     out = tmp_path / "cli_export"
     assert sorted(p.name for p in out.iterdir()) == ["D_20.pth", "G_20.pth", "config.json"]
     state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
-    for name, module in (("net", load_sovits(out / "G_20.pth", out / "config.json")),
-                         ("disc", load_sovits_discriminator(out / "D_20.pth"))):
-        trained = {k[len(name) + 1:]: v for k, v in state.items() if k.startswith(name + ".")}
-        exported = module.state_dict()
-        assert trained and set(exported) == set(trained), (name, set(exported) ^ set(trained))
-        for k, v in trained.items():
-            assert torch.equal(exported[k], v), (name, k)
+    trained = {k[4:]: v for k, v in state.items() if k.startswith("net.")}
+    exported = load_sovits(out / "G_20.pth", out / "config.json").state_dict()
+    assert trained and set(exported) == set(trained), set(exported) ^ set(trained)
+    for k, v in trained.items():
+        assert torch.equal(exported[k], v), k
+    # D: the tiny config's discriminator is 0.25 wide, so compare the file with the run's D in so-vits-svc names
+    disc = MultiPeriodDiscriminator(width=0.25)
+    disc.load_state_dict({k[5:]: v for k, v in state.items() if k.startswith("disc.")})
+    expected_d = to_sovits_state_dict(disc)
+    written_d = torch.load(out / "D_20.pth", map_location="cpu", weights_only=True)["model"]
+    assert expected_d and set(written_d) == set(expected_d), set(written_d) ^ set(expected_d)
+    for k, v in expected_d.items():
+        assert torch.equal(written_d[k], v), k
     for f in ("G_20.pth", "D_20.pth"):
         assert torch.load(out / f, map_location="cpu", weights_only=True)["iteration"] == 20
     cfg = json.loads((out / "config.json").read_text())
@@ -212,3 +219,66 @@ def test_finetune_from_sovits_base(tmp_path, fixture_dir):
     assert (m["ssl_dim"], m["n_speakers"], m["gin_channels"], m["hidden_channels"], m["inter_channels"]) == (48, 3, 32, 32, 32)
     assert (m["filter_channels"], m["n_layers"], m["upsample_rates"], m["n_flow_layer"]) == (64, 2, [8, 8, 2, 2, 2], 4)
     assert m["upsample_initial_channel"] == 64 and m["resblock_kernel_sizes"] == [3, 7, 11]
+
+
+def _nan_kl(monkeypatch, bad_calls):
+    """Make the KL loss NaN on the given (0-based) calls, i.e. batches."""
+    import svc_pl.lightning.module as module
+
+    calls = []
+    kl = module.kl_loss
+
+    def maybe_nan(*args):
+        calls.append(len(calls))
+        loss = kl(*args)
+        return loss * float("nan") if calls[-1] in bad_calls else loss
+
+    monkeypatch.setattr(module, "kl_loss", maybe_nan)
+    return calls
+
+
+def test_nonfinite_loss_skips_the_step(tmp_path, dataset, monkeypatch, caplog):
+    """A NaN generator loss on the only batch skips the generator step: G keeps its initial weights (the
+    discriminator, whose loss was finite, trains), the run goes on and says so."""
+    snapshot = {}
+    start = SVCModule.on_train_start
+
+    def keep_initial(self):
+        snapshot.update({k: v.detach().clone() for k, v in self.state_dict().items()})
+        return start(self) if start is not None else None
+
+    monkeypatch.setattr(SVCModule, "on_train_start", keep_initial)
+    calls = _nan_kl(monkeypatch, {0})
+    with caplog.at_level("WARNING", logger="svc_pl"):
+        # 1 optimizer step: the discriminator's (the generator's was skipped, and Lightning counts only steps taken)
+        _fit(tmp_path / "run", dataset, "--trainer.max_steps", "1", "--trainer.limit_val_batches", "0",
+             "--data.batch_size", "4")
+    assert calls == [0]
+    assert any("non-finite generator loss" in r.getMessage() for r in caplog.records)
+    state = torch.load(_last_ckpt(tmp_path / "run"), weights_only=True)["state_dict"]
+    g = [k for k in state if k.startswith("net.")]
+    assert g and all(torch.equal(state[k], snapshot[k]) for k in g)
+    assert any(not torch.equal(state[k], snapshot[k]) for k in state if k.startswith("disc."))
+
+
+@pytest.mark.xfail(strict=True, raises=Exception,
+                   reason="NonFiniteLossError is a RuntimeError, not a UserFacingError: svc-pl fit stops with the right "
+                          "message but inside a Python traceback (svc_pl/lightning/module.py)")
+def test_max_nonfinite_steps_stops_with_a_clear_error(tmp_path, dataset, monkeypatch, capsys):
+    _nan_kl(monkeypatch, set(range(100)))
+    code = cli_main(["fit", "--config", TINY, "--data.dataset_dir", str(dataset), "--trainer.default_root_dir",
+                     str(tmp_path / "run"), "--trainer.enable_progress_bar", "false", "--trainer.max_steps", "20",
+                     "--trainer.limit_val_batches", "0", "--data.batch_size", "1", "--model.max_nonfinite_steps", "2"])
+    err = capsys.readouterr().err
+    assert code != 0 and "2 consecutive non-finite losses" in err and "Traceback" not in err, err[-2000:]
+
+
+def test_bf16_mixed_training_step(tmp_path, dataset):
+    _fit(tmp_path / "run", dataset, "--trainer.precision", "bf16-mixed", "--trainer.max_steps", "4",
+         "--trainer.limit_val_batches", "0", "--data.batch_size", "2", "--trainer.log_every_n_steps", "1")
+    for tag in ("loss/g/total", "loss/d/total", "grad_norm_g"):
+        values, _ = _scalars(tmp_path / "run", tag)
+        assert len(values) == 2 and all(np.isfinite(v) for _, v in values), (tag, values)
+    state = torch.load(_last_ckpt(tmp_path / "run"), weights_only=True)
+    assert state["global_step"] == 4 and all(torch.isfinite(v).all() for v in state["state_dict"].values()
+                                             if v.is_floating_point())
