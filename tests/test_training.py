@@ -237,6 +237,7 @@ def _nan_kl(monkeypatch, bad_calls):
     return calls
 
 
+@pytest.mark.slow
 def test_nonfinite_loss_skips_the_step(tmp_path, dataset, monkeypatch, caplog):
     """A NaN generator loss on the only batch skips the generator step: G keeps its initial weights (the
     discriminator, whose loss was finite, trains), the run goes on and says so."""
@@ -273,6 +274,7 @@ def test_max_nonfinite_steps_stops_with_a_clear_error(tmp_path, dataset, monkeyp
     assert code != 0 and "2 consecutive non-finite losses" in err and "Traceback" not in err, err[-2000:]
 
 
+@pytest.mark.slow
 def test_bf16_mixed_training_step(tmp_path, dataset):
     _fit(tmp_path / "run", dataset, "--trainer.precision", "bf16-mixed", "--trainer.max_steps", "4",
          "--trainer.limit_val_batches", "0", "--data.batch_size", "2", "--trainer.log_every_n_steps", "1")
