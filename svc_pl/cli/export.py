@@ -1,5 +1,6 @@
-"""Export a trained svc_pl checkpoint as so-vits-svc G_<step>.pth, D_<step>.pth and config.json,
-for use in so-vits-svc and the tools built on it."""
+"""Export a trained svc_pl checkpoint as so-vits-svc G_<step>.pth, D_<step>.pth and config.json (a diffusion
+checkpoint from ``svc-pl fit --config diffusion``: model_<step>.pt and diffusion.yaml), for use in so-vits-svc and
+the tools built on it."""
 
 from __future__ import annotations
 
@@ -23,6 +24,12 @@ def run(args: argparse.Namespace) -> int:
 
     ckpt = read_ckpt(args.ckpt)  # weights_only: nothing in the file runs
     hp = ckpt.get("hyper_parameters")
+    if hp and "diffusion" in hp:  # svc-pl fit --config diffusion: model_<step>.pt + diffusion.yaml
+        from svc_pl.lightning.diffusion_module import export_checkpoint
+
+        for path in export_checkpoint(args.ckpt, args.output):
+            print(f"diffusion: {path}")
+        return 0
     if not hp or "net" not in hp or "dataset_info" not in hp:
         raise UserFacingError(f"{args.ckpt}: not an svc_pl training checkpoint (no model hyper-parameters)")
     accepted = inspect.signature(SVCModule.__init__).parameters

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
+
+LOG = logging.getLogger(__name__)
 
 
 # ConvertOptions fields whose flags are not --field-name: short forms and the names users know
@@ -19,7 +22,7 @@ _FLAGS: dict[str, tuple[str, ...]] = {
     "f0_method": ("--f0",),
     "f0_model_path": ("--f0-model",),
 }
-_METAVARS = {"f0_model_path": "PATH"}
+_METAVARS = {"f0_model_path": "PATH", "diffusion_model": "PATH", "diffusion_config": "PATH", "vocoder": "DIR"}
 # fields set by flags of their own (see _options): a name or id, a mix, or a keyframe file
 _SPEAKER_FIELDS = ("speaker", "speaker_keyframes")
 
@@ -29,7 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     io = groups["input/output"]
     io.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files or folders")
     io.add_argument("-o", "--output", "--output-dir", dest="output", required=True, metavar="OUTPUT_DIR")
-    io.add_argument("-m", "--model", required=True, help="svc_pl .ckpt or so-vits-svc G_*.pth")
+    io.add_argument("-m", "--model", help="svc_pl .ckpt or so-vits-svc G_*.pth (required but with --only-diffusion)")
     io.add_argument("-c", "--config", help="so-vits-svc config.json (default: beside the model)")
     io.add_argument("--content-encoder", metavar="PATH",
                     help="content-encoder weights the model was trained with: ContentVec/HuBERT checkpoint or "
@@ -137,20 +140,30 @@ class ConverterFactory:
         from svc_pl.infer.loading import load_voice_model
 
         a = self.args
+        opts = _options(a)
         device = torch.device(device)
-        model = load_voice_model(a.model, a.config, device=device)
-        name = a.encoder or model.content_encoder
+        if opts.only_diffusion:  # no synthesizer: the diffusion model's yaml names the encoder
+            from svc_pl.compat.diffusion import read_diffusion_config
+            from svc_pl.infer.diffusion import diffusion_config_path
+
+            model = None
+            name = a.encoder or read_diffusion_config(diffusion_config_path(opts)).encoder
+        else:
+            model = load_voice_model(a.model, a.config, device=device)
+            name = a.encoder or model.content_encoder
         encoder = random_content_encoder(name) if a.random_encoder else load_content_encoder(name, a.content_encoder,
                                                                                             device=device)
-        if int(encoder.dim) != int(model.net.ssl_dim):
+        if model is not None and int(encoder.dim) != int(model.net.ssl_dim):
             from svc_pl.errors import UserFacingError
 
             raise UserFacingError(
                 f"{a.model}: the model takes {model.net.ssl_dim}-d units ({model.content_encoder}) but the content "
                 f"encoder {a.content_encoder or name!r} gives {encoder.dim}-d units: pass the encoder the model was "
                 "trained with (--content-encoder, and --encoder if the name differs)")
+        diffusion = _diffusion_stage(a, opts, model, int(encoder.dim), device)
+        model = diffusion.voice_model() if model is None else model
         enhancer = cluster = index = None
-        if a.enhancer:
+        if a.enhancer and diffusion is None:
             from svc_pl.infer.enhancer import Enhancer
 
             enhancer = Enhancer.from_pretrained(a.enhancer, device=device)
@@ -162,13 +175,39 @@ class ConverterFactory:
             from svc_pl.infer.retrieval import FeatureIndex
 
             index = FeatureIndex.load(a.feature_index)
-        return Converter(model, encoder, device=device, enhancer=enhancer, cluster=cluster, index=index)
+        return Converter(model, encoder, device=device, enhancer=enhancer, cluster=cluster, index=index,
+                         diffusion=diffusion)
+
+
+def _diffusion_stage(a, opts, model, unit_dim: int | None, device):
+    """The checked diffusion stage for --shallow-diffusion / --only-diffusion, else None (before any audio)."""
+    from svc_pl.errors import UserFacingError
+
+    if not opts.uses_diffusion:
+        if opts.diffusion_model:
+            LOG.warning("--diffusion-model is not used without --shallow-diffusion or --only-diffusion")
+        return None
+    if not opts.diffusion_model:
+        raise UserFacingError("--shallow-diffusion and --only-diffusion need the diffusion model: pass "
+                              "--diffusion-model PATH (so-vits-svc's logs/44k/diffusion/model_<step>.pt)")
+    from svc_pl.infer.diffusion import load_diffusion_stage, requested_speakers
+
+    if a.enhancer and not opts.vocoder:
+        LOG.info("diffusion renders with the --enhancer vocoder %s (the enhancer itself is not applied)", a.enhancer)
+    elif a.enhancer:
+        LOG.info("diffusion replaces the enhancer: --enhancer is not applied")
+    return load_diffusion_stage(opts.diffusion_model, opts.diffusion_config, opts.vocoder or a.enhancer,
+                                voice=model, unit_dim=unit_dim, k_step=opts.k_step, only_diffusion=opts.only_diffusion,
+                                speakers=[] if model is None else requested_speakers(opts), device=device)
 
 
 def run(args: argparse.Namespace) -> int:
     from svc_pl.errors import UserFacingError
     from svc_pl.infer.batch import collect_jobs, convert_file
 
+    if not args.model and not args.only_diffusion:
+        raise UserFacingError("pass the voice model with -m/--model (svc_pl .ckpt or so-vits-svc G_*.pth); only "
+                              "--only-diffusion converts without one")
     if not args.content_encoder and not args.random_encoder:
         raise UserFacingError("pass --content-encoder PATH (the content-encoder weights the model was trained "
                               "with, e.g. checkpoint_best_legacy_500.pt, or whisper-tiny.en for tiny-base models)")
@@ -192,7 +231,7 @@ def run(args: argparse.Namespace) -> int:
     converter = factory(device)
     _check_speaker(converter, opts)
     m = converter.model
-    print(f"model {args.model}: {m.sampling_rate} Hz, {len(m.speakers) or m.net.n_speakers} speaker(s); converting "
+    print(f"model {m.source}: {m.sampling_rate} Hz, {len(m.speakers) or m.net.n_speakers} speaker(s); converting "
           f"{len(jobs)} file(s) on {device}", file=sys.stderr)
     failures = []
     from tqdm.auto import tqdm
@@ -226,7 +265,10 @@ def _probe(factory, opts, device) -> None:
     """Fail fast (once, before spawning) on a bad model, config or speaker."""
     from svc_pl.infer.loading import load_voice_model
 
-    model = load_voice_model(factory.args.model, factory.args.config, device="cpu")
+    a = factory.args
+    model = None if opts.only_diffusion else load_voice_model(a.model, a.config, device="cpu")
+    diffusion = _diffusion_stage(a, opts, model, None if model is None else int(model.net.ssl_dim), "cpu")
+    model = diffusion.voice_model() if model is None else model
     names = list(opts.speaker) if isinstance(opts.speaker, dict) else [opts.speaker]
     for name in names:
         model.speaker_id(name)

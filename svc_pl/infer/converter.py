@@ -22,6 +22,7 @@ from typing import Literal, NamedTuple
 import numpy as np
 import torch
 
+from svc_pl.diffusion.gaussian import Method
 from svc_pl.infer.loading import VoiceModel
 from svc_pl.infer.runtime import release_free_heap, resolve_precision, warn_if_bf16_is_emulated
 
@@ -35,7 +36,7 @@ def _option(default, group: str, help: str):
     return field(default=default, metadata={"group": group, "help": help})
 
 
-OPTION_GROUPS = ("input/output", "pitch", "speaker", "quality", "speed")
+OPTION_GROUPS = ("input/output", "pitch", "speaker", "quality", "diffusion", "speed")
 
 
 @dataclass
@@ -88,6 +89,30 @@ class ConvertOptions:
     batch_size: int = _option(
         0, "speed", "most clips of one length synthesised together (0: 1 on CPU, where batching does not pay, "
         "8 on GPUs)")
+    diffusion_model: str | None = _option(
+        None, "diffusion", "so-vits-svc 4.1 diffusion model (model_<step>.pt) for --shallow-diffusion or "
+        "--only-diffusion")
+    diffusion_config: str | None = _option(
+        None, "diffusion", "its diffusion.yaml (default: diffusion.yaml beside the diffusion model)")
+    shallow_diffusion: bool = _option(
+        False, "diffusion", "refine the synthesizer's output with the diffusion model: its mel is noised to k_step and "
+        "denoised, then rendered by the vocoder (replaces the enhancer)")
+    k_step: int = _option(100, "diffusion", "shallow-diffusion depth, at most the model's k_step_max")
+    diffusion_method: Method = _option("dpm-solver++", "diffusion", "diffusion sampler")
+    diffusion_speedup: int = _option(10, "diffusion", "diffusion steps per sampler step")
+    second_encoding: bool = _option(
+        False, "diffusion", "condition shallow diffusion on the units of the synthesized audio (re-encoded) instead "
+        "of the source's")
+    only_diffusion: bool = _option(
+        False, "diffusion", "no synthesizer (-m not needed): the diffusion model generates the mel from noise with the "
+        "source's units, F0 and volume, the vocoder renders it")
+    vocoder: str | None = _option(
+        None, "diffusion", "openvpi NSF-HiFiGAN vocoder folder the diffusion model was trained with (default: the "
+        "--enhancer folder)")
+
+    @property
+    def uses_diffusion(self) -> bool:
+        return self.shallow_diffusion or self.only_diffusion
 
 
 @dataclass
@@ -117,11 +142,14 @@ class Converter:
         enhancer: optional :class:`svc_pl.infer.enhancer.Enhancer`.
         cluster: optional :class:`svc_pl.infer.retrieval.ClusterModel`.
         index: optional :class:`svc_pl.infer.retrieval.FeatureIndex`.
+        diffusion: optional :class:`svc_pl.infer.diffusion.DiffusionStage`, used with ``shallow_diffusion`` or
+            ``only_diffusion`` (then ``model`` is its :meth:`~svc_pl.infer.diffusion.DiffusionStage.voice_model`).
     """
 
     def __init__(self, model: VoiceModel, content_encoder, device: str | torch.device = "cpu", enhancer=None,
-                 cluster=None, index=None):
+                 cluster=None, index=None, diffusion=None):
         self.model = model
+        self.diffusion = diffusion
         self.encoder = content_encoder.to(device).eval()
         self.device = torch.device(device)
         self.enhancer = enhancer
@@ -280,13 +308,19 @@ class Converter:
         after) as one batch; returns each piece's audio (its length).
 
         Per piece: F0 (:meth:`_pitch`), units with cluster/index mixing (:meth:`_units`), volume and
-        speaker; then for the batch: synthesis (:meth:`_decode`), the optional enhancer
-        (:meth:`_enhance`), and trimming with loudness matching (:meth:`_trim`)."""
+        speaker; then for the batch: synthesis (:meth:`_decode`), shallow diffusion (:meth:`_diffuse`) or the
+        optional enhancer (:meth:`_enhance`), and trimming with loudness matching (:meth:`_trim`). With
+        ``only_diffusion`` the diffusion model and vocoder replace the synthesizer."""
         inputs = [self._piece_inputs(p, y, y16, pad, total, opts) for p in group]
         t0 = time.perf_counter()
-        audio, f0_used, offset = self._decode(inputs, group, pad, opts)
-        if self.enhancer is not None:
-            audio = self._enhance(audio, f0_used, opts)
+        if self._diffusion_on(opts) and opts.only_diffusion:
+            audio, f0_used, offset = self._diffuse(None, None, inputs, opts), None, pad
+        else:
+            audio, f0_used, offset = self._decode(inputs, group, pad, opts)
+            if self._diffusion_on(opts):
+                audio = self._diffuse(audio, f0_used, inputs, opts)
+            elif self.enhancer is not None:
+                audio = self._enhance(audio, f0_used, opts)
         audio = audio.cpu().numpy()
         self.timings["synthesis"] += time.perf_counter() - t0
         return [self._trim(audio[i], p, offset, y, opts) for i, p in enumerate(group)]
@@ -358,7 +392,7 @@ class Converter:
         # receptive field is a fraction of it); the enhancer wants the whole padded clip
         frames = None
         offset = pad
-        if opts.decode_window > 0 and self.enhancer is None:
+        if opts.decode_window > 0 and self.enhancer is None and not self._diffusion_on(opts):
             frames = (pad // hop, min(c.size(-1), -(-(pad + max(p.end - p.start for p in group)) // hop)))
             offset = 0
         with self._autocast(opts):
@@ -380,6 +414,24 @@ class Converter:
                 e = torch.from_numpy(resample(e.cpu().numpy()[0], esr, msr)).unsqueeze(0)
             enhanced.append(e[0, : audio.shape[1]].to(audio))
         return torch.stack(enhanced)
+
+    def _diffusion_on(self, opts: ConvertOptions) -> bool:
+        return self.diffusion is not None and opts.uses_diffusion
+
+    def _diffuse(self, audio: torch.Tensor | None, f0_used: torch.Tensor | None, inputs: list[_PieceInputs],
+                 opts: ConvertOptions) -> torch.Tensor:
+        """Shallow diffusion of the synthesizer's ``audio`` (B, samples) with the F0 it used (B, T), or with
+        ``audio`` None diffusion from noise on the source's F0; rendered by the vocoder: (B, samples) fp32."""
+        from svc_pl.infer.diffusion import reencode
+
+        dev, n = self.device, inputs[0].f0.shape[-1]
+        units, f0, vol = (torch.stack([getattr(x, k) for x in inputs]).to(dev) for k in ("units", "f0", "volume"))
+        if audio is not None and opts.second_encoding:
+            units = reencode(audio, self.model.sampling_rate, self.encoder, n, self.model.unit_interpolate_mode)
+        speaker = torch.cat([_speaker_frames(x.speaker, self.model.net.n_speakers, n) for x in inputs]).to(dev)
+        return self.diffusion.render(units, f0_used.float() if f0_used is not None else f0, vol, speaker,
+                                     k_step=opts.k_step, method=opts.diffusion_method, speedup=opts.diffusion_speedup,
+                                     seed=opts.seed, audio=audio, autocast=self._autocast(opts))
 
     def _trim(self, audio: np.ndarray, p: _Piece, offset: int, y: np.ndarray, opts: ConvertOptions) -> np.ndarray:
         """Piece ``p``'s samples out of its padded output ``audio`` (samples,), loudness-matched to the input."""
@@ -408,6 +460,15 @@ class Converter:
         if all(torch.is_tensor(s) and s.dim() == 1 for s in spks):
             return torch.stack(spks)
         return torch.cat([s if s.dim() == 3 else s.view(1, -1, 1).expand(1, -1, spks[0].shape[-1]) for s in spks])
+
+
+def _speaker_frames(speaker: int | torch.Tensor, n_speakers: int, n_frames: int) -> torch.Tensor:
+    """A piece's speaker (an id, (S,) weights or (1, S, T) keyframed weights) as (1, T, S) weights per frame."""
+    if isinstance(speaker, int):
+        speaker = torch.nn.functional.one_hot(torch.tensor(speaker), n_speakers).float()
+    if speaker.dim() == 1:
+        return speaker.float().view(1, 1, -1).expand(1, n_frames, -1)
+    return speaker.float().transpose(1, 2)
 
 
 def match_loudness(source: np.ndarray, output: np.ndarray, sr: int, rate: float) -> np.ndarray:
