@@ -33,10 +33,16 @@ VOCODER = {**VOCODER_CONFIG, "sampling_rate": SR, "hop_size": HOP, "num_mels": N
 
 
 def _diffusion(path, unit_dim=768, speakers=SPEAKERS, k_step_max=0, n_mels=N_MELS, seed=0, **data):
-    """A tiny random so-vits-svc diffusion model_0.pt + diffusion.yaml in folder ``path``."""
+    """A tiny random so-vits-svc diffusion model_0.pt + diffusion.yaml in folder ``path``. The denoiser's output
+    projection starts at zero (noise predicted as 0 whatever the condition): made random so units, F0, volume and
+    speaker move the mel."""
     torch.manual_seed(seed)
     model = MelDiffusion(unit_dim=unit_dim, n_speakers=len(speakers), n_mels=n_mels, n_layers=2, n_chans=8,
                          n_hidden=8, timesteps=100, k_step_max=k_step_max)
+    with torch.no_grad():
+        model.decoder.denoise_fn.output_projection.weight.normal_(0, 0.3)
+        if len(speakers) > 1:
+            model.spk_embed.weight.mul_(3)
     path.mkdir(parents=True, exist_ok=True)
     save_sovits_diffusion(model, path / "model_0.pt", path / "diffusion.yaml", speakers=speakers,
                           **{"sampling_rate": SR, "block_size": HOP, "encoder": "vec768l12", **data})
@@ -117,6 +123,22 @@ def test_seeded_diffusion_is_reproducible(files, voice, encoder):
     a, b = _convert(conv, files, seed=3, **kw), _convert(conv, files, seed=3, **kw)
     assert np.array_equal(a, b)
     assert np.abs(a - _convert(conv, files, seed=4, **kw)).max() > 1e-4
+
+
+def test_second_encoding_and_speaker_keyframes_reach_the_diffusion(files, voice, encoder):
+    """--second-encoding changes the shallow-diffusion audio; in diffusion-only conversion (no synthesizer, so only
+    the diffusion model sees the speaker) constant keyframes equal the named speaker and moving ones do not."""
+    conv = Converter(voice, encoder, diffusion=_stage(files, voice))
+    kw = dict(shallow_diffusion=True, k_step=20, diffusion_speedup=5)
+    assert np.abs(_convert(conv, files, second_encoding=True, **kw) - _convert(conv, files, **kw)).max() > 1e-4
+    stage = _stage(files, None, k_step=100, only=True)
+    only = Converter(stage.voice_model(), encoder, diffusion=stage)
+    kw = dict(only_diffusion=True, diffusion_speedup=20)
+    tenor = _convert(only, files, **kw)
+    steady = _convert(only, files, speaker_keyframes=[(0.0, {"tenor": 1.0}), (9.0, {"tenor": 1.0})], **kw)
+    moving = _convert(only, files, speaker_keyframes=[(0.0, {"tenor": 1.0}), (1.0, {"bass": 1.0})], **kw)
+    np.testing.assert_allclose(steady, tenor, atol=1e-5)
+    assert np.abs(moving - tenor).max() > 1e-3
 
 
 def _infer(*args):
