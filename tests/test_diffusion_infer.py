@@ -190,12 +190,15 @@ def _bad_cases(files):
                   d / "vocoder20"], "20 mel bins"),
         "hop": (["-m", files["voice"], "--shallow-diffusion", "--diffusion-model", files["full"], "--vocoder",
                  d / "vocoder_hop"], "hop 256"),
+        "speedup": ([*shallow, "--diffusion-model", files["full"], "--k-step", "8", "--diffusion-method", "unipc"],
+                    "--diffusion-speedup 8 or less"),
         "shallow_only": (["--only-diffusion", "--diffusion-model", files["shallow"], "--vocoder", files["vocoder"]],
                          "shallow diffusion only"),
     }
 
 
-@pytest.mark.parametrize("case", ["k_step", "unit_dim", "speaker", "no_vocoder", "mels", "hop", "shallow_only"])
+@pytest.mark.parametrize("case", ["k_step", "unit_dim", "speaker", "no_vocoder", "mels", "hop", "speedup",
+                                  "shallow_only"])
 def test_clear_errors_before_any_output(files, tmp_path, capsys, case, monkeypatch):
     args, expected = _bad_cases(files)[case]
     from svc_pl.infer import converter

@@ -198,7 +198,8 @@ def _diffusion_stage(a, opts, model, unit_dim: int | None, device):
         LOG.info("diffusion replaces the enhancer: --enhancer is not applied")
     return load_diffusion_stage(opts.diffusion_model, opts.diffusion_config, opts.vocoder or a.enhancer,
                                 voice=model, unit_dim=unit_dim, k_step=opts.k_step, only_diffusion=opts.only_diffusion,
-                                speakers=[] if model is None else requested_speakers(opts), device=device)
+                                speakers=[] if model is None else requested_speakers(opts),
+                                method=opts.diffusion_method, speedup=opts.diffusion_speedup, device=device)
 
 
 def run(args: argparse.Namespace) -> int:

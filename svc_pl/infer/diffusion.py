@@ -123,8 +123,8 @@ def diffusion_config_path(opts) -> Path:
 
 def load_diffusion_stage(model_path: str | os.PathLike, config_path: str | os.PathLike | None,
                          vocoder_dir: str | os.PathLike | None, *, voice: VoiceModel | None, unit_dim: int | None,
-                         k_step: int,
-                         only_diffusion: bool, speakers: list[str | int] = (), device: str | torch.device = "cpu"
+                         k_step: int, only_diffusion: bool, speakers: list[str | int] = (),
+                         method: str = "dpm-solver++", speedup: int = 10, device: str | torch.device = "cpu"
                          ) -> DiffusionStage:
     """Load and check the diffusion model and vocoder against the voice model and options (before any audio).
 
@@ -137,6 +137,8 @@ def load_diffusion_stage(model_path: str | os.PathLike, config_path: str | os.Pa
         k_step: requested shallow depth.
         only_diffusion: generate from noise (needs a model trained on all steps).
         speakers: the speakers (names or ids) the conversion asks for.
+        method: sampler (the solvers need ``speedup`` at most the number of steps).
+        speedup: sampler speed-up.
         device: where the diffusion model and vocoder run.
 
     Raises:
@@ -165,6 +167,10 @@ def load_diffusion_stage(model_path: str | os.PathLike, config_path: str | os.Pa
     if not only_diffusion and not 0 <= k_step <= model.k_step_max:
         raise UserFacingError(f"--k-step {k_step} is out of range for {where}: it was trained up to k_step_max "
                               f"{model.k_step_max}; pass --k-step between 0 and {model.k_step_max}")
+    steps = model.k_step_max if only_diffusion else k_step
+    if method in ("dpm-solver", "dpm-solver++", "unipc") and speedup > 1 and 0 < steps < speedup:
+        raise UserFacingError(f"--diffusion-method {method} with --diffusion-speedup {speedup} over {steps} steps "
+                              f"leaves no solver step: pass --diffusion-speedup {steps} or less")
     if unit_dim is not None and model.unit_dim != unit_dim:
         raise UserFacingError(f"{where}: takes {model.unit_dim}-d units (encoder_out_channels) but the content "
                               f"encoder gives {unit_dim}-d units: use the diffusion model trained on the same content "
