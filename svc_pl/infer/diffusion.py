@@ -197,7 +197,7 @@ def load_diffusion_stage(model_path: str | os.PathLike, config_path: str | os.Pa
 
 def _speaker_map(model: MelDiffusion, voice: VoiceModel | None, wanted: list[str | int], where: str) -> torch.Tensor:
     """(S_voice, S_diffusion) matrix sending the voice model's speakers to the diffusion model's of the same name
-    (ids where neither names them); raises for a wanted speaker the diffusion model lacks."""
+    (by id where one of them names none); raises for a wanted speaker the diffusion model lacks."""
     names = dict(model.sovits_config.speakers)
     n = model.n_speakers
     if voice is None:
@@ -206,7 +206,7 @@ def _speaker_map(model: MelDiffusion, voice: VoiceModel | None, wanted: list[str
     m = torch.zeros(voice.net.n_speakers, n)
     for i in range(voice.net.n_speakers):
         name = by_id.get(i)
-        j = names.get(name) if name is not None else (i if not names else None)
+        j = names.get(name) if name is not None and names else i  # by name where both name it, else by id
         if j is not None and 0 <= j < n:
             m[i, j] = 1.0
     for spk in wanted:
