@@ -43,6 +43,7 @@ def _record_infer(monkeypatch):
     return calls
 
 
+@pytest.mark.slow
 def test_format_writes_the_container_asked_for(tmp_path, voice, clip):  # noqa: F811
     path, y, sr = clip
     for fmt, name in (("flac", "FLAC"), ("ogg", "OGG"), ("wav", "WAV")):
@@ -54,6 +55,7 @@ def test_format_writes_the_container_asked_for(tmp_path, voice, clip):  # noqa: 
         assert abs(info.frames - round(len(y) * 16000 / sr)) <= 1 or fmt == "ogg"
 
 
+@pytest.mark.slow
 def test_auto_predict_f0_reaches_the_model(tmp_path, lively_voice, clip, monkeypatch):  # noqa: F811
     path, _, _ = clip
     calls = _record_infer(monkeypatch)
@@ -68,6 +70,7 @@ def test_auto_predict_f0_reaches_the_model(tmp_path, lively_voice, clip, monkeyp
     assert plain.shape == auto.shape and np.sqrt(np.mean((plain - auto) ** 2)) > 1e-3 * np.sqrt(np.mean(plain**2))
 
 
+@pytest.mark.slow
 def test_f0_threshold_reaches_the_extractor(tmp_path, voice, clip, monkeypatch):  # noqa: F811
     """--f0-threshold is the extractor's voicing threshold (fcpe here; pm's is Praat's fixed 0.6, as upstream):
     a strict one leaves fewer voiced frames."""
@@ -101,6 +104,7 @@ def test_f0_threshold_reaches_the_extractor(tmp_path, voice, clip, monkeypatch):
     assert fractions["0.6"] < fractions["0.006"], fractions
 
 
+@pytest.mark.slow
 def test_pad_seconds_pads_each_chunk_and_keeps_the_duration(converter, clip, monkeypatch):  # noqa: F811
     _, y, sr = clip
     calls = _record_infer(monkeypatch)
@@ -117,6 +121,7 @@ def test_pad_seconds_pads_each_chunk_and_keeps_the_duration(converter, clip, mon
     assert [b - a for a, b in zip(frames[0.1], frames[0.5])] == [40] * len(frames[0.1])
 
 
+@pytest.mark.slow
 def test_loudness_mix_follows_the_input_envelope(tmp_path, lively_voice, clip):  # noqa: F811
     """--loudness-mix 0 imposes the input's RMS envelope (0.5 s frames): a quiet input gives a quiet output
     in proportion; at 1 (default) the model's own loudness is kept."""
@@ -145,6 +150,7 @@ def test_loudness_mix_follows_the_input_envelope(tmp_path, lively_voice, clip): 
     assert corr["loud0"] > corr["loud1"] + 0.2, corr  # the envelope follows the input's
 
 
+@pytest.mark.slow
 @pytest.mark.xfail(strict=True, reason="seeded random draws (prior noise, NSF source) depend on a clip's row in the "
                    "batch: batch_size 4 moves the audio by up to 6e-4 from batch_size 1, even at noise_scale 0")
 def test_batched_conversion_equals_unbatched(converter, speech, monkeypatch):  # noqa: F811
