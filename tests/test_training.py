@@ -262,9 +262,6 @@ def test_nonfinite_loss_skips_the_step(tmp_path, dataset, monkeypatch, caplog):
     assert any(not torch.equal(state[k], snapshot[k]) for k in state if k.startswith("disc."))
 
 
-@pytest.mark.xfail(strict=True, raises=Exception,
-                   reason="NonFiniteLossError is a RuntimeError, not a UserFacingError: svc-pl fit stops with the right "
-                          "message but inside a Python traceback (svc_pl/lightning/module.py)")
 def test_max_nonfinite_steps_stops_with_a_clear_error(tmp_path, dataset, monkeypatch, capsys):
     _nan_kl(monkeypatch, set(range(100)))
     code = cli_main(["fit", "--config", TINY, "--data.dataset_dir", str(dataset), "--trainer.default_root_dir",

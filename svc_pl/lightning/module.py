@@ -23,8 +23,8 @@ __all__ = ["NetConfig", "NonFiniteLossError", "SVCModule"]
 LOG = logging.getLogger(__name__)
 
 
-class NonFiniteLossError(RuntimeError):
-    pass
+class NonFiniteLossError(UserFacingError, RuntimeError):
+    """Training stopped after ``max_nonfinite_steps`` consecutive NaN/inf losses (the message says what to try)."""
 
 
 class SVCModule(pl.LightningModule):
