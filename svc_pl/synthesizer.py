@@ -20,6 +20,7 @@ from torch import nn
 from svc_pl.errors import UserFacingError
 from svc_pl.layers.commons import (
     rand_slice_segments_with_pitch,
+    rows_seeded,
     sequence_mask,
     slice_pitch_segments,
     slice_segments,
@@ -340,7 +341,9 @@ class Synthesizer(nn.Module):
             speaker: id(s) or mix weights (see :meth:`speaker_embedding`).
             noise_scale: std multiplier of the prior sample.
             seed: as upstream, the random state is seeded with this at the start, so the same inputs
-                give the same audio; the caller's random state is restored afterwards. None: not seeded.
+                give the same audio; the caller's random state is restored afterwards. On CPU, each row of a
+                batch draws the numbers it would draw alone, so batching does not change a clip's audio.
+                None: not seeded.
             predict_f0: replace ``f0`` by the F0 decoder's prediction.
             vol: (B, T) volume for models with ``vol_embedding``.
             decode_window: if > 0, run the decoder in windows of this many frames (plus its receptive
@@ -355,7 +358,10 @@ class Synthesizer(nn.Module):
         with rng if seed is not None else contextlib.nullcontext():
             if seed is not None:
                 torch.manual_seed(seed)
-            return self._infer(c, f0, uv, speaker, noise_scale, predict_f0, vol, decode_window, decode_frames)
+            # batched: each row draws what it would alone, so batching never changes a clip's audio
+            rows = rows_seeded(seed, c.size(0)) if seed is not None and c.size(0) > 1 else contextlib.nullcontext()
+            with rows:
+                return self._infer(c, f0, uv, speaker, noise_scale, predict_f0, vol, decode_window, decode_frames)
 
     def _infer(self, c, f0, uv, speaker, noise_scale, predict_f0, vol, decode_window=0, decode_frames=None):
         g = self.speaker_embedding(speaker, batch=c.size(0), device=c.device)

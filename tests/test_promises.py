@@ -151,8 +151,6 @@ def test_loudness_mix_follows_the_input_envelope(tmp_path, lively_voice, clip): 
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="seeded random draws (prior noise, NSF source) depend on a clip's row in the "
-                   "batch: batch_size 4 moves the audio by up to 6e-4 from batch_size 1, even at noise_scale 0")
 def test_batched_conversion_equals_unbatched(converter, speech, monkeypatch):  # noqa: F811
     _, y, sr, _, _ = speech
     calls = _record_infer(monkeypatch)

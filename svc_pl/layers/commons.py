@@ -5,8 +5,45 @@ Shapes use B = batch, C = channels, T = frames.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+from collections.abc import Iterator
+
 import torch
 from torch import nn
+
+# Per-row random generators of a batched, seeded inference (see rows_seeded); None outside one.
+_ROW_GENERATORS: contextvars.ContextVar[list[torch.Generator] | None] = contextvars.ContextVar(
+    "svc_pl_row_generators", default=None)
+
+
+@contextlib.contextmanager
+def rows_seeded(seed: int, batch: int) -> Iterator[None]:
+    """Inside the block, :func:`randn_rows` / :func:`rand_rows` of a ``batch``-row CPU tensor give row i the numbers
+    that a one-row run after ``torch.manual_seed(seed)`` draws: a clip converts to the same audio whatever else
+    shares its batch. Draws of other sizes, or on other devices, come from the global random state as usual."""
+    token = _ROW_GENERATORS.set([torch.Generator().manual_seed(seed) for _ in range(batch)])
+    try:
+        yield
+    finally:
+        _ROW_GENERATORS.reset(token)
+
+
+def _draw(fn, shape: tuple[int, ...], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    gens = _ROW_GENERATORS.get()
+    if gens is None or device.type != "cpu" or len(gens) != shape[0]:
+        return fn(shape, device=device, dtype=dtype)
+    return torch.cat([fn((1, *shape[1:]), generator=g, dtype=dtype) for g in gens])
+
+
+def randn_rows(like: torch.Tensor) -> torch.Tensor:
+    """``torch.randn_like(like)``, row by row inside :func:`rows_seeded`. (B, ...) -> (B, ...)."""
+    return _draw(torch.randn, tuple(like.shape), like.device, like.dtype)
+
+
+def rand_rows(*shape: int, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """``torch.rand(*shape)`` (uniform [0, 1)), row by row inside :func:`rows_seeded`."""
+    return _draw(torch.rand, tuple(shape), torch.device(device), dtype)
 
 
 def init_weights(m: nn.Module, mean: float = 0.0, std: float = 0.01) -> None:

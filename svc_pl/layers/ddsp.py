@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from svc_pl.layers.commons import rand_rows
+
 
 def exp_sigmoid(x: torch.Tensor, exponent: float = 10.0, max_value: float = 2.0, threshold: float = 1e-7):
     """DDSP's positive output nonlinearity: max_value * sigmoid(x) ** log(exponent) + threshold."""
@@ -94,7 +96,7 @@ class DDSPDecoder(nn.Module):
     def noise(self, gains: torch.Tensor, n_samples: int) -> torch.Tensor:
         """White noise shaped per frame by ``gains`` (B, M, T), via STFT filtering (B, n_samples)."""
         b = gains.shape[0]
-        white = torch.rand(b, n_samples, device=gains.device) * 2 - 1
+        white = rand_rows(b, n_samples, device=gains.device) * 2 - 1
         spec = torch.stft(white, self.n_fft, self.upp, window=self.window, return_complex=True)
         bins = spec.shape[1]
         g = F.interpolate(gains.transpose(1, 2), size=bins, mode="linear", align_corners=True).transpose(1, 2)

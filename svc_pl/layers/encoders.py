@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from svc_pl.layers.commons import sequence_mask
+from svc_pl.layers.commons import randn_rows, sequence_mask
 from svc_pl.layers.transformer import CausalTransformer, Encoder
 from svc_pl.layers.wavenet import WN
 
@@ -56,7 +56,7 @@ class PriorEncoder(nn.Module):
         x = self.enc_(x * x_mask, x_mask)
         stats = self.proj(x) * x_mask
         m, logs = torch.split(stats, self.out_channels, dim=1)
-        z = (m + torch.randn_like(m) * torch.exp(logs) * noise_scale) * x_mask
+        z = (m + randn_rows(m) * torch.exp(logs) * noise_scale) * x_mask
         return z, m, logs, x_mask
 
 

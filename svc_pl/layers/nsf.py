@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from svc_pl.layers.commons import get_padding, init_weights
+from svc_pl.layers.commons import get_padding, init_weights, rand_rows, randn_rows
 from svc_pl.layers.conv import make_conv1d, remove_weight_norm_modules, weight_norm_modules
 
 LRELU_SLOPE = 0.1
@@ -98,7 +98,7 @@ class SineGen(nn.Module):
         self.mode = mode
 
     def _initial_phase(self, rad: torch.Tensor) -> torch.Tensor:
-        rand_ini = torch.rand(rad.shape[0], rad.shape[2], device=rad.device)
+        rand_ini = rand_rows(rad.shape[0], rad.shape[2], device=rad.device)
         rand_ini[:, 0] = 0
         rad[:, 0, :] = rad[:, 0, :] + rand_ini
         return rad
@@ -138,7 +138,7 @@ class SineGen(nn.Module):
             uv = torch.repeat_interleave((f0 > self.voiced_threshold).float(), upp, dim=1)
         sines = sines * self.sine_amp
         noise_amp = uv * self.noise_std + (1 - uv) * self.sine_amp / 3
-        noise = noise_amp * torch.randn_like(sines)
+        noise = noise_amp * randn_rows(sines)
         return sines * uv + noise, uv
 
 
