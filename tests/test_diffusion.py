@@ -229,11 +229,10 @@ def test_save_writes_the_upstream_format(tmp_path, models, fixture):
 
 
 def test_vocoder_mel_and_key_shift():
-    from svc_pl.diffusion.mel import VocoderLogMel
     from svc_pl.infer.enhancer import LogMelSpectrogram
 
     sr, hop = 16000, 320
-    mel = VocoderLogMel(sr, 1024, 1024, hop, 40, 40.0, 16000.0)
+    mel = LogMelSpectrogram(sr, 1024, 1024, hop, 40, 40.0, 16000.0)
     t = torch.arange(sr) / sr
     audio = (0.5 * torch.sin(2 * torch.pi * 440 * t)).unsqueeze(0)
     ref = LogMelSpectrogram(sr, 1024, 1024, hop, 40, 40.0, None)(audio)

@@ -17,9 +17,9 @@ import torch
 import yaml
 
 from svc_pl.diffusion.gaussian import Method
-from svc_pl.diffusion.mel import VocoderLogMel
 from svc_pl.diffusion.model import MelDiffusion
 from svc_pl.errors import ConfigError, UserFacingError
+from svc_pl.infer.enhancer import LogMelSpectrogram
 
 LOG = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class DiffusionModule(pl.LightningModule):
         self.model = MelDiffusion(unit_dim=int(info["unit_dim"]), n_speakers=int(info["n_speakers"]), n_mels=n_mels,
                                   **arch)
         self.hop_length = int(info["hop_length"])
-        self.mel = VocoderLogMel(int(info["sampling_rate"]), int(info["filter_length"]), int(info["win_length"]),
+        self.mel = LogMelSpectrogram(int(info["sampling_rate"]), int(info["filter_length"]), int(info["win_length"]),
                                  self.hop_length, n_mels, mel_fmin, mel_fmax)
         self._nonfinite = 0
         self._val_runs = 0
@@ -104,6 +104,7 @@ class DiffusionModule(pl.LightningModule):
 
     def _target_mel(self, audio: torch.Tensor, frames: int, shifts: torch.Tensor | None = None) -> torch.Tensor:
         """(B, frames, n_mels) vocoder mel of (B, samples) audio, each item at its key shift."""
+        audio = audio.float()
         if shifts is None or not bool(shifts.any()):
             mel = self.mel(audio)
         else:
