@@ -99,20 +99,8 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb", encoding: str | None 
     """
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_open writes whole files: mode 'w' or 'wb', got {mode!r}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path_for(path)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # mode 0o666: the umask decides
-    try:
-        with os.fdopen(fd, mode, encoding=(encoding or "utf-8") if mode == "w" else None) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        _commit(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
+    with atomic_path(path) as tmp, open(tmp, mode, encoding=(encoding or "utf-8") if mode == "w" else None) as f:
+        yield f
 
 
 def _commit(tmp: Path, path: Path) -> None:
