@@ -238,17 +238,9 @@ def test_dependency_warnings_print_on_one_line(capsys):
 
 @pytest.fixture(scope="module")
 def voice(tmp_path_factory):
-    from svc_pl.compat import save_sovits, sovits_config_for, write_json_atomic
-    from svc_pl.synthesizer import Synthesizer
-    from tests.test_infer import TINY
+    from tests.test_infer import write_tiny_voice
 
-    d = tmp_path_factory.mktemp("voice")
-    torch.manual_seed(0)
-    net = Synthesizer(**TINY, spec_channels=513, segment_size=20)
-    cfg = sovits_config_for(TINY, {"alto": 0, "tenor": 1, "bass": 2}, hop_length=320, filter_length=1024,
-                            win_length=1024, segment_size_samples=6400)
-    save_sovits(net, d / "G_1.pth")
-    write_json_atomic(d / "config.json", cfg.to_dict())
+    d = write_tiny_voice(tmp_path_factory.mktemp("voice"))
     t = np.arange(8000) / 16000
     sf.write(d / "in.wav", (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), 16000)
     return d

@@ -30,7 +30,11 @@ TINY = dict(inter_channels=16, hidden_channels=16, filter_channels=32, n_heads=2
 
 @pytest.fixture(scope="module")
 def voice(tmp_path_factory):
-    d = tmp_path_factory.mktemp("voice")
+    return write_tiny_voice(tmp_path_factory.mktemp("voice"))
+
+
+def write_tiny_voice(d):
+    """A random TINY so-vits-svc model (speakers alto, tenor, bass) as ``d/G_1.pth`` + ``d/config.json``; returns d."""
     torch.manual_seed(0)
     net = Synthesizer(**TINY, spec_channels=513, segment_size=20)
     cfg = sovits_config_for(TINY, {"alto": 0, "tenor": 1, "bass": 2}, hop_length=320, filter_length=1024,

@@ -9,7 +9,6 @@ test_crash_safe.py, test_sovits_dataset.py and test_retrieval.py.
 from __future__ import annotations
 
 import json
-import os
 import pickle
 
 import numpy as np
@@ -18,14 +17,7 @@ import soundfile as sf
 import torch
 
 from svc_pl.errors import UserFacingError
-
-
-class _RunsCommand:
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return os.system, (f"touch '{self.marker}'",)
+from tests.test_crash_safe import _RunsCommand
 
 
 @pytest.fixture
@@ -102,15 +94,9 @@ def test_enhancer_vocoder_is_refused(tmp_path, marker):
 def test_cli_refuses_an_encoder_that_runs_code(tmp_path, marker, capsys):
     """Through svc-pl infer: one clear error line, no traceback, nothing run, no output written."""
     from svc_pl.cli import main as cli_main
-    from tests.test_infer import TINY
-    from svc_pl.compat import save_sovits, sovits_config_for, write_json_atomic
-    from svc_pl.synthesizer import Synthesizer
+    from tests.test_infer import write_tiny_voice
 
-    net = Synthesizer(**TINY, spec_channels=513, segment_size=20)
-    cfg = sovits_config_for(TINY, {"alto": 0, "tenor": 1, "bass": 2}, hop_length=320, filter_length=1024,
-                            win_length=1024, segment_size_samples=6400)
-    save_sovits(net, tmp_path / "G_1.pth")
-    write_json_atomic(tmp_path / "config.json", cfg.to_dict())
+    write_tiny_voice(tmp_path)
     wav = tmp_path / "in.wav"
     sf.write(wav, (0.3 * np.sin(np.arange(16000) * 2 * np.pi * 220 / 16000)).astype(np.float32), 16000)
     enc = _evil_torch_file(tmp_path / "hubert.pt", marker, model={"w": torch.zeros(1)})
