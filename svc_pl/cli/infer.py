@@ -68,7 +68,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _groups(p: argparse.ArgumentParser) -> dict[str, argparse._ArgumentGroup]:
-    from svc_pl.infer.converter import OPTION_GROUPS
+    from svc_pl.infer.options import OPTION_GROUPS
 
     return {name: p.add_argument_group(name) for name in OPTION_GROUPS}
 
@@ -80,7 +80,7 @@ def _add_option_flags(groups: dict[str, argparse._ArgumentGroup]) -> None:
     import typing
 
     from svc_pl.data.pitch import METHODS
-    from svc_pl.infer.converter import ConvertOptions
+    from svc_pl.infer.options import ConvertOptions
 
     hints = typing.get_type_hints(ConvertOptions)
     for f in dataclasses.fields(ConvertOptions):
@@ -108,7 +108,7 @@ def _add_option_flags(groups: dict[str, argparse._ArgumentGroup]) -> None:
 def _options(args):
     import dataclasses
 
-    from svc_pl.infer.converter import ConvertOptions
+    from svc_pl.infer.options import ConvertOptions
 
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(ConvertOptions)
               if f.name not in _SPEAKER_FIELDS}
