@@ -341,8 +341,8 @@ class Synthesizer(nn.Module):
             speaker: id(s) or mix weights (see :meth:`speaker_embedding`).
             noise_scale: std multiplier of the prior sample.
             seed: as upstream, the random state is seeded with this at the start, so the same inputs
-                give the same audio; the caller's random state is restored afterwards. On CPU, each row of a
-                batch draws the numbers it would draw alone, so batching does not change a clip's audio.
+                give the same audio; the caller's random state is restored afterwards. Each row of a batch draws
+                the numbers it would draw alone (CPU and CUDA), so batching does not change a clip's audio.
                 None: not seeded.
             predict_f0: replace ``f0`` by the F0 decoder's prediction.
             vol: (B, T) volume for models with ``vol_embedding``.

@@ -96,7 +96,7 @@ class GaussianDiffusion(nn.Module):
     @torch.no_grad()
     def sample(self, cond: torch.Tensor, gt_mel: torch.Tensor | None = None, k_step: int = 100,
                method: Method = "dpm-solver++", speedup: int = 10, noise: torch.Tensor | None = None,
-               generator: torch.Generator | None = None) -> torch.Tensor:
+               generator: samplers.Generators = None) -> torch.Tensor:
         """Denoise from pure noise (``gt_mel`` None: ``k_step_max`` steps) or from ``gt_mel`` noised to step ``k_step``.
 
         Args:
@@ -106,7 +106,8 @@ class GaussianDiffusion(nn.Module):
             method: sampler; ``speedup`` <= 1 always runs plain DDPM over every step.
             speedup: stride between the steps visited (DDIM, PNDM) or steps / solver steps (DPM-Solver, UniPC).
             noise: (B, T, M) initial noise; drawn from ``generator`` when None.
-            generator: random source of the initial noise and of DDPM's per-step noise.
+            generator: random source of the initial noise and of DDPM's per-step noise: one, or one per row
+                (see :func:`samplers.normal_noise`).
 
         Returns:
             (B, T, M) mel.
@@ -114,13 +115,7 @@ class GaussianDiffusion(nn.Module):
         b, _, frames = cond.shape
         shape = (b, self.n_mels, frames)
         if noise is None:  # drawn into the layout upstream draws it into, so a seed gives upstream's numbers
-            where = generator.device if generator is not None else cond.device
-            if gt_mel is None:
-                noise = torch.randn(shape, generator=generator, device=where)
-            else:  # upstream: randn_like of the transposed mel (a strided tensor is filled another way on CPU)
-                noise = torch.empty((b, frames, self.n_mels), device=where).transpose(1, 2)
-                noise.normal_(generator=generator)
-            noise = noise.to(cond.device, torch.float32)
+            noise = samplers.normal_noise(shape, generator, cond.device, transposed=gt_mel is not None)
         else:
             noise = noise.transpose(1, 2).to(cond.device, torch.float32)
         if gt_mel is None:

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from svc_pl.diffusion.gaussian import METHODS, GaussianDiffusion, Method
+from svc_pl.diffusion.samplers import Generators
 from svc_pl.layers.diffusion import WaveNetDenoiser
 
 LOG = logging.getLogger(__name__)
@@ -140,7 +141,7 @@ class MelDiffusion(nn.Module):
     def infer(self, units: torch.Tensor, f0: torch.Tensor, volume: torch.Tensor, speaker: Speaker = None,
               gt_mel: torch.Tensor | None = None, k_step: int = 100, method: Method = "dpm-solver++",
               speedup: int = 10, aug_shift: torch.Tensor | float | None = None,
-              generator: torch.Generator | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
+              generator: Generators = None, noise: torch.Tensor | None = None) -> torch.Tensor:
         """Mel by diffusion: shallow (refine ``gt_mel`` from depth ``k_step``) or from noise (``gt_mel`` None).
 
         Args:
@@ -153,7 +154,7 @@ class MelDiffusion(nn.Module):
             method: ``ddpm``, ``ddim``, ``pndm``, ``dpm-solver``, ``dpm-solver++`` or ``unipc``.
             speedup: step stride / ratio of steps to solver steps; <= 1 runs plain DDPM.
             aug_shift: key shift for a model trained with pitch augmentation (None: no shift term).
-            generator: random source (initial noise; DDPM's per-step noise).
+            generator: random source (initial noise; DDPM's per-step noise): one, or one per row.
             noise: (B, N, M) initial noise instead of drawing it.
 
         Returns:

@@ -12,11 +12,36 @@ other mels than the checkpoints were tuned with (see the README section "Shallow
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 
 EpsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+# One generator for the batch, or one per row (each row then draws what it would draw alone), or None (global).
+Generators = torch.Generator | Sequence[torch.Generator] | None
+
+
+def normal_noise(shape: tuple[int, ...], generator: Generators, device: torch.device,
+                 transposed: bool = False) -> torch.Tensor:
+    """Standard normal noise of ``shape`` (B, M, T), drawn on the generator's device and moved to ``device``.
+
+    With one generator per row, row i holds the numbers a one-row draw from generator i gives, so a clip's
+    noise does not depend on what else shares its batch (on CPU and CUDA alike). ``transposed``: fill a (B, T, M)
+    tensor and return its (B, M, T) view, the layout upstream draws shallow-diffusion noise into (a strided
+    tensor is filled in another order on CPU).
+    """
+    if generator is not None and not isinstance(generator, torch.Generator):
+        gens = list(generator)
+        if len(gens) != shape[0]:
+            raise ValueError(f"{len(gens)} generators for a batch of {shape[0]}")
+        return torch.cat([normal_noise((1, *shape[1:]), g, device, transposed) for g in gens])
+    where = generator.device if generator is not None else device  # a CPU generator may drive a GPU run
+    if transposed:
+        noise = torch.empty((shape[0], shape[2], shape[1]), device=where).transpose(1, 2)
+        noise.normal_(generator=generator)
+    else:
+        noise = torch.randn(shape, generator=generator, device=where)
+    return noise.to(device, torch.float32)
 
 
 def _step(i: int | float, x: torch.Tensor) -> torch.Tensor:
@@ -24,7 +49,7 @@ def _step(i: int | float, x: torch.Tensor) -> torch.Tensor:
 
 
 def ddpm(eps_fn: EpsFn, x: torch.Tensor, n_steps: int, buffers: dict[str, torch.Tensor],
-         generator: torch.Generator | None = None) -> torch.Tensor:
+         generator: Generators = None) -> torch.Tensor:
     """Ancestral DDPM sampling over every step ``n_steps - 1 .. 0`` (Ho et al. 2020), x0 clipped to [-1, 1].
 
     ``buffers`` holds the diffusion's ``sqrt_recip_alphas_cumprod``, ``sqrt_recipm1_alphas_cumprod``,
@@ -36,8 +61,7 @@ def ddpm(eps_fn: EpsFn, x: torch.Tensor, n_steps: int, buffers: dict[str, torch.
         x0 = buffers["sqrt_recip_alphas_cumprod"][i] * x - buffers["sqrt_recipm1_alphas_cumprod"][i] * eps
         x0 = x0.clamp(-1, 1)
         mean = buffers["posterior_mean_coef1"][i] * x0 + buffers["posterior_mean_coef2"][i] * x
-        where = generator.device if generator is not None else x.device  # a CPU generator may drive a GPU run
-        noise = torch.randn(x.shape, generator=generator, device=where).to(x)
+        noise = normal_noise(tuple(x.shape), generator, x.device).to(x)
         x = mean + noise * (0.5 * buffers["posterior_log_variance_clipped"][i]).exp() if i > 0 else mean
     return x
 

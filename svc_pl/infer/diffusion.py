@@ -2,8 +2,14 @@
 
 Shallow diffusion takes the synthesizer's output for a piece, turns it into the NSF-HiFiGAN vocoder's log-mel,
 noises that mel to step ``k_step`` and denoises it with the diffusion model (conditioned on the piece's units, the
-F0 the synthesizer used, the source's volume and the speaker), then renders it with the vocoder. Diffusion-only
-conversion starts from noise and needs no synthesizer.
+F0 the synthesizer used, a volume and the speaker), then renders it with the vocoder. Diffusion-only conversion
+starts from noise and needs no synthesizer.
+
+The volume is so-vits-svc 4.1's (``inference/infer_tool.py``, ``Svc.infer``): a synthesizer with ``vol_embedding``
+was driven by the source's frame volume, and the diffusion model gets that same volume; a synthesizer without it
+chose its own loudness, and the diffusion model gets the frame volume of the synthesized audio
+(:func:`frame_volumes`), so the mel it refines and the volume it is told agree. Diffusion-only conversion has no
+synthesized audio and takes the source's.
 
 Everything that can go wrong with the files (k_step above the model's ``k_step_max``, unit sizes, speakers, a
 shallow-only model asked to generate, a vocoder of another mel size, rate or hop) is checked when the stage is
@@ -25,6 +31,7 @@ from svc_pl.diffusion.model import MelDiffusion
 from svc_pl.errors import UserFacingError
 from svc_pl.infer.enhancer import LogMelSpectrogram, VocoderConfig, load_openvpi_vocoder
 from svc_pl.infer.loading import VoiceModel
+from svc_pl.layers.commons import rows_seeded
 from svc_pl.layers.nsf import NSFHiFiGAN
 
 LOG = logging.getLogger(__name__)
@@ -75,12 +82,13 @@ class DiffusionStage:
         Args:
             units: (B, D, N) content units.
             f0: (B, N) F0 in Hz (the synthesizer's, or the transposed source F0).
-            volume: (B, N) source volume.
+            volume: (B, N) frame RMS volume: the synthesized audio's for a synthesizer without ``vol_embedding``,
+                else the source's (see the module docstring).
             speaker: (B, N, S_voice) speaker weights per frame in the voice model's speaker order.
             k_step: shallow depth (ignored without ``audio``).
             method: sampler.
             speedup: sampler speed-up.
-            seed: seed of the initial noise (None: unseeded).
+            seed: seed of each row's initial noise (None: unseeded).
             audio: (B, N * hop) synthesizer output to refine, or None to generate from noise.
             autocast: context manager the diffusion network runs under (bf16), or None.
 
@@ -97,9 +105,9 @@ class DiffusionStage:
         spk = None
         if self.speaker_map is not None:
             spk = speaker.float() @ self.speaker_map.to(dev)
-        generator = None
-        if seed is not None:
-            generator = torch.Generator(device=dev).manual_seed(int(seed))
+        generators = None
+        if seed is not None:  # one per row: a piece gets the same noise whatever else shares its batch
+            generators = [torch.Generator(device=dev).manual_seed(int(seed)) for _ in range(f0.shape[0])]
         # the vocoder's sine source draws from the global generator: seeded here, the caller's state kept
         with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else [], enabled=seed is not None):
             if seed is not None:
@@ -107,8 +115,10 @@ class DiffusionStage:
             with autocast if autocast is not None else contextlib.nullcontext():
                 mel = self.model.infer(units.transpose(1, 2), f0.unsqueeze(-1), volume.unsqueeze(-1), spk,
                                        gt_mel=gt_mel, k_step=k_step, method=method, speedup=speedup,
-                                       generator=generator)
-            return self.vocoder(mel.float().transpose(1, 2), f0.float()).reshape(f0.shape[0], -1)
+                                       generator=generators)
+            rows = rows_seeded(int(seed), f0.shape[0]) if seed is not None and f0.shape[0] > 1 else None
+            with rows or contextlib.nullcontext():  # the vocoder's source too draws per row
+                return self.vocoder(mel.float().transpose(1, 2), f0.float()).reshape(f0.shape[0], -1)
 
 
 def diffusion_config_path(opts) -> Path:
@@ -225,6 +235,16 @@ def requested_speakers(opts) -> list[str | int]:
     for _, weights in opts.speaker_keyframes or []:
         names += list(weights)
     return names
+
+
+def frame_volumes(audio: torch.Tensor, hop: int, n_frames: int) -> torch.Tensor:
+    """Frame RMS volume of each row of ``audio`` (B, samples), centred as so-vits-svc's volume extractor
+    (:func:`svc_pl.data.preprocess.frame_volume`, the volume the data were trained on): (B, n_frames) on
+    ``audio``'s device."""
+    from svc_pl.data.preprocess import frame_volume
+
+    rows = audio.detach().float().cpu().numpy()
+    return torch.stack([torch.from_numpy(frame_volume(r, hop, n_frames)) for r in rows]).to(audio.device)
 
 
 def reencode(audio: torch.Tensor, rate: int, encoder, n_frames: int, mode: str) -> torch.Tensor:

@@ -13,27 +13,47 @@ import torch
 from torch import nn
 
 # Per-row random generators of a batched, seeded inference (see rows_seeded); None outside one.
-_ROW_GENERATORS: contextvars.ContextVar[list[torch.Generator] | None] = contextvars.ContextVar(
+_ROW_GENERATORS: contextvars.ContextVar[_RowGenerators | None] = contextvars.ContextVar(
     "svc_pl_row_generators", default=None)
 
 
 @contextlib.contextmanager
 def rows_seeded(seed: int, batch: int) -> Iterator[None]:
-    """Inside the block, :func:`randn_rows` / :func:`rand_rows` of a ``batch``-row CPU tensor give row i the numbers
-    that a one-row run after ``torch.manual_seed(seed)`` draws: a clip converts to the same audio whatever else
-    shares its batch. Draws of other sizes, or on other devices, come from the global random state as usual."""
-    token = _ROW_GENERATORS.set([torch.Generator().manual_seed(seed) for _ in range(batch)])
+    """Inside the block, :func:`randn_rows` / :func:`rand_rows` of a ``batch``-row tensor give row i the numbers
+    that a one-row run after ``torch.manual_seed(seed)`` draws on that device (CPU or CUDA): a clip converts to
+    the same audio whatever else shares its batch. Draws of other sizes, or on other devices, come from the
+    global random state as usual."""
+    token = _ROW_GENERATORS.set(_RowGenerators(seed, batch))
     try:
         yield
     finally:
         _ROW_GENERATORS.reset(token)
 
 
+class _RowGenerators:
+    """One generator per row and device, each seeded as ``torch.manual_seed(seed)`` seeds that device."""
+
+    def __init__(self, seed: int, batch: int) -> None:
+        self.seed, self.batch = seed, batch
+        self._by_device: dict[torch.device, list[torch.Generator]] = {}
+
+    def get(self, device: torch.device) -> list[torch.Generator] | None:
+        if device.type not in ("cpu", "cuda"):
+            return None
+        if device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
+        if device not in self._by_device:
+            self._by_device[device] = [torch.Generator(device=device).manual_seed(self.seed)
+                                       for _ in range(self.batch)]
+        return self._by_device[device]
+
+
 def _draw(fn, shape: tuple[int, ...], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    gens = _ROW_GENERATORS.get()
-    if gens is None or device.type != "cpu" or len(gens) != shape[0]:
+    rows = _ROW_GENERATORS.get()
+    gens = rows.get(device) if rows is not None and rows.batch == shape[0] else None
+    if gens is None:
         return fn(shape, device=device, dtype=dtype)
-    return torch.cat([fn((1, *shape[1:]), generator=g, dtype=dtype) for g in gens])
+    return torch.cat([fn((1, *shape[1:]), generator=g, device=device, dtype=dtype) for g in gens])
 
 
 def randn_rows(like: torch.Tensor) -> torch.Tensor:
