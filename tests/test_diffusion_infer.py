@@ -141,6 +141,93 @@ def test_second_encoding_and_speaker_keyframes_reach_the_diffusion(files, voice,
     assert np.abs(moving - tenor).max() > 1e-3
 
 
+def _spy(conv, monkeypatch):
+    """Record the synthesizer's output audio and the volume the diffusion model is given, per call."""
+    seen = {"audio": [], "vol_in": [], "volume": []}
+    net, model = conv.model.net, conv.diffusion.model
+    synth, diffuse = net.infer, model.infer
+
+    def synth_spy(*a, **k):
+        audio, f0 = synth(*a, **k)
+        seen["audio"].append(audio[:, 0].float().clone())
+        seen["vol_in"].append(k.get("vol"))
+        return audio, f0
+
+    def diffuse_spy(units, f0, volume, *a, **k):
+        seen["volume"].append(volume[..., 0].clone())  # (B, N)
+        return diffuse(units, f0, volume, *a, **k)
+
+    monkeypatch.setattr(net, "infer", synth_spy)
+    monkeypatch.setattr(model, "infer", diffuse_spy)
+    return seen
+
+
+def test_diffusion_volume_is_the_synthesized_audio_s_without_vol_embedding(files, voice, encoder, monkeypatch):
+    """As so-vits-svc 4.1 (``Svc.infer``): a synthesizer without vol_embedding gives the diffusion model the frame
+    RMS volume of its own output, not the source's."""
+    from svc_pl.data.preprocess import frame_volume
+
+    assert not voice.net.vol_embedding
+    conv = Converter(voice, encoder, diffusion=_stage(files, voice))
+    seen = _spy(conv, monkeypatch)
+    _convert(conv, files, shallow_diffusion=True, k_step=20, diffusion_speedup=5)
+    assert len(seen["volume"]) == len(seen["audio"]) >= 1
+    for audio, vol in zip(seen["audio"], seen["volume"]):
+        n = vol.shape[-1]
+        assert audio.shape[-1] == n * HOP
+        want = np.stack([frame_volume(row, HOP, n) for row in audio.numpy()])
+        np.testing.assert_allclose(vol.numpy(), want, rtol=1e-5, atol=1e-7)
+        assert want.max() > 1e-3  # the synthesizer made sound: the check is not between two silences
+
+
+def test_diffusion_volume_is_the_source_s_with_vol_embedding_and_only_diffusion(files, encoder, monkeypatch):
+    """A synthesizer with vol_embedding and diffusion-only conversion give the diffusion model the source's frame
+    RMS volume (the one the synthesizer was driven by), which differs from the synthesized audio's."""
+    from svc_pl.data.preprocess import frame_volume
+
+    d = files["dir"] / "vol_embedding"
+    if not d.exists():
+        d.mkdir()
+        torch.manual_seed(0)
+        kw = {**TINY, "vol_embedding": True}
+        save_sovits(Synthesizer(**kw, spec_channels=513, segment_size=20), d / "G_1.pth")
+        write_json_atomic(d / "config.json", sovits_config_for(kw, SPEAKERS, hop_length=HOP, filter_length=1024,
+                                                               win_length=1024, segment_size_samples=6400).to_dict())
+    voice = load_voice_model(d / "G_1.pth")
+    assert voice.net.vol_embedding
+    y, sr = sf.read(files["clip"], dtype="float32")
+    opts = ConvertOptions(speaker="tenor", precision="fp32", shallow_diffusion=True, k_step=20, diffusion_speedup=5)
+    conv = Converter(voice, encoder, diffusion=_stage(files, voice))
+    y_model, _, pieces = conv._prepare(y, sr, opts)  # the source at the model rate, and its pieces
+    pad = int(round(opts.pad_seconds * SR / HOP)) * HOP
+    assert len(pieces) == 1  # one piece: its padded source is built here as the converter builds it
+    seen = _spy(conv, monkeypatch)
+    conv.convert(y, sr, opts)
+    (audio,), (vol,), (vol_in,) = seen["audio"], seen["volume"], seen["vol_in"]
+    n, p = vol.shape[-1], pieces[0]
+    seg = np.zeros(n * HOP, np.float32)
+    seg[pad:pad + p.end - p.start] = y_model[p.start:p.end]
+    source = frame_volume(seg, HOP, n)[None]
+    np.testing.assert_allclose(vol.numpy(), source, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(vol_in.cpu().numpy(), source, rtol=1e-5, atol=1e-7)  # what the synthesizer got
+    synthesized = np.stack([frame_volume(row, HOP, n) for row in audio.numpy()])
+    assert np.abs(synthesized - source).max() > 1e-2  # the two candidates differ, so the check tells them apart
+
+    stage = _stage(files, None, k_step=100, only=True)
+    only = Converter(stage.voice_model(), encoder, diffusion=stage)
+    vols, diffuse = [], stage.model.infer
+
+    def diffuse_spy(units, f0, volume, *a, **k):
+        vols.append(volume[..., 0].clone())
+        return diffuse(units, f0, volume, *a, **k)
+
+    monkeypatch.setattr(stage.model, "infer", diffuse_spy)
+    only.convert(y, sr, ConvertOptions(speaker="tenor", precision="fp32", only_diffusion=True, diffusion_speedup=20))
+    (vol,) = vols
+    assert vol.shape[-1] == n
+    np.testing.assert_allclose(vol.numpy(), source, rtol=1e-5, atol=1e-7)
+
+
 def _infer(*args):
     return cli_main(["infer", *map(str, args), "--random-encoder", "--no-progress", "--precision", "fp32"])
 

@@ -336,11 +336,15 @@ class Converter:
     def _diffuse(self, audio: torch.Tensor | None, f0_used: torch.Tensor | None, inputs: list[_PieceInputs],
                  opts: ConvertOptions) -> torch.Tensor:
         """Shallow diffusion of the synthesizer's ``audio`` (B, samples) with the F0 it used (B, T), or with
-        ``audio`` None diffusion from noise on the source's F0; rendered by the vocoder: (B, samples) fp32."""
-        from svc_pl.infer.diffusion import reencode
+        ``audio`` None diffusion from noise on the source's F0; rendered by the vocoder: (B, samples) fp32.
+        The volume is the source's, or the synthesized audio's for a synthesizer without ``vol_embedding``
+        (as so-vits-svc 4.1; :mod:`svc_pl.infer.diffusion`)."""
+        from svc_pl.infer.diffusion import frame_volumes, reencode
 
         dev, n = self.device, inputs[0].f0.shape[-1]
         units, f0, vol = (torch.stack([getattr(x, k) for x in inputs]).to(dev) for k in ("units", "f0", "volume"))
+        if audio is not None and not self.model.net.vol_embedding:
+            vol = frame_volumes(audio, self.model.hop_length, n)
         if audio is not None and opts.second_encoding:
             units = reencode(audio, self.model.sampling_rate, self.encoder, n, self.model.unit_interpolate_mode)
         speaker = torch.cat([_speaker_frames(x.speaker, self.model.net.n_speakers, n) for x in inputs]).to(dev)
