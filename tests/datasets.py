@@ -14,7 +14,7 @@ import parselmouth
 import soundfile as sf
 import torch
 
-from svc_pl.data.features import DatasetInfo, save_bundle, write_filelist
+from svc_pl.data.layout import DatasetInfo, save_bundle, write_filelist
 from tests.speech import synth_speech
 
 PHRASES = ["The quick brown fox jumps over the lazy dog.", "Singing voice conversion keeps the melody.",

@@ -9,7 +9,7 @@ import torch
 
 from svc_pl.cli import main as cli_main
 from svc_pl.data.datamodule import SVCDataModule
-from svc_pl.data.features import DatasetInfo, load_bundle
+from svc_pl.data.layout import DatasetInfo, load_bundle
 from tests.speech import synth_speech
 
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from svc_pl.cli import main
-from svc_pl.data.features import DatasetInfo, save_bundle, write_filelist
+from svc_pl.data.layout import DatasetInfo, save_bundle, write_filelist
 from svc_pl.errors import UserFacingError
 from svc_pl.infer.cluster import ClusterModel
 from svc_pl.infer.retrieval import FeatureIndex, collect_units

@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from svc_pl.data.dataset import BucketSampler, FeatureDataset, collate
-from svc_pl.data.features import DatasetInfo
+from svc_pl.data.layout import DatasetInfo
 
 
 class SVCDataModule(pl.LightningDataModule):

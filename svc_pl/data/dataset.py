@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, DistributedSampler
 
-from svc_pl.data.features import DatasetInfo, load_bundle, read_filelist
+from svc_pl.data.layout import DatasetInfo, load_bundle, read_filelist
 from svc_pl.data.spectral import LinearSpectrogram
 from svc_pl.errors import UserFacingError
 

@@ -1,4 +1,4 @@
-"""``dataset_raw/<speaker>/*`` -> a preprocessed dataset (see :mod:`svc_pl.data.features`).
+"""``dataset_raw/<speaker>/*`` -> a preprocessed dataset (see :mod:`svc_pl.data.layout`).
 
 Per source file (in worker processes): read any soundfile format, mono, one resample to the target
 rate, loudness-normalise, split at silences (the seed's slicer) into clips of bounded length, then per
@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from svc_pl.data.audio import AUDIO_EXTENSIONS
-from svc_pl.data.features import DatasetInfo, save_bundle, write_filelist
+from svc_pl.data.layout import DatasetInfo, save_bundle, write_filelist
 from svc_pl.errors import UserFacingError
 from svc_pl.io import write_json_atomic
 
@@ -240,7 +240,7 @@ def preprocess(input_dir: str | os.PathLike, output_dir: str | os.PathLike, opts
 
 
 def _stored_unit_dim(path: Path) -> int | None:
-    from svc_pl.data.features import load_bundle
+    from svc_pl.data.layout import load_bundle
 
     try:
         return int(load_bundle(path)["units"].shape[0])

@@ -19,7 +19,7 @@ import torch
 
 from svc_pl.compat.config import read_sovits_config
 from svc_pl.data.dataset import FeatureDataset
-from svc_pl.data.features import DatasetInfo, read_filelist
+from svc_pl.data.layout import DatasetInfo, read_filelist
 from svc_pl.errors import UserFacingError
 from svc_pl.io import loads_restricted
 

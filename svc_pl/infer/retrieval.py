@@ -46,7 +46,7 @@ def collect_units(dataset_dir: str | os.PathLike, split: str = "train",
     Returns:
         speaker name -> (N, D) float32 array of unit frames.
     """
-    from svc_pl.data.features import DatasetInfo, load_bundle, read_filelist
+    from svc_pl.data.layout import DatasetInfo, load_bundle, read_filelist
 
     root = Path(dataset_dir)
     info = DatasetInfo.load(root)
