@@ -169,6 +169,56 @@ def test_one_checkpoint_policy_and_no_learning_rate_monitor(tmp_path, monkeypatc
     assert not any(isinstance(c, LearningRateMonitor) for c in callbacks)
 
 
+def test_cli_trainer_gets_the_step_progress_bar_unless_disabled(tmp_path, monkeypatch):
+    from pytorch_lightning.callbacks import ProgressBar
+
+    from svc_pl.lightning import cli as lcli
+    from svc_pl.lightning.progress import StepProgressBar
+    from tests.datasets import make_dataset
+
+    ds = make_dataset(tmp_path / "ds", voices=("en",), clips_per_voice=2)
+    monkeypatch.setattr(lcli.SVCLightningCLI, "_run_subcommand", lambda self, sub: None)
+    for flag, expected in (("true", [StepProgressBar]), ("false", [])):
+        cli = lcli.SVCLightningCLI(lcli.SVCModule, lcli.SVCDataModule, trainer_defaults=lcli.trainer_defaults(),
+                                   args=["fit", "--config", str(REPO / "svc_pl" / "configs" / "tiny-nsf.yaml"),
+                                         "--data.dataset_dir", str(ds),
+                                         "--trainer.default_root_dir", str(tmp_path / "run"),
+                                         "--trainer.enable_progress_bar", flag],
+                                   seed_everything_default=1234)
+        assert [type(c) for c in cli.trainer.callbacks if isinstance(c, ProgressBar)] == expected, flag
+
+
+def test_step_bounded_progress_bar_shows_no_bogus_epoch_total():
+    """Under ``max_epochs=-1`` (our configs bound steps) the bar says "Epoch 2" and "step: 5/5", not
+    Lightning's "Epoch 2/-2"; the rendered terminal text is checked."""
+    import io
+
+    import pytorch_lightning as pl
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from svc_pl.lightning.progress import StepProgressBar
+
+    class Toy(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(2, 1)
+
+        def training_step(self, batch, batch_idx):
+            return self.lin(batch[0]).pow(2).mean()
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    screen = io.StringIO()
+    bar = StepProgressBar(console_kwargs={"file": screen, "force_terminal": True, "width": 120, "color_system": None})
+    trainer = pl.Trainer(max_epochs=-1, max_steps=5, callbacks=[bar], logger=False, enable_checkpointing=False,
+                         enable_model_summary=False, accelerator="cpu")
+    trainer.fit(Toy(), DataLoader(TensorDataset(torch.randn(4, 2)), batch_size=2))  # 2 batches an epoch: 3 epochs
+    out = screen.getvalue()
+    assert "Epoch 2" in out and "step: 5/5" in out, out
+    assert "/-" not in out, out  # no negative total in any frame
+
+
 def test_lightning_still_reads_ckpt_hparams_only_after_parse_arguments():
     """SVCLightningCLI.parse_arguments (public) holds ``ckpt_path`` back so that LightningCLI's private
     ``_parse_ckpt_path``, which runs right after it, does not rebuild the model from a checkpoint's

@@ -10,12 +10,13 @@ Either way the model is built from the config on the command line, not re-parsed
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import re
 from pathlib import Path
 
-from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
 from pytorch_lightning.cli import LightningCLI
 
 from svc_pl.data.datamodule import SVCDataModule
@@ -120,7 +121,12 @@ class SVCLightningCLI(LightningCLI):
         callbacks = trainer_cfg.get("callbacks") or []
         callbacks = list(callbacks) if isinstance(callbacks, list | tuple) else [callbacks]
         if not any(isinstance(c, ModelCheckpoint) for c in callbacks):
-            trainer_cfg["callbacks"] = [*callbacks, default_model_checkpoint()]
+            callbacks.append(default_model_checkpoint())
+        bar_wanted = trainer_cfg.get("enable_progress_bar") is not False
+        if bar_wanted and not any(isinstance(c, ProgressBar) for c in callbacks):
+            bar = default_progress_bar()
+            callbacks.extend([bar] if bar is not None else [])
+        trainer_cfg["callbacks"] = callbacks
         if self._resume_version is not None and "logger" not in kwargs:
             root = trainer_cfg.get("default_root_dir") or os.getcwd()
             kwargs["logger"] = TensorBoardLogger(save_dir=root, version=self._resume_version)
@@ -182,6 +188,16 @@ def default_model_checkpoint():
     """The ModelCheckpoint a config without one gets: the newest three by step, and ``last.ckpt``."""
     return ModelCheckpoint(filename="{epoch}-{step}", save_last=True, save_top_k=3, monitor="step", mode="max",
                            every_n_train_steps=1600)
+
+
+def default_progress_bar():
+    """The bar a run without one gets: "Epoch 3 · step 120/20000" (:mod:`svc_pl.lightning.progress`) where
+    Lightning's rich bar would write "Epoch 3/-2"; None without ``rich`` (Lightning's tqdm bar: "Epoch 3")."""
+    if importlib.util.find_spec("rich") is None:
+        return None
+    from svc_pl.lightning.progress import StepProgressBar
+
+    return StepProgressBar()
 
 
 def trainer_defaults() -> dict:
