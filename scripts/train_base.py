@@ -60,6 +60,7 @@ def stage_fit(work: Path, minutes: float, max_steps: int) -> None:
 def stage_export(work: Path, minutes: float) -> Path:
     import torch
 
+    from svc_pl.infer.loading import segment_frames
     from svc_pl.pretrained import save_base
 
     candidates = [torch.load(p, map_location="cpu", weights_only=True) for p in (work / "runs").rglob("last*.ckpt")]
@@ -67,7 +68,8 @@ def stage_export(work: Path, minutes: float) -> Path:
     hp = ckpt["hyper_parameters"]
     state = {k[4:]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
     meta = {"net": dict(hp["net"]), "dataset_info": dict(hp["dataset_info"]), "global_step": int(ckpt["global_step"]),
-            "epoch": int(ckpt["epoch"]), "train_minutes": minutes, "config": "tiny"}
+            "segment_frames": segment_frames(hp), "epoch": int(ckpt["epoch"]), "train_minutes": minutes,
+            "config": "tiny"}
     path = save_base(state, OUT / "tiny-base.safetensors", meta)
     print(f"base: {path} ({path.stat().st_size / 1e6:.1f} MB, step {meta['global_step']})", flush=True)
     return path
@@ -174,16 +176,21 @@ def write_card(work: Path, summary: dict) -> Path:
     return path
 
 
-def _base_as_ckpt(path: Path) -> None:
+def _base_as_ckpt(path: Path, base: Path = OUT / "tiny-base.safetensors") -> None:
     """A minimal svc_pl checkpoint of the base, so ``svc-pl infer`` converts with it."""
     import torch
+    import yaml
 
+    from svc_pl.cli.fit import shipped_configs
     from svc_pl.pretrained import load_base
 
-    state, meta = load_base(OUT / "tiny-base.safetensors")
+    state, meta = load_base(base)
+    if "segment_frames" not in meta:  # a base written before its metadata held it: its config's value
+        config = yaml.safe_load(shipped_configs()[meta.get("config", "tiny")].read_text(encoding="utf-8"))
+        meta["segment_frames"] = int(config["model"]["segment_frames"])
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"state_dict": {f"net.{k}": v for k, v in state.items()},
-                "hyper_parameters": {"net": meta["net"], "dataset_info": meta["dataset_info"], "segment_size": 16000},
+    hparams = {"net": meta["net"], "dataset_info": meta["dataset_info"], "segment_frames": meta["segment_frames"]}
+    torch.save({"state_dict": {f"net.{k}": v for k, v in state.items()}, "hyper_parameters": hparams,
                 "global_step": meta["global_step"], "epoch": meta["epoch"]}, path)
 
 

@@ -144,6 +144,27 @@ def test_shipped_base_refuses_data_at_another_rate():
                   init_from="tiny-base")
 
 
+def test_base_as_checkpoint_gives_its_segment_in_frames(tmp_path):
+    """scripts/train_base.py converts the base to a .ckpt stating ``segment_frames`` (its metadata's, or for a
+    base written without it, its config's), never the old ``segment_size`` in samples."""
+    import importlib.util
+
+    from svc_pl.infer.loading import load_voice_model, read_ckpt
+    from svc_pl.pretrained import load_base, pretrained_path, save_base
+
+    spec = importlib.util.spec_from_file_location("train_base", REPO / "scripts" / "train_base.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    state, meta = load_base(pretrained_path("tiny-base"))
+    with_frames = save_base(state, tmp_path / "with.safetensors", dict(meta, segment_frames=7))
+    tiny = yaml.safe_load((CONFIGS / "tiny.yaml").read_text())["model"]["segment_frames"]
+    for base, frames in ((pretrained_path("tiny-base"), tiny), (with_frames, 7)):
+        script._base_as_ckpt(tmp_path / "base.ckpt", base)
+        hparams = read_ckpt(tmp_path / "base.ckpt")["hyper_parameters"]
+        assert hparams["segment_frames"] == frames and "segment_size" not in hparams
+        assert load_voice_model(tmp_path / "base.ckpt").net.segment_size == frames
+
+
 def _print_config(*configs: str) -> dict:
     args = [a for c in configs for a in ("--config", c)]
     proc = subprocess.run([sys.executable, "-m", "svc_pl.cli", "fit", *args, "--print_config"], cwd=REPO,
