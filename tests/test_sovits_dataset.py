@@ -14,7 +14,6 @@ from svc_pl.data.dataset import collate
 from svc_pl.data.sovits_dataset import load_npy_safe
 from svc_pl.errors import UserFacingError
 
-
 HOP = 512
 
 
@@ -112,3 +111,4 @@ def test_missing_sovits_features_name_the_file(tmp_path, fixture_dir):
     with pytest.raises(UserFacingError, match="0.wav"):
         for i in range(len(dm.train_set)):
             dm.train_set[i]
+

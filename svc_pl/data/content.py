@@ -51,8 +51,9 @@ from svc_pl.errors import CheckpointMismatchError, ConfigError, UserFacingError
 
 LOG = logging.getLogger(__name__)
 
-ENCODERS = {"vec768l12": 768, "vec256l9": 256, "hubertsoft": 256,  # name -> unit dim of the released weights
-            "whisper-ppg": 768, "whisper-ppg-large": 1280}  # Whisper: the dim comes from the checkpoint
+# so-vits-svc's speech encoder name -> the unit dimension of its released weights (the ``ssl_dim`` so-vits-svc
+# writes; Whisper: medium.pt and large-v2/v3, another size gives its own dimension)
+ENCODERS = {"vec768l12": 768, "vec256l9": 256, "hubertsoft": 256, "whisper-ppg": 1024, "whisper-ppg-large": 1280}
 WHISPER_ENCODERS = ("whisper-ppg", "whisper-ppg-large")
 _OUTPUT_LAYER = {"vec768l12": 12, "vec256l9": 9, "hubertsoft": None}  # None: all layers
 _USES_PROJ = {"vec768l12": False, "vec256l9": True, "hubertsoft": True}
@@ -66,7 +67,7 @@ LAYOUTS_HINT = (
     "  - a fairseq checkpoint (dict with 'model' and 'cfg'/'args'), e.g. ContentVec's "
     "checkpoint_best_legacy_500.pt, for vec768l12 / vec256l9;\n"
     "  - a bshall HuBERT-Soft checkpoint, e.g. hubert-soft-0d54a1f4.pt, for hubertsoft;\n"
-    "  - for whisper-ppg / whisper-ppg-large: an OpenAI Whisper checkpoint (small.pt, large-v3.pt), a "
+    "  - for whisper-ppg / whisper-ppg-large: an OpenAI Whisper checkpoint (medium.pt, large-v3.pt), a "
     "CTranslate2/faster-whisper folder, or the short name whisper-tiny.en."
 )
 

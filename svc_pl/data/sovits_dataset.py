@@ -25,8 +25,6 @@ from svc_pl.io import loads_restricted
 
 LOG = logging.getLogger(__name__)
 
-UNIT_DIMS = {"vec768l12": 768, "vec256l9": 256, "hubertsoft": 256, "whisper-ppg": 1024, "cnhubertlarge": 1024,
-             "dphubert": 768, "wavlmbase+": 768, "whisper-ppg-large": 1280}
 
 def load_npy_safe(path: str | Path) -> np.ndarray:
     """np.load without running pickled code: numeric arrays as usual, object arrays via a numpy-only unpickler."""
@@ -44,10 +42,9 @@ def load_npy_safe(path: str | Path) -> np.ndarray:
 def sovits_dataset_info(root: str | Path) -> DatasetInfo:
     root = Path(root)
     cfg = read_sovits_config(root / "configs" / "config.json")
-    dim = int(cfg.model.get("ssl_dim") or UNIT_DIMS.get(cfg.speech_encoder, 768))
     return DatasetInfo(speakers=dict(cfg.spk), sampling_rate=cfg.sampling_rate, hop_length=cfg.hop_length,
                        filter_length=int(cfg.data["filter_length"]), win_length=int(cfg.data["win_length"]),
-                       content_encoder=cfg.speech_encoder, unit_dim=dim, f0_method="unknown",
+                       content_encoder=cfg.speech_encoder, unit_dim=int(cfg.model["ssl_dim"]), f0_method="unknown",
                        unit_interpolate_mode=cfg.data.get("unit_interpolate_mode", "nearest"), format="sovits",
                        extra={"max_wav_value": float(cfg.data.get("max_wav_value", 32768.0)),
                               "training_files": cfg.data.get("training_files", "filelists/train.txt"),
@@ -93,7 +90,8 @@ class SovitsDataset(FeatureDataset):
             f0, uv = load_npy_safe(f"{wav}.f0.npy")
             units = torch.load(f"{wav}.soft.pt", map_location="cpu", weights_only=True).float()
         except (OSError, RuntimeError, pickle.UnpicklingError, ValueError) as err:
-            raise UserFacingError(f"{wav}: cannot read its so-vits-svc features ({err}); re-run preprocessing") from None
+            raise UserFacingError(f"{wav}: cannot read its so-vits-svc features ({err}); "
+                                  "re-run preprocessing") from None
         if sr != self.info.sampling_rate:
             raise UserFacingError(f"{wav}: {sr} Hz but the config says {self.info.sampling_rate} Hz")
         if audio.ndim > 1:

@@ -1,8 +1,8 @@
 """Whisper's audio encoder as a content encoder: so-vits-svc 4.1's ``whisper-ppg`` / ``whisper-ppg-large``.
 
 so-vits-svc feeds the output of Whisper's audio encoder (after ``ln_post``) as units, one per 20 ms:
-``whisper-ppg`` is Whisper small (768-d), ``whisper-ppg-large`` is large-v2/v3 (1280-d). Any other size
-works the same way (tiny 384, base 512, medium 1024); the unit dimension comes from the weights.
+``whisper-ppg`` is Whisper medium (1024-d), ``whisper-ppg-large`` is large-v2/v3 (1280-d). Any other size
+works the same way (tiny 384, base 512, small 768); the unit dimension comes from the weights.
 
 What the encoder computes, as upstream's ``WhisperPPG.encoder``: the log-mel spectrogram (80 or 128
 bands, 25 ms window, 10 ms hop) of the input padded with zeros to 30 s, clamped to 8 (log10) below its
