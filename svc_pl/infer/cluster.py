@@ -20,8 +20,8 @@ from svc_pl.infer.retrieval import (
     KMEANS_FORMAT,
     REBUILD_HINT,
     _as_frames,
-    _check_ratio,
     _from_frames,
+    _mix,
     _unknown_speaker,
 )
 from svc_pl.io import numpy_safe_globals
@@ -185,12 +185,6 @@ class ClusterModel:
         Returns:
             Same shape and dtype as ``units``, on the same device.
         """
-        ratio = _check_ratio(ratio)
-        if ratio == 0.0:
-            if speaker not in self.centers:
-                raise _unknown_speaker(self.source, "cluster centres", speaker, self.speakers)
-            return units
-        nearest = self.nearest(units, speaker)
-        if ratio == 1.0:
-            return nearest
-        return (ratio * nearest.float() + (1.0 - ratio) * units.float()).to(units.dtype)
+        if speaker not in self.centers:  # an error at any ratio, 0 included
+            raise _unknown_speaker(self.source, "cluster centres", speaker, self.speakers)
+        return _mix(units, ratio, lambda: self.nearest(units, speaker))

@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -88,11 +89,18 @@ def collect_units(dataset_dir: str | os.PathLike, split: str = "train",
     return out
 
 
-def _check_ratio(ratio: float) -> float:
+def _mix(units: torch.Tensor, ratio: float, target: Callable[[], torch.Tensor]) -> torch.Tensor:
+    """``ratio * target() + (1 - ratio) * units`` in float32, back in ``units``' dtype; ``target()`` (the same
+    shape as ``units``) is computed only when ``ratio > 0``."""
     ratio = float(ratio)
     if not 0.0 <= ratio <= 1.0:
         raise UserFacingError(f"mix ratio {ratio} is outside 0..1 (0 keeps the units, 1 replaces them)")
-    return ratio
+    if ratio == 0.0:
+        return units
+    replacement = target()
+    if ratio == 1.0:
+        return replacement
+    return (ratio * replacement.float() + (1.0 - ratio) * units.float()).to(units.dtype)
 
 
 def _unknown_speaker(source: str, what: str, speaker, known) -> UserFacingError:
@@ -292,15 +300,9 @@ class FeatureIndex:
         Returns:
             Same shape and dtype as ``units``, on the same device.
         """
-        ratio = _check_ratio(ratio)
-        if ratio == 0.0:
-            if speaker not in self.indexes:
-                raise _unknown_speaker(self.source, "feature index", speaker, self.speakers)
-            return units
-        retrieved = self.retrieve(units, speaker, k=k)
-        if ratio == 1.0:
-            return retrieved
-        return (ratio * retrieved.float() + (1.0 - ratio) * units.float()).to(units.dtype)
+        if speaker not in self.indexes:  # an error at any ratio, 0 included
+            raise _unknown_speaker(self.source, "feature index", speaker, self.speakers)
+        return _mix(units, ratio, lambda: self.retrieve(units, speaker, k=k))
 
 
 def _reconstruct_all(index) -> np.ndarray:
