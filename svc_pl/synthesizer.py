@@ -28,7 +28,7 @@ from svc_pl.layers.commons import (
 from svc_pl.layers.conv import remove_all_weight_norm
 from svc_pl.layers.ddsp import DDSPDecoder
 from svc_pl.layers.encoders import F0Decoder, PosteriorEncoder, PriorEncoder
-from svc_pl.layers.f0 import f0_to_coarse, f0_to_lf0, lf0_to_f0, normalize_f0
+from svc_pl.layers.f0 import CoarsePitch, f0_to_coarse, f0_to_lf0, lf0_to_f0, normalize_f0
 from svc_pl.layers.flow import ResidualCouplingBlock, TransformerCouplingBlock
 from svc_pl.layers.nsf import NSFHiFiGAN
 
@@ -168,6 +168,10 @@ class Synthesizer(nn.Module):
     decoder; NSF-HiFiGAN's hop is the product of ``upsample_rates``) and ``segment_size``, the training
     segment in frames. ``vocoder_name`` is so-vits-svc's, and only ``nsf-hifigan`` is implemented.
     """
+
+    #: so-vits-svc's F0 -> pitch-embedding index mapping (:func:`svc_pl.layers.f0.f0_to_coarse`): "4.1", or
+    #: "4.0", which :func:`svc_pl.compat.load_sovits` sets for a 4.0 config.json so 4.0 models sound as in 4.0
+    coarse_pitch: CoarsePitch = "4.1"
 
     def __init__(self, spec_channels: int = 1025, segment_size: int = 20,
                  inter_channels: int = _NET.inter_channels, hidden_channels: int = _NET.hidden_channels,
@@ -316,7 +320,7 @@ class Synthesizer(nn.Module):
             lf0 = f0_to_lf0(f0)
             norm_lf0 = normalize_f0(lf0, x_mask, uv)
             pred_lf0 = self.f0_decoder(x, norm_lf0, x_mask, spk_emb=g)
-        _, m_p, logs_p, _ = self.enc_p(x, x_mask, f0_to_coarse(f0))
+        _, m_p, logs_p, _ = self.enc_p(x, x_mask, f0_to_coarse(f0, self.coarse_pitch))
         if self.decoder == "ddsp":
             h_slice, pitch_slice, ids_slice = rand_slice_segments_with_pitch(m_p, f0, c_lengths, self.segment_size)
             uv_slice = slice_pitch_segments(uv, ids_slice, self.segment_size)
@@ -370,7 +374,7 @@ class Synthesizer(nn.Module):
         if self.use_automatic_f0_prediction and predict_f0:
             norm_lf0 = normalize_f0(f0_to_lf0(f0), x_mask, uv, random_scale=False)
             f0 = lf0_to_f0(self.f0_decoder(x, norm_lf0, x_mask, spk_emb=g))
-        z_p, m_p, _, _ = self.enc_p(x, x_mask, f0_to_coarse(f0), noise_scale=noise_scale)
+        z_p, m_p, _, _ = self.enc_p(x, x_mask, f0_to_coarse(f0, self.coarse_pitch), noise_scale=noise_scale)
         if self.decoder == "ddsp":
             audio = self.dec(m_p, f0, uv.to(m_p.dtype), g=g)
             if decode_frames is not None:

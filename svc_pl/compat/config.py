@@ -61,8 +61,17 @@ class SovitsConfig:
 
     @property
     def speech_encoder(self) -> str:
-        """The content encoder the model was trained on (4.0 configs name none: they used vec256l9)."""
-        return self.model.get("speech_encoder", "vec256l9")
+        """The content encoder the model was trained on. 4.0 configs name none: 4.0 used vec256l9, and its
+        768-dim "4.0 v2" models ContentVec's layer 12 without the projection, which is vec768l12."""
+        if "speech_encoder" in self.model:
+            return self.model["speech_encoder"]
+        return "vec768l12" if int(self.model.get("ssl_dim", 256)) == 768 else "vec256l9"
+
+    @property
+    def release(self) -> str:
+        """The so-vits-svc release that wrote this config: "4.0" when the model block names no ``speech_encoder``
+        (4.1's preprocessing always writes one), else "4.1"."""
+        return "4.1" if "speech_encoder" in self.model else "4.0"
 
     @property
     def sampling_rate(self) -> int:
@@ -96,13 +105,18 @@ class SovitsConfig:
         return synthesizer_kwargs(self.net_config(), self.data_settings(), self.segment_frames)
 
     def build(self) -> Synthesizer:
-        """The synthesizer this config describes (random weights), through :meth:`Synthesizer.from_config`."""
+        """The synthesizer this config describes (random weights), through :meth:`Synthesizer.from_config`.
+
+        A 4.0 config gives a synthesizer that maps F0 to pitch embeddings as 4.0 did (``coarse_pitch="4.0"``).
+        """
         try:
-            return Synthesizer.from_config(self.net_config(), self.data_settings(), self.segment_frames)
+            model = Synthesizer.from_config(self.net_config(), self.data_settings(), self.segment_frames)
         except DecoderHopMismatchError as err:
             raise ConfigError(f"{self.path or 'config'}: model.upsample_rates multiply to {err.upsampling} but "
                               f"data.hop_length is {err.hop_length}: the config does not describe a working model "
                               "(use the config.json the model was trained with)") from None
+        model.coarse_pitch = "4.0" if self.release == "4.0" else "4.1"
+        return model
 
     def to_dict(self) -> dict[str, Any]:
         return {"train": self.train, "data": self.data, "model": self.model, "spk": self.spk}

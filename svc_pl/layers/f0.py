@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 
@@ -13,13 +14,25 @@ F0_MEL_MIN = 1127 * math.log(1 + F0_MIN / 700)
 F0_MEL_MAX = 1127 * math.log(1 + F0_MAX / 700)
 
 
-def f0_to_coarse(f0: torch.Tensor) -> torch.Tensor:
+CoarsePitch = Literal["4.1", "4.0"]
+
+
+def f0_to_coarse(f0: torch.Tensor, version: CoarsePitch = "4.1") -> torch.Tensor:
     """Hz -> 256-bin mel-scale pitch index. (B, T) float -> (B, T) long.
 
-    Unvoiced (0 Hz) and anything below 50 Hz -> 1; 50..1100 Hz -> 1..255. Like upstream, an index
-    past 255 (above about 1105 Hz) becomes 0, an embedding row trained models have seen.
+    Unvoiced (0 Hz) and anything below 50 Hz -> 1; 50..1100 Hz -> 1..255. ``version`` picks the mapping of the
+    so-vits-svc release the model comes from; they differ only at half-bin ties and above the range:
+
+    - "4.1" (upstream since July 2023): round half to even; an index past 255 (above about 1105 Hz) becomes 0,
+      an embedding row trained models have seen.
+    - "4.0": round half up, and anything above the range is clipped to 255.
     """
     f0_mel = 1127 * (1 + f0 / 700).log()
+    if version == "4.0":  # upstream 4.0's utils.f0_to_coarse, operation for operation (float32 rounding included)
+        f0_mel = torch.where(f0_mel > 0, (f0_mel - F0_MEL_MIN) * (F0_BIN - 2) / (F0_MEL_MAX - F0_MEL_MIN) + 1, f0_mel)
+        return (f0_mel.clamp(1, F0_BIN - 1) + 0.5).long()
+    if version != "4.1":
+        raise ValueError(f"coarse pitch version {version!r} is not one of '4.1', '4.0'")
     a = (F0_BIN - 2) / (F0_MEL_MAX - F0_MEL_MIN)
     b = F0_MEL_MIN * a - 1.0
     f0_mel = torch.where(f0_mel > 0, f0_mel * a - b, f0_mel)
