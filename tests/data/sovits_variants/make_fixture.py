@@ -53,8 +53,23 @@ _UPSTREAM_MODULES = ("models", "utils", "modules", "vdecoder", "hubert", "vencod
 _ROOT = ""
 
 
+def _stub_if_missing() -> None:
+    """4.1's utils.py imports faiss and scikit-learn at the top for its index training, which is not run here."""
+    import importlib.util
+    import types
+
+    if importlib.util.find_spec("faiss") is None:
+        sys.modules["faiss"] = types.ModuleType("faiss")
+    if importlib.util.find_spec("sklearn") is None:
+        cluster = types.ModuleType("sklearn.cluster")
+        cluster.MiniBatchKMeans = object
+        sys.modules["sklearn"] = types.ModuleType("sklearn")
+        sys.modules["sklearn.cluster"] = cluster
+
+
 def import_upstream(root: str):
     """Put one upstream tree first on sys.path and import its ``models`` (and ``utils``)."""
+    _stub_if_missing()
     for name in list(sys.modules):
         if name.split(".")[0] in _UPSTREAM_MODULES:
             del sys.modules[name]
