@@ -288,6 +288,8 @@ def import_reference(path: str | os.PathLike):
       Replaced by a no-op.
     - ``torchaudio.load``: recent torchaudio needs torchcodec (not installed here). Replaced by a
       soundfile reader returning what torchaudio's soundfile backend returned: (C, T) float32 tensor, sr.
+    - ``faiss`` (imported at the top of upstream's ``utils.py``, used only to train a feature index), where it
+      is not installed (a GPU image): an empty module.
     fairseq (for upstream's ContentVec) is not imported at all: callers patch ``utils.get_speech_encoder``.
     """
     import torch
@@ -312,4 +314,11 @@ def import_reference(path: str | os.PathLike):
 
         torchaudio.load = _load
         REFERENCE_STUBS.append("torchaudio.load -> soundfile reader (torchaudio here needs torchcodec)")
+    try:
+        import faiss  # noqa: F401
+    except ImportError:
+        import types
+
+        sys.modules["faiss"] = types.ModuleType("faiss")
+        REFERENCE_STUBS.append("faiss -> empty module (not installed; upstream uses it only for feature indexes)")
     return ref
