@@ -170,6 +170,7 @@ def test_one_checkpoint_policy_and_no_learning_rate_monitor(tmp_path, monkeypatc
 
 
 def test_cli_trainer_gets_the_step_progress_bar_unless_disabled(tmp_path, monkeypatch):
+    pytest.importorskip("rich")  # without it Lightning's tqdm bar, which writes no epoch total
     from pytorch_lightning.callbacks import ProgressBar
 
     from svc_pl.lightning import cli as lcli
@@ -193,6 +194,8 @@ def test_step_bounded_progress_bar_shows_no_bogus_epoch_total():
     Lightning's "Epoch 2/-2"; the rendered terminal text is checked."""
     import io
 
+    rich = pytest.importorskip("rich")
+
     import pytorch_lightning as pl
     from torch.utils.data import DataLoader, TensorDataset
 
@@ -213,7 +216,10 @@ def test_step_bounded_progress_bar_shows_no_bogus_epoch_total():
     bar = StepProgressBar(console_kwargs={"file": screen, "force_terminal": True, "width": 120, "color_system": None})
     trainer = pl.Trainer(max_epochs=-1, max_steps=5, callbacks=[bar], logger=False, enable_checkpointing=False,
                          enable_model_summary=False, accelerator="cpu")
-    trainer.fit(Toy(), DataLoader(TensorDataset(torch.randn(4, 2)), batch_size=2))  # 2 batches an epoch: 3 epochs
+    try:
+        trainer.fit(Toy(), DataLoader(TensorDataset(torch.randn(4, 2)), batch_size=2))  # 2 batches an epoch: 3 epochs
+    finally:
+        rich.reconfigure()  # the bar pointed rich's global console at `screen`
     out = screen.getvalue()
     assert "Epoch 2" in out and "step: 5/5" in out, out
     assert "/-" not in out, out  # no negative total in any frame
