@@ -191,7 +191,7 @@ def default_model_checkpoint():
 
 
 def default_progress_bar():
-    """The bar a run without one gets: "Epoch 3 · step 120/20000" (:mod:`svc_pl.lightning.progress`) where
+    """The bar a run without one gets: "Epoch 3" and "step: 120/20000" (:mod:`svc_pl.lightning.progress`) where
     Lightning's rich bar would write "Epoch 3/-2"; None without ``rich`` (Lightning's tqdm bar: "Epoch 3")."""
     if importlib.util.find_spec("rich") is None:
         return None
