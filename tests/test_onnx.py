@@ -144,3 +144,25 @@ def test_cli_export_onnx_errors(tmp_path, capsys, fixture_dir):
     )
     assert rc == 2
     assert "opset 11" in capsys.readouterr().err
+
+
+def test_a_4_0_model_exports_with_its_own_pitch_bins(tmp_path):
+    """A 4.0 checkpoint maps F0 to pitch bins the 4.0 way (ties round up, above ~1105 Hz clip to 255); the graph
+    must too, or tie frames and high notes come out of another embedding row."""
+    from pathlib import Path
+
+    from svc_pl.layers.f0 import f0_to_coarse
+
+    d = Path(__file__).parent / "data" / "sovits_variants" / "v40"
+    model = load_sovits(d / "G_0.pth", d / "config.json")
+    assert model.coarse_pitch == "4.0"
+    export_onnx(model, tmp_path / "v40.onnx")
+    session = ort.InferenceSession(str(tmp_path / "v40.onnx"), providers=["CPUExecutionProvider"])
+    given = torch.load(d / "inputs.pt", weights_only=True)
+    frames = given["f0"].shape[-1]
+    inputs = example_inputs(OnnxSynthesizer(model), batch=1, frames=frames, seed=0)
+    inputs.update(c=given["c"], f0=given["f0"], uv=given["uv"], sid=given["sid"])
+    assert not torch.equal(f0_to_coarse(inputs["f0"], "4.0"), f0_to_coarse(inputs["f0"], "4.1"))
+    ref, _ = model.infer(inputs["c"], inputs["f0"], inputs["uv"], inputs["sid"], noise_scale=0.35, seed=1234)
+    inputs.update(infer_noise(model, 1, frames, 0.35, 1234))
+    assert np.abs(_run(session, inputs) - ref.numpy()).max() < 1e-4

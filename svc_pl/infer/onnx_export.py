@@ -100,7 +100,7 @@ class OnnxSynthesizer(nn.Module):
         x = s._prior_input(c, uv, x_mask, vol)
         # prior encoder (PriorEncoder.forward with the sample given)
         enc = s.enc_p
-        x = x + enc.f0_emb(f0_to_coarse(f0)).transpose(1, 2)
+        x = x + enc.f0_emb(f0_to_coarse(f0, s.coarse_pitch)).transpose(1, 2)
         x = enc.enc_(x * x_mask, x_mask)
         stats = enc.proj(x) * x_mask
         m_p, logs_p = torch.split(stats, enc.out_channels, dim=1)
