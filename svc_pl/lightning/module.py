@@ -11,7 +11,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
-from svc_pl.errors import UserFacingError
+from svc_pl.errors import CheckpointMismatchError, UserFacingError
 from svc_pl.layers.commons import slice_segments
 from svc_pl.layers.ddsp import MultiResolutionSTFTLoss
 from svc_pl.layers.discriminator import MultiPeriodDiscriminator
@@ -25,6 +25,28 @@ LOG = logging.getLogger(__name__)
 
 class NonFiniteLossError(UserFacingError, RuntimeError):
     """Training stopped after ``max_nonfinite_steps`` consecutive NaN/inf losses (the message says what to try)."""
+
+
+def _read_run_checkpoint(path: str) -> dict[str, torch.Tensor]:
+    """The state dict of an svc_pl ``.ckpt`` (read weights-only; errors name the file)."""
+    from svc_pl.infer.loading import read_ckpt
+
+    return read_ckpt(path)["state_dict"]
+
+
+def _load_run_weights(module: torch.nn.Module, state: dict[str, torch.Tensor], path: str, option: str,
+                      settings: str) -> list[str]:
+    """Load ``state`` (from an svc_pl run) into ``module``; a speaker table of another size keeps its initial
+    values. Returns the keys left at their initial values; a mismatch names the file and the settings to use."""
+    from svc_pl.compat.checkpoint import load_state_into
+
+    try:
+        return load_state_into(module, state, str(path), reinit_prefixes=("emb_g.",))
+    except CheckpointMismatchError as err:
+        raise CheckpointMismatchError(
+            err.path, err.missing, err.unexpected, err.mismatched,
+            f"  {option} takes a run of the same {settings}: train with that run's config.yaml (beside its "
+            "checkpoints/ folder) or drop the option") from None
 
 
 class SVCModule(pl.LightningModule):
@@ -43,10 +65,10 @@ class SVCModule(pl.LightningModule):
         n_mels, mel_fmin, mel_fmax: the mel loss (fmax None: Nyquist).
         grad_clip: clip each network's gradient norm to this (None: only measure it, as upstream).
         init_from: start the generator from a so-vits-svc ``G_*.pth`` or an svc_pl ``.ckpt``.
-        init_discriminator_from: start the discriminator from a so-vits-svc ``D_*.pth``.
+        init_discriminator_from: start the discriminator from a so-vits-svc ``D_*.pth`` or an svc_pl ``.ckpt``.
         max_nonfinite_steps: consecutive non-finite losses tolerated (each skips its step) before stopping.
         val_media_every: log audio/mel/F0 media every this many validation runs.
-        discriminator_width: channel scale of the discriminator (1.0 = upstream; D_*.pth needs 1.0).
+        discriminator_width: channel scale of the discriminator (1.0 = upstream, as so-vits-svc's D_*.pth).
         use_discriminator: train adversarially (so-vits-svc). False: the generator alone, on the mel and
             multi-resolution STFT losses (one optimizer step per batch) - the recipe for ``net.decoder: ddsp``.
         c_stft: weight of the multi-resolution STFT loss (FFT 2048/1024/512/256).
@@ -97,12 +119,7 @@ class SVCModule(pl.LightningModule):
         if init_from:
             self.load_generator_weights(init_from)
         if init_discriminator_from:
-            from svc_pl.compat import load_sovits_discriminator
-
-            if self.disc is None:
-                raise ValueError("--model.init_discriminator_from was given but this model trains without a "
-                                 "discriminator (use_discriminator: false)")
-            self.disc.load_state_dict(load_sovits_discriminator(init_discriminator_from).state_dict())
+            self.load_discriminator_weights(init_discriminator_from)
 
     @property
     def speakers(self) -> dict[str, int]:
@@ -146,16 +163,41 @@ class SVCModule(pl.LightningModule):
                 LOG.info("speaker table re-initialised to the base's mean speaker (%d -> %d speakers)",
                          table.shape[0], self.net.emb_g.weight.shape[0])
         elif str(path).endswith(".ckpt"):
-            from svc_pl.infer.loading import read_ckpt
-
-            state = read_ckpt(path)["state_dict"]
-            net_state = {k[4:]: v for k, v in state.items() if k.startswith("net.")}
-            load_state_into(self.net, net_state, str(path), reinit_prefixes=("emb_g.",))
+            state = {k[4:]: v for k, v in _read_run_checkpoint(path).items() if k.startswith("net.")}
+            left = _load_run_weights(self.net, state, path, "--model.init_from", "model.net settings")
+            if any(k.startswith("emb_g.") for k in left):
+                LOG.warning("%s: speaker table has %d rows, this dataset %d speakers: re-initialised emb_g",
+                            path, state["emb_g.weight"].shape[0], self.net.emb_g.weight.shape[0])
         else:
             from svc_pl.compat import load_sovits_weights
 
             load_sovits_weights(self.net, path, finetune=True)
         LOG.info("generator initialised from %s", path)
+
+    def load_discriminator_weights(self, path: str) -> None:
+        """Initialise the discriminator from a so-vits-svc ``D_*.pth`` or the ``disc.*`` weights of an svc_pl
+        ``.ckpt``; either must have this model's width (``discriminator_width``)."""
+        from svc_pl.compat.checkpoint import load_state_into, read_checkpoint
+
+        if self.disc is None:
+            raise UserFacingError(f"{path}: --model.init_discriminator_from was given but this model trains without "
+                                  "a discriminator (model.use_discriminator: false); drop the option")
+        if str(path).endswith(".ckpt"):
+            state = {k[5:]: v for k, v in _read_run_checkpoint(path).items() if k.startswith("disc.")}
+            if not state:
+                raise UserFacingError(f"{path}: that run trained without a discriminator (no disc.* weights); drop "
+                                      "--model.init_discriminator_from")
+            _load_run_weights(self.disc, state, path, "--model.init_discriminator_from", "model.discriminator_width")
+        else:
+            try:
+                load_state_into(self.disc, read_checkpoint(path)["model"], str(path))
+            except CheckpointMismatchError as err:
+                raise CheckpointMismatchError(
+                    err.path, err.missing, err.unexpected, err.mismatched,
+                    f"  --model.init_discriminator_from takes a D_*.pth of this model's discriminator width "
+                    f"({self.hparams.discriminator_width}; so-vits-svc's are 1.0): set --model.discriminator_width "
+                    "to the file's") from None
+        LOG.info("discriminator initialised from %s", path)
 
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self):
