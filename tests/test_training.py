@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -65,7 +66,8 @@ def test_overfits_one_clip_and_logs_tensorboard_tags(tmp_path):
     for tag in ("loss/g/total", "loss/d/total", "loss/g/mel", "loss/g/kl", "loss/g/fm", "loss/g/lf0", "learning_rate",
                 "grad_norm_g", "grad_norm_d", "val/mel"):
         assert tag in tags["scalars"], tag
-    assert any(t.startswith("val/mel/") for t in tags["images"]) and any(t.startswith("val/f0/") for t in tags["images"])
+    assert any(t.startswith("val/mel/") for t in tags["images"])
+    assert any(t.startswith("val/f0/") for t in tags["images"])
     assert any(t.startswith("val/audio/") for t in tags["audio"])
 
 
@@ -128,13 +130,70 @@ def test_resumed_run_equals_uninterrupted(tmp_path, dataset, monkeypatch):
     _assert_same_tensors(full["lr_schedulers"], resumed["lr_schedulers"], "lr_schedulers")
 
 
-def test_corrupt_resume_checkpoint_names_the_file(tmp_path, dataset, capsys):
-    bad = tmp_path / "last.ckpt"
-    bad.write_bytes(b"PK\x03\x04 not really a checkpoint")
-    code = cli_main(["fit", "--config", TINY, "--data.dataset_dir", str(dataset), "--trainer.default_root_dir",
-                     str(tmp_path / "r"), "--trainer.max_steps", "2", "--ckpt_path", str(bad)])
-    assert code != 0
-    assert "last.ckpt" in capsys.readouterr().err
+@pytest.fixture(scope="module")
+def checkpointed_run(tmp_path_factory, dataset):
+    """A 4-step (2-batch) run with a checkpoint after each batch: epoch=0-step=2.ckpt, epoch=0-step=4.ckpt and
+    last.ckpt, written by svc-pl fit. Tests copy it before changing anything."""
+    tmp = tmp_path_factory.mktemp("checkpointed")
+    every = tmp / "every-batch.yaml"
+    every.write_text("trainer:\n  callbacks:\n    - class_path: pytorch_lightning.callbacks.ModelCheckpoint\n"
+                     "      init_args: {filename: '{epoch}-{step}', save_last: true, save_top_k: -1, "
+                     "every_n_train_steps: 2}\n")
+    _fit(tmp / "run", dataset, "--config", str(every), "--trainer.max_steps", "4", "--trainer.limit_val_batches", "0",
+         "--data.batch_size", "2")
+    return tmp / "run"
+
+
+def _error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if ": error: " in line]
+    assert len(lines) == 1 and "Traceback" not in err, err[-3000:]
+    return lines[0]
+
+
+@pytest.mark.slow  # a 4-step run (shared) and a 2-step resume
+def test_resume_last_with_a_truncated_last_ckpt_names_it_and_the_checkpoint_to_resume_from(
+        tmp_path, dataset, checkpointed_run, capsys):
+    """``--ckpt_path last`` whose newest last.ckpt was cut short (a crash outside the atomic writer, a copy that
+    stopped): no silent fall-back to an older step or to step 0. The error names the file, says it is truncated,
+    and names the run's newest readable checkpoint; nothing is written; that checkpoint resumes."""
+    run = tmp_path / "run"
+    shutil.copytree(checkpointed_run, run)
+    (last,) = run.rglob("last.ckpt")
+    step2, step4 = (next(run.rglob(f"epoch=0-step={n}.ckpt")) for n in (2, 4))
+    os.utime(step2, (1_000_000, 1_000_000))  # the newest other checkpoint is step 4's, whatever the clock did
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
+    before = {p: p.read_bytes() if p.is_file() else None for p in run.rglob("*")}
+
+    def resume_last(*extra):
+        return cli_main(["fit", "--config", TINY, "--data.dataset_dir", str(dataset), "--trainer.default_root_dir",
+                         str(run), "--trainer.enable_progress_bar", "false", "--trainer.limit_val_batches", "0",
+                         "--data.batch_size", "2", "--trainer.max_steps", "6", "--ckpt_path", "last", *extra])
+
+    assert resume_last() == 2
+    line = _error_line(capsys)
+    assert f"{last}: cannot be read as a checkpoint (" in line, line
+    assert ("It is truncated or corrupt; resume from another checkpoint in the same folder (--ckpt_path PATH) or "
+            f"delete it. The run's newest other checkpoint: --ckpt_path {step4}") in line, line
+    assert {p: p.read_bytes() if p.is_file() else None for p in run.rglob("*")} == before, "it wrote something"
+    # deleted, as the error offers: `last` still does not start over, it names the checkpoint to resume from
+    last.unlink()
+    assert resume_last() == 2
+    assert _error_line(capsys).endswith(f"no last.ckpt found under {run}; resume from its newest checkpoint with "
+                                        f"--ckpt_path {step4}, or drop --ckpt_path to start a new run")
+    # the named checkpoint resumes at its step
+    assert cli_main(["fit", "--config", TINY, "--data.dataset_dir", str(dataset), "--trainer.default_root_dir",
+                     str(run), "--trainer.enable_progress_bar", "false", "--trainer.limit_val_batches", "0",
+                     "--data.batch_size", "2", "--trainer.max_steps", "6", "--ckpt_path", str(step4)]) == 0
+    assert torch.load(next(run.rglob("last.ckpt")), weights_only=True)["global_step"] == 6
+    # a run whose only checkpoint is the truncated last.ckpt says that there is nothing else to resume from
+    alone = tmp_path / "alone"
+    (alone / "checkpoints").mkdir(parents=True)
+    (alone / "checkpoints" / "last.ckpt").write_bytes(before[step4][:1000])
+    assert cli_main(["fit", "--config", TINY, "--data.dataset_dir", str(dataset), "--trainer.default_root_dir",
+                     str(alone), "--ckpt_path", "last"]) == 2
+    assert _error_line(capsys).endswith("The run has no other checkpoint: delete it and drop --ckpt_path to start "
+                                        "a new run.")
 
 
 @pytest.mark.slow
@@ -165,6 +224,65 @@ def test_two_process_ddp_writes_one_set_of_outputs(tmp_path, dataset):
                  for rank in (0, 1)}
         assert files[0] and files[1] and not set(files[0]) & set(files[1]), (step, files)
         assert set(files[0] + files[1]) == train, files
+
+
+@pytest.mark.parametrize("args, find_unused", [
+    ([], None),  # tiny-nsf: one device, no DDP
+    (["--trainer.devices", "auto"], None),  # auto on CPU: one device
+    (["--trainer.devices", "2"], True),
+    (["--trainer.num_nodes", "2"], True),
+    (["--trainer.devices", "2", "--trainer.strategy", "ddp"], False),  # the user's own strategy is kept
+], ids=["one-device", "auto-on-cpu", "two-devices", "two-nodes", "user-strategy"])
+def test_ddp_tolerates_unused_parameters_when_several_processes_train(tmp_path, dataset, monkeypatch, args,
+                                                                      find_unused):
+    """The strategy svc-pl fit builds, without running it: DDP with unused-parameter detection exactly when the
+    run has several processes and the strategy was left at auto."""
+    from pytorch_lightning import Trainer
+    from pytorch_lightning.strategies import DDPStrategy, SingleDeviceStrategy
+
+    built = []
+    monkeypatch.setattr(Trainer, "fit", lambda trainer, *a, **k: built.append(trainer.strategy))
+    assert cli_main(["fit", "--config", TINY, "--data.dataset_dir", str(dataset), "--trainer.default_root_dir",
+                     str(tmp_path / "run"), "--trainer.accelerator", "cpu", *args]) == 0
+    (strategy,) = built
+    if find_unused is None:
+        assert isinstance(strategy, SingleDeviceStrategy), strategy
+    else:
+        assert isinstance(strategy, DDPStrategy), strategy
+        assert strategy._ddp_kwargs.get("find_unused_parameters", False) is find_unused
+
+
+def test_devices_auto_counts_every_gpu(monkeypatch):
+    """``devices: auto`` (Lightning's default) and -1 train on every GPU: with two, that is DDP and needs the
+    unused-parameter detection too (checked without GPUs, on the decision alone)."""
+    from svc_pl.lightning.cli import several_processes
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert several_processes({"devices": "auto", "accelerator": "auto"})
+    assert several_processes({"devices": -1, "accelerator": "gpu"})
+    assert several_processes({"accelerator": "cuda"})
+    assert several_processes({"devices": "0,1", "accelerator": "gpu"})
+    assert several_processes({"devices": [0, 1], "accelerator": "gpu"})
+    assert not several_processes({"devices": "auto", "accelerator": "cpu"})
+    assert not several_processes({"devices": "1,", "accelerator": "gpu"})  # GPU 1 alone
+    assert not several_processes({"devices": [1], "accelerator": "gpu"})
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert not several_processes({"devices": "auto", "accelerator": "auto"})
+
+
+@pytest.mark.slow  # one short subprocess
+def test_plain_ddp_rejects_the_gan_step(tmp_path, dataset):
+    """Why the choice above exists: each optimizer step leaves the other network without gradients, and plain
+    DDP (``--trainer.strategy ddp``, kept as the user's choice) stops at the first step, here in one process."""
+    cmd = [sys.executable, "-m", "svc_pl.cli", "fit", "--config", TINY, "--data.dataset_dir", str(dataset),
+           "--trainer.default_root_dir", str(tmp_path / "run"), "--trainer.accelerator", "cpu",
+           "--trainer.devices", "1", "--trainer.strategy", "ddp", "--trainer.max_steps", "4",
+           "--trainer.limit_val_batches", "0", "--trainer.enable_progress_bar", "false", "--data.batch_size", "2"]
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert "has parameters that were not used in producing the loss" in proc.stderr, proc.stderr[-3000:]
 
 
 @pytest.mark.slow
@@ -216,7 +334,8 @@ def test_finetune_from_sovits_base(tmp_path, fixture_dir):
     assert cfg["data"]["filter_length"] == cfg["data"]["win_length"] == 2048 and cfg["data"]["mel_fmax"] == 22050
     assert cfg["train"]["segment_size"] == 10240 and cfg["train"]["learning_rate"] == 0.0005
     m = cfg["model"]
-    assert (m["ssl_dim"], m["n_speakers"], m["gin_channels"], m["hidden_channels"], m["inter_channels"]) == (48, 3, 32, 32, 32)
+    assert (m["ssl_dim"], m["n_speakers"], m["gin_channels"]) == (48, 3, 32)
+    assert (m["hidden_channels"], m["inter_channels"]) == (32, 32)
     assert (m["filter_channels"], m["n_layers"], m["upsample_rates"], m["n_flow_layer"]) == (64, 2, [8, 8, 2, 2, 2], 4)
     assert m["upsample_initial_channel"] == 64 and m["resblock_kernel_sizes"] == [3, 7, 11]
 

@@ -56,9 +56,7 @@ class SVCLightningCLI(LightningCLI):
         trainer = cfg.get("trainer")
         if trainer is None:
             return
-        devices = trainer.get("devices")
-        multi = devices not in (None, 1, "1", "auto", [0]) or (trainer.get("num_nodes") or 1) > 1
-        if multi and trainer.get("strategy") in (None, "auto"):
+        if several_processes(trainer) and trainer.get("strategy") in (None, "auto"):
             # Two optimizers and two backward passes per step: DDP must tolerate parameters without
             # gradients in a pass (the generator's during the discriminator step, and vice versa).
             trainer["strategy"] = "ddp_find_unused_parameters_true"
@@ -76,10 +74,18 @@ class SVCLightningCLI(LightningCLI):
             roots = run_roots(trainer)
             path = find_last_checkpoint(roots)
             if path is None:
-                raise UserFacingError(f"no last.ckpt found under {', '.join(str(r) for r in roots)}; drop "
+                other = newest_checkpoint(roots)
+                advice = f"resume from its newest checkpoint with --ckpt_path {other}, or " if other else ""
+                raise UserFacingError(f"no last.ckpt found under {', '.join(str(r) for r in roots)}; {advice}drop "
                                       "--ckpt_path to start a new run")
+            try:  # an unreadable newest checkpoint is named, not skipped: the user chooses what to lose
+                read_ckpt(path)
+            except UserFacingError as err:
+                other = newest_checkpoint(roots, besides=path)
+                advice = (f"The run's newest other checkpoint: --ckpt_path {other}" if other else
+                          "The run has no other checkpoint: delete it and drop --ckpt_path to start a new run.")
+                raise UserFacingError(f"{err} {advice}") from None
             self._continue_logger_version(trainer, path)
-            read_ckpt(path)  # an unreadable newest checkpoint is named, not skipped
             remove_stale_temp_files(path.parent)  # what a crash left beside it
             LOG.info("resuming from %s", path)
             return str(path)
@@ -173,6 +179,33 @@ def find_last_checkpoint(roots: list[Path]) -> Path | None:
     found = {p.resolve() for root in roots if root.is_dir() for p in root.rglob("last*.ckpt")
              if _LAST.fullmatch(p.name) and p.is_file()}
     return max(found, key=lambda p: (p.stat().st_mtime, str(p)), default=None)
+
+
+def newest_checkpoint(roots: list[Path], besides: Path | None = None) -> Path | None:
+    """The most recently written ``.ckpt`` under any of ``roots`` other than ``besides``."""
+    skip = besides.resolve() if besides is not None else None
+    found = {p.resolve() for root in roots if root.is_dir() for p in root.rglob("*.ckpt") if p.is_file()} - {skip}
+    return max(found, key=lambda p: (p.stat().st_mtime, str(p)), default=None)
+
+
+def several_processes(trainer) -> bool:
+    """Whether the parsed ``trainer`` config runs more than one process (devices x nodes), counting
+    ``devices: auto`` (Lightning's default) and ``-1`` as Lightning does: every GPU when it trains on GPUs."""
+    devices, accelerator = trainer.get("devices"), str(trainer.get("accelerator") or "auto")
+    if (trainer.get("num_nodes") or 1) > 1:
+        return True
+    if devices in (None, "auto", -1, "-1"):
+        import torch
+
+        return accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available() and torch.cuda.device_count() > 1
+    if isinstance(devices, str) and "," in devices:  # GPU indices, "0,1"
+        devices = [d for d in devices.split(",") if d.strip()]
+    if isinstance(devices, list | tuple):
+        return len(devices) > 1
+    try:
+        return int(devices) > 1
+    except ValueError:
+        return False  # Lightning says what is wrong with it
 
 
 def _millions(module) -> str:
