@@ -2,8 +2,9 @@
 
 :func:`probe_env` writes a ``sitecustomize.py`` that every Python process started with the returned
 environment imports at start-up (Lightning's DDP launcher passes the environment on to the ranks it
-spawns). It wraps ``svc_pl.infer.batch.convert_file`` and ``SVCModule.training_step`` to append one
-JSON line per converted file / training batch: the process's rank, the world size and the files.
+spawns). It wraps ``svc_pl.infer.batch.convert_file`` and the ``training_step`` of ``SVCModule`` and
+``DiffusionModule`` to append one JSON line per converted file / training batch: the process's rank, the world
+size, the step and the files (and the diffusion loss, None for a skipped step).
 :func:`read_probe` returns those lines. Test tooling only: the package is not changed.
 """
 
@@ -19,9 +20,9 @@ import json, os
 _DIR = os.environ.get("SVC_PL_TEST_RANK_LOG")
 
 
-def _record(kind, rank, world, files, step=None):
+def _record(kind, rank, world, files, step=None, **more):
     with open(os.path.join(_DIR, f"{kind}-{os.getpid()}.jsonl"), "a", encoding="utf-8") as f:
-        f.write(json.dumps({"rank": int(rank), "world": int(world), "step": step, "files": files}) + "\\n")
+        f.write(json.dumps({"rank": int(rank), "world": int(world), "step": step, "files": files, **more}) + "\\n")
 
 
 if _DIR:
@@ -47,6 +48,19 @@ if _DIR:
         return _training_step(self, batch, batch_idx)
 
     _module.SVCModule.training_step = training_step
+
+    import svc_pl.lightning.diffusion_module as _diffusion
+
+    _diffusion_step = _diffusion.DiffusionModule.training_step
+
+    def diffusion_step(self, batch, batch_idx):
+        step = self.global_step
+        loss = _diffusion_step(self, batch, batch_idx)
+        _record("train", self.global_rank, self.trainer.world_size, list(batch.names), step,
+                loss=None if loss is None else float(loss))
+        return loss
+
+    _diffusion.DiffusionModule.training_step = diffusion_step
 '''
 
 

@@ -363,3 +363,58 @@ def test_bf16_autocast_keeps_the_sampler_in_fp32(method):
         shallow = model.infer(*args, gt_mel=torch.randn(1, 7, 10, dtype=torch.bfloat16), k_step=20, method=method,
                               speedup=10, noise=torch.randn(1, 7, 10))
     assert mel.dtype == shallow.dtype == torch.float32 and states == {torch.float32}
+
+
+@pytest.mark.slow
+def test_two_process_ddp_training_shares_the_clips_and_writes_one_set_of_outputs(tmp_path):
+    """``svc-pl fit --config diffusion --trainer.devices 2``: two ranks (world size 2) train at every step on
+    different clips, between them on every training clip; one checkpoint folder and one TensorBoard run; finite
+    losses on both ranks."""
+    import math
+    import os
+    import subprocess
+    import sys
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from tests.datasets import make_dataset
+    from tests.rank_probe import probe_env, read_probe
+
+    repo = Path(__file__).resolve().parents[1]
+    data = make_dataset(tmp_path / "ds", voices=("en", "en+f3"), clips_per_voice=3)  # 4 training clips, 2 val
+    (tmp_path / "small.yaml").write_text(yaml.safe_dump({
+        "config": str(repo / "svc_pl" / "configs" / "diffusion.yaml"),
+        "trainer": {"max_steps": 2, "check_val_every_n_epoch": 1, "enable_progress_bar": False,
+                    "log_every_n_steps": 1},
+        "model": {"diffusion": {"n_layers": 2, "n_chans": 16, "n_hidden": 16, "timesteps": 100,
+                                "use_pitch_aug": True}, "n_mels": 40, "val_speedup": 20},
+        "data": {"batch_size": 2, "num_workers": 0, "max_frames": 40, "val_clips": 2}}))
+    root = tmp_path / "run"
+    cmd = [sys.executable, "-m", "svc_pl.cli", "fit", "--config", str(tmp_path / "small.yaml"), "--data.dataset_dir",
+           str(data), "--trainer.default_root_dir", str(root), "--trainer.devices", "2", "--trainer.accelerator", "cpu"]
+    env = probe_env(tmp_path / "probe", dict(os.environ, OMP_NUM_THREADS="1"), repo)
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    # one set of outputs: one logger version, one TensorBoard file, one last.ckpt, at the step both ranks reached
+    assert len(list(root.rglob("version_*"))) == 1 and len(list(root.rglob("last.ckpt"))) == 1
+    (events,) = root.rglob("events.out.tfevents.*")
+    ckpt = torch.load(next(root.rglob("last.ckpt")), map_location="cpu", weights_only=True)
+    assert ckpt["global_step"] == 2
+    assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())
+    # two ranks trained, at every step on different clips, between them on every training clip, finite losses
+    rows = read_probe(tmp_path / "probe", "train")
+    assert {r["world"] for r in rows} == {2} and {r["rank"] for r in rows} == {0, 1}, rows
+    assert sorted({r["step"] for r in rows}) == [0, 1], rows  # 2 optimizer steps = 2 batches per rank
+    assert all(r["loss"] is not None and math.isfinite(r["loss"]) for r in rows), rows
+    train = set((data / "train.txt").read_text().split())
+    for step in (0, 1):
+        files = {rank: [f for r in rows if r["rank"] == rank and r["step"] == step for f in r["files"]]
+                 for rank in (0, 1)}
+        assert files[0] and files[1] and not set(files[0]) & set(files[1]), (step, files)
+        assert set(files[0] + files[1]) == train, files
+    acc = EventAccumulator(str(events), size_guidance={"scalars": 0})
+    acc.Reload()
+    for tag, n in (("train/loss", 2), ("val/loss", 2)):  # validation after each one-batch epoch
+        values = [e.value for e in acc.Scalars(tag)]
+        assert len(values) == n and all(math.isfinite(v) for v in values), (tag, values)
