@@ -202,10 +202,13 @@ def test_40_config_defaults(tmp_path, fixture_dir):
     Synthesizer(**cfg.synthesizer_kwargs())
 
 
-def test_discriminator_round_trip(tmp_path):
-    disc = MultiPeriodDiscriminator()
+@pytest.mark.parametrize("width", [1.0, 0.25])
+def test_discriminator_round_trip(tmp_path, width):
+    """so-vits-svc's width and the narrower one the small configs export (tiny-nsf: 0.25) both load back."""
+    disc = MultiPeriodDiscriminator(width=width)
     save_sovits_discriminator(disc, tmp_path / "D_0.pth", iteration=3)
     again = load_sovits_discriminator(tmp_path / "D_0.pth")
+    assert again.discriminators[1].convs[0].weight.shape == disc.discriminators[1].convs[0].weight.shape
     y = torch.randn(1, 1, 4096)
     with torch.no_grad():
         a, b = disc(y, y), again(y, y)

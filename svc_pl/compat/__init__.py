@@ -93,14 +93,28 @@ def save_sovits(model, path: str | os.PathLike, *, iteration: int = 0, optimizer
 
 
 def load_sovits_discriminator(model_path: str | os.PathLike, device: str | torch.device = "cpu",
-                              use_spectral_norm: bool = False):
-    """Build a :class:`~svc_pl.layers.discriminator.MultiPeriodDiscriminator` and load ``D_*.pth`` into it."""
+                              use_spectral_norm: bool = False, width: float | None = None):
+    """Build a :class:`~svc_pl.layers.discriminator.MultiPeriodDiscriminator` and load ``D_*.pth`` into it.
+
+    ``width``: its channel scale; None reads it from the file (1.0 for so-vits-svc's own, less for the narrower
+    discriminators svc_pl's small configs train and export)."""
     from svc_pl.layers.discriminator import MultiPeriodDiscriminator
 
-    disc = MultiPeriodDiscriminator(use_spectral_norm=use_spectral_norm)
     ckpt = read_checkpoint(model_path)
+    if width is None:
+        width = discriminator_width(ckpt["model"])
+    disc = MultiPeriodDiscriminator(use_spectral_norm=use_spectral_norm, width=width)
     load_state_into(disc, ckpt["model"], str(model_path))
     return disc.to(device)
+
+
+def discriminator_width(state: dict[str, torch.Tensor]) -> float:
+    """The channel scale of a multi-period discriminator's state dict: its first period discriminator's first
+    convolution has 32 x width output channels (1.0 when the key is absent: the load then lists what is wrong)."""
+    for key in ("discriminators.1.convs.0.weight_v", "discriminators.1.convs.0.weight_orig"):
+        if key in state:
+            return state[key].shape[0] / 32
+    return 1.0
 
 
 def save_sovits_discriminator(disc, path: str | os.PathLike, *, iteration: int = 0, optimizer=None,
