@@ -7,11 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 
 from svc_pl.cli import main as cli_main
 from svc_pl.data.dataset import BucketSampler
-from svc_pl.infer.converter import Converter, ConvertOptions
+from svc_pl.infer.converter import ConvertOptions
 from tests.test_infer import converter, lively_voice, speech, voice  # noqa: F401  (module fixtures)
 
 
@@ -71,8 +70,9 @@ def test_auto_predict_f0_reaches_the_model(tmp_path, lively_voice, clip, monkeyp
 
 
 @pytest.mark.slow
-def test_f0_threshold_reaches_the_extractor(tmp_path, voice, clip, monkeypatch):  # noqa: F811
-    """--f0-threshold is the extractor's voicing threshold (fcpe here; pm's is Praat's fixed 0.6, as upstream):
+@pytest.mark.parametrize(("method", "loose", "strict"), [("fcpe", "0.006", "0.6"), ("pm", "0.3", "0.9")])
+def test_f0_threshold_reaches_the_extractor(tmp_path, voice, clip, monkeypatch, method, loose, strict):  # noqa: F811
+    """--f0-threshold is the extractor's voicing threshold (fcpe's; pm's is Praat's, 0.6 by default as upstream):
     a strict one leaves fewer voiced frames."""
     import svc_pl.data.pitch as pitch
 
@@ -95,13 +95,23 @@ def test_f0_threshold_reaches_the_extractor(tmp_path, voice, clip, monkeypatch):
     monkeypatch.setattr(pitch, "get_f0_extractor", spy)
     path, _, _ = clip
     fractions = {}
-    for threshold in ("0.006", "0.6"):
+    for threshold in (loose, strict):
         voiced.clear()
-        assert _infer(path, "-o", tmp_path / threshold, "-m", voice / "G_1.pth", "--f0", "fcpe",
+        assert _infer(path, "-o", tmp_path / threshold, "-m", voice / "G_1.pth", "--f0", method,
                       "--f0-threshold", threshold) == 0
         fractions[threshold] = np.mean(voiced)
-    assert made == [("fcpe", 0.006), ("fcpe", 0.6)]
-    assert fractions["0.6"] < fractions["0.006"], fractions
+    assert made == [(method, float(loose)), (method, float(strict))]
+    assert fractions[strict] < fractions[loose], fractions
+
+
+def test_f0_threshold_on_world_methods_warns(caplog):
+    import logging
+
+    from svc_pl.data.pitch import get_f0_extractor
+
+    with caplog.at_level(logging.WARNING, logger="svc_pl"):
+        get_f0_extractor("dio", 16000, 320, threshold=0.3)
+    assert any("no effect on dio" in r.getMessage() for r in caplog.records)
 
 
 @pytest.mark.slow

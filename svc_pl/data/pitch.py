@@ -89,16 +89,20 @@ def get_f0_extractor(
     Args:
         device: for crepe/fcpe/rmvpe; None picks CUDA when available.
         model_path: rmvpe only: upstream's ``rmvpe.pt``.
-        threshold: voicing threshold of crepe (periodicity, default 0.05), fcpe (0.006, torchfcpe's
-            default for its bundled model) and rmvpe (salience, 0.05); ignored by pm/dio/harvest.
+        threshold: voicing threshold of pm (Praat's, default 0.6 as so-vits-svc), crepe (periodicity, 0.05), fcpe
+            (0.006, torchfcpe's default for its bundled model) and rmvpe (salience, 0.05); dio and harvest have
+            none (a warning says so when one is given).
         crepe_model: crepe capacity, "full" (upstream's choice) or "tiny" (about 10x faster).
     Raises:
         ValueError: unknown method. RMVPEWeightsError: rmvpe without a usable ``model_path``.
     """
     common = dict(sample_rate=sample_rate, hop_length=hop_length, f0_min=f0_min, f0_max=f0_max)
     if method == "pm":
-        return PMExtractor(**common)
+        return PMExtractor(**common, threshold=0.6 if threshold is None else threshold)
     if method in ("dio", "harvest"):
+        if threshold is not None:
+            LOG.warning("the F0 threshold %s has no effect on %s (WORLD's voicing decision has no threshold); "
+                        "use pm, crepe, fcpe or rmvpe to set one", threshold, method)
         return WorldExtractor(algorithm=method, **common)
     if method == "crepe":
         return CrepeExtractor(**common, device=device, threshold=0.05 if threshold is None else threshold,
@@ -199,19 +203,21 @@ class F0Extractor:
 
 
 class PMExtractor(F0Extractor):
-    """Praat's autocorrelation pitch (voicing threshold 0.6), centred into ``n`` frames by zero-padding or cropping."""
+    """Praat's autocorrelation pitch (voicing threshold 0.6 by default, as so-vits-svc), centred into ``n`` frames
+    by zero-padding or cropping."""
 
     name = "pm"
 
-    def __init__(self, **kwargs):
+    def __init__(self, threshold: float = 0.6, **kwargs):
         super().__init__(**kwargs)
         import parselmouth
 
         self._parselmouth = parselmouth
+        self.threshold = float(threshold)
 
     def _raw(self, audio: np.ndarray, n: int) -> np.ndarray:
         sound = self._parselmouth.Sound(audio.astype(np.float64), self.sample_rate)
-        pitch = sound.to_pitch_ac(time_step=self.hop_length / self.sample_rate, voicing_threshold=0.6,
+        pitch = sound.to_pitch_ac(time_step=self.hop_length / self.sample_rate, voicing_threshold=self.threshold,
                                   pitch_floor=self.f0_min, pitch_ceiling=self.f0_max)
         f0 = pitch.selected_array["frequency"]
         # Praat's frames are centred in the signal: split the missing frames half before, half after.
