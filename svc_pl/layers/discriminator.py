@@ -14,6 +14,17 @@ from svc_pl.layers.commons import get_padding
 from svc_pl.layers.nsf import LRELU_SLOPE
 
 
+def _conv_stack(convs: nn.ModuleList, conv_post: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Leaky-ReLU conv stack then the 1-channel output conv: (logits flattened to (B, N), every layer's output)."""
+    fmap = []
+    for layer in convs:
+        x = F.leaky_relu(layer(x), LRELU_SLOPE)
+        fmap.append(x)
+    x = conv_post(x)
+    fmap.append(x)
+    return torch.flatten(x, 1, -1), fmap
+
+
 class DiscriminatorP(nn.Module):
     """Looks at the waveform folded into ``period`` columns. (B, 1, T) -> (logits (B, N), feature maps)."""
 
@@ -31,19 +42,12 @@ class DiscriminatorP(nn.Module):
         self.conv_post = norm_f(nn.Conv2d(chans[-1], 1, (3, 1), 1, padding=(1, 0)))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        fmap = []
         b, c, t = x.shape
         if t % self.period:
             n_pad = self.period - (t % self.period)
             x = F.pad(x, (0, n_pad), "reflect")
             t = t + n_pad
-        x = x.view(b, c, t // self.period, self.period)
-        for layer in self.convs:
-            x = F.leaky_relu(layer(x), LRELU_SLOPE)
-            fmap.append(x)
-        x = self.conv_post(x)
-        fmap.append(x)
-        return torch.flatten(x, 1, -1), fmap
+        return _conv_stack(self.convs, self.conv_post, x.view(b, c, t // self.period, self.period))
 
 
 class DiscriminatorS(nn.Module):
@@ -64,13 +68,7 @@ class DiscriminatorS(nn.Module):
         self.conv_post = norm_f(nn.Conv1d(c[3], 1, 3, 1, padding=1))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        fmap = []
-        for layer in self.convs:
-            x = F.leaky_relu(layer(x), LRELU_SLOPE)
-            fmap.append(x)
-        x = self.conv_post(x)
-        fmap.append(x)
-        return torch.flatten(x, 1, -1), fmap
+        return _conv_stack(self.convs, self.conv_post, x)
 
 
 class DiscriminatorOutput(NamedTuple):
@@ -85,7 +83,7 @@ class DiscriminatorOutput(NamedTuple):
 class MultiPeriodDiscriminator(nn.Module):
     """``DiscriminatorS`` + ``DiscriminatorP`` for each period; state-dict layout as upstream.
 
-    ``width`` scales every channel count (1.0 is upstream's, needed to load ``D_*.pth``; the tiny CPU
+    ``width`` scales every channel count (1.0 is upstream's, what so-vits-svc's ``D_*.pth`` hold; the tiny CPU
     config uses 0.25, where the full-size discriminator would cost more than the generator).
     """
 
