@@ -272,12 +272,35 @@ class UpstreamEncoderAdapter:
         import torch
 
         t0 = time.perf_counter()
+        self.model.to(wav.device)  # upstream hands the wave on its device
         with torch.no_grad():
             feats = wav.view(1, -1) if wav.dim() == 1 else wav.mean(-1).view(1, -1)
             units = self.model(feats.float())
+        if wav.is_cuda:
+            torch.cuda.synchronize()
         if self.timer is not None:
             self.timer["units"] = self.timer.get("units", 0.0) + time.perf_counter() - t0
         return units
+
+
+def add_run_arguments(p, workers: tuple[str, ...] = ("ours", "reference")) -> None:
+    """The options every benchmark shares: ``--json``, the quiet-machine wait (``--max-load``, ``--wait``) and the
+    hidden worker-process switches."""
+    import argparse
+
+    p.add_argument("--json", help="write all figures to this JSON file")
+    p.add_argument("--max-load", type=float, default=MAX_LOAD, help="wait for the 1-min load to be below this")
+    p.add_argument("--wait", type=float, default=600, help="longest wait for a quiet machine per run, s")
+    p.add_argument("--worker-out", help=argparse.SUPPRESS)
+    p.add_argument("--worker", choices=list(workers), help=argparse.SUPPRESS)
+
+
+def announce(args) -> None:
+    """Driver start: torch threads set, the machine printed, and a note when there is no reference to run."""
+    setup_torch()
+    print(f"machine: {environment()}")
+    if not args.reference:
+        print("no --reference given: printing svc_pl figures only")
 
 
 def import_reference(path: str | os.PathLike):

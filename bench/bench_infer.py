@@ -9,6 +9,7 @@ torch uses 2 threads. Without ``--reference`` only our figures are printed.
 
     python bench/bench_infer.py --reference /tmp/sovits_ref --json bench/results/infer.json
     python bench/bench_infer.py --synth-only --reference /tmp/sovits_ref --json bench/results/synth.json
+    python bench/bench_infer.py --reference /tmp/sovits_ref --device cuda   # both on the GPU (F0 stays on CPU)
 """
 
 from __future__ import annotations
@@ -47,8 +48,8 @@ def worker_ours(args) -> dict:
     bound_cpu_kernel_cache()  # as the svc-pl command does, before any model runs
     model_dir = Path(args.model_dir)
     t0 = time.perf_counter()
-    vm = load_voice_model(model_dir / "G_0.pth", model_dir / "config.json")
-    converter = Converter(vm, random_content_encoder(vm.content_encoder))
+    vm = load_voice_model(model_dir / "G_0.pth", model_dir / "config.json", device=args.device)
+    converter = Converter(vm, random_content_encoder(vm.content_encoder), device=args.device)
     t_load = time.perf_counter() - t0
     opts = ConvertOptions(speaker=C.SPEAKER, transpose=0, slice_db=-40, cluster_ratio=0, auto_predict_f0=False,
                           noise_scale=0.4, f0_method=args.f0, precision=args.precision[0],
@@ -114,7 +115,7 @@ def worker_reference(args) -> dict:
 
     model_dir = Path(args.model_dir)
     t0 = time.perf_counter()
-    svc = infer_tool.Svc(str(model_dir / "G_0.pth"), str(model_dir / "config.json"), device="cpu",
+    svc = infer_tool.Svc(str(model_dir / "G_0.pth"), str(model_dir / "config.json"), device=args.device,
                          cluster_model_path=str(model_dir / "no_cluster.pt"))
     t_load = time.perf_counter() - t0
     _time_calls(svc.net_g_ms, "infer", timer, "synthesis")
@@ -167,7 +168,14 @@ def _summary(impl: str, args, t_load: float, runs: list[dict]) -> dict:
             "convert": best["convert"], "write": best["write"], "stages": best["stages"], "total": total,
             "rtf_convert": best["convert"] / args.seconds, "rtf_total": total / args.seconds,
             "out_seconds": best["out_seconds"], "repeats": len(runs), "all_convert": [r["convert"] for r in runs],
-            "peak_rss_mib": C.peak_rss_mib(), "env": C.environment()}
+            "peak_rss_mib": C.peak_rss_mib(), "device": args.device, "peak_gpu_mib": _peak_gpu_mib(args.device),
+            "env": C.environment()}
+
+
+def _peak_gpu_mib(device: str) -> float | None:
+    import torch
+
+    return torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else None
 
 
 def worker_synth(args) -> dict:
@@ -239,7 +247,7 @@ def _worker_args(args, impl: str, seconds: float, model_dir: Path, tmp: Path, ex
                  precision: str = "fp32") -> list[str]:
     out = ["--worker", impl, "--model-dir", str(model_dir), "--tmp", str(tmp), "--seconds", str(seconds),
            "--repeats", str(args.repeats), "--f0", args.f0, "--precision", precision,
-           "--decode-window", str(args.decode_window), *extra]
+           "--decode-window", str(args.decode_window), "--device", args.device, *extra]
     if args.reference:
         out += ["--reference", args.reference]
     return out
@@ -256,11 +264,11 @@ def main_e2e(args, model_dir: Path, tmp: Path) -> dict:
             results.append(C.run_measured(SCRIPT, _worker_args(args, impl, seconds, model_dir, tmp, extra, precision),
                                           args.max_load, args.wait))
     headers = ["impl", "input s", "load", "read", *STAGES, "convert", "write", "total", "RTF conv", "RTF total",
-               "peak RSS MiB", "load1", "foreign"]
+               "peak RSS MiB", "peak GPU MiB", "load1", "foreign"]
     rows = [[r["impl"], r["seconds"], r["load"], r["read"], *(r["stages"][k] for k in STAGES), r["convert"],
-             r["write"], r["total"], r["rtf_convert"], r["rtf_total"], r["peak_rss_mib"], r["quiet"]["load1_before"],
-             r["quiet"]["foreign_cores"]] for r in results]
-    C.print_table(headers, rows, f"End to end, {args.f0} F0, seconds (torch {C.THREADS} threads, "
+             r["write"], r["total"], r["rtf_convert"], r["rtf_total"], r["peak_rss_mib"], r.get("peak_gpu_mib") or 0.0,
+             r["quiet"]["load1_before"], r["quiet"]["foreign_cores"]] for r in results]
+    C.print_table(headers, rows, f"End to end on {args.device}, {args.f0} F0, seconds (torch {C.THREADS} threads, "
                                  f"median of {args.repeats} conversion(s) after a 3 s warm-up)")
     ratios = _ratios(results, [("convert", "convert"), ("total", "total"), ("peak_rss_mib", "peak RSS")])
     return {"mode": "e2e", "input": C.test_speech(0.1)[1], "results": results, "ratios": ratios}
@@ -317,12 +325,9 @@ def parse_args(argv=None):
     p.add_argument("--repeats", type=int, default=1, help="timed runs per process (median reported)")
     p.add_argument("--warmups", type=int, default=1, help="untimed infer calls first (--synth-only)")
     p.add_argument("--no-warmup", action="store_true", help="end to end: no 3 s conversion before timing")
-    p.add_argument("--json", help="write all figures to this JSON file")
-    p.add_argument("--max-load", type=float, default=C.MAX_LOAD, help="wait for the 1-min load to be below this")
-    p.add_argument("--wait", type=float, default=600, help="longest wait for a quiet machine per run, s")
+    p.add_argument("--device", default="cpu", help="end to end: cpu or cuda, for both implementations")
+    C.add_run_arguments(p)
     # worker-only
-    p.add_argument("--worker-out", help=argparse.SUPPRESS)
-    p.add_argument("--worker", choices=["ours", "reference"], help=argparse.SUPPRESS)
     p.add_argument("--synth", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--model-dir", help=argparse.SUPPRESS)
     p.add_argument("--tmp", help=argparse.SUPPRESS)
@@ -342,10 +347,7 @@ def main(argv=None) -> None:
             result = worker_ours(args) if args.worker == "ours" else worker_reference(args)
         C.worker_result(args.worker_out, result)
         return
-    C.setup_torch()
-    print(f"machine: {C.environment()}")
-    if not args.reference:
-        print("no --reference given: printing svc_pl figures only")
+    C.announce(args)
     with tempfile.TemporaryDirectory(prefix="svc_bench_infer_") as tmp:
         tmp = Path(tmp)
         model_dir = tmp / "model"

@@ -211,21 +211,14 @@ def main(argv=None) -> None:
     p.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
     p.add_argument("--crepe-seconds", type=float, default=10.0,
                    help="crepe (full model, slow on CPU) runs on the first clips up to this much audio")
-    p.add_argument("--json", help="write all figures to this JSON file")
-    p.add_argument("--max-load", type=float, default=C.MAX_LOAD)
-    p.add_argument("--wait", type=float, default=600)
-    p.add_argument("--worker-out", help=argparse.SUPPRESS)
-    p.add_argument("--worker", choices=["ours", "reference"], help=argparse.SUPPRESS)
+    C.add_run_arguments(p)
     p.add_argument("--input", help=argparse.SUPPRESS)
     p.add_argument("--rmvpe", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker_out:
         C.worker_result(args.worker_out, worker_ours(args) if args.worker == "ours" else worker_reference(args))
         return
-    C.setup_torch()
-    print(f"machine: {C.environment()}")
-    if not args.reference:
-        print("no --reference given: printing svc_pl figures only")
+    C.announce(args)
     results = []
     with tempfile.TemporaryDirectory(prefix="svc_bench_pre_") as tmp:
         tmp = Path(tmp)

@@ -76,8 +76,15 @@ def main() -> None:
 
     from svc_pl.cli import main as cli
     from svc_pl.cli.demo import _median_f0
-    from svc_pl.corpus import EVAL_MELODIES, EVAL_SENTENCES, HELD_OUT_VOICES, TRAIN_MELODIES, TRAIN_SENTENCES, VOICES
-    from svc_pl.corpus import render_voice
+    from svc_pl.corpus import (
+        EVAL_MELODIES,
+        EVAL_SENTENCES,
+        HELD_OUT_VOICES,
+        TRAIN_MELODIES,
+        TRAIN_SENTENCES,
+        VOICES,
+        render_voice,
+    )
     from svc_pl.data.audio import load_audio, resample
     from svc_pl.evaluate import evaluate_f0, speaker_similarity
 

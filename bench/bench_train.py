@@ -219,20 +219,13 @@ def main(argv=None) -> None:
     p.add_argument("--device", default="cpu", help="cpu or cuda (both implementations run there)")
     p.add_argument("--precision", nargs="+", choices=["fp32", "bf16"], default=["fp32"],
                    help="one run per precision and implementation (bf16: autocast, no grad scaler)")
-    p.add_argument("--json", help="write all figures to this JSON file")
-    p.add_argument("--max-load", type=float, default=C.MAX_LOAD)
-    p.add_argument("--wait", type=float, default=600)
-    p.add_argument("--worker-out", help=argparse.SUPPRESS)
-    p.add_argument("--worker", choices=["ours", "reference"], help=argparse.SUPPRESS)
+    C.add_run_arguments(p)
     args = p.parse_args(argv)
     if args.worker_out:
         args.precision = args.precision[0]
         C.worker_result(args.worker_out, worker_ours(args) if args.worker == "ours" else worker_reference(args))
         return
-    C.setup_torch()
-    print(f"machine: {C.environment()}")
-    if not args.reference:
-        print("no --reference given: printing svc_pl figures only")
+    C.announce(args)
     common = ["--batch-size", str(args.batch_size), "--segment-size", str(args.segment_size), "--frames",
               str(args.frames), "--steps", str(args.steps), "--warmups", str(args.warmups), "--device", args.device]
     results = []
