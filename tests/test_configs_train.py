@@ -23,12 +23,20 @@ def dataset44(tmp_path_factory):
                         voices=("en", "en+f3"), clips_per_voice=2)
 
 
-def _expected_net(name: str) -> dict:
-    """model.net as the shipped config states it (44k-tiny: 44k's, then its own lines over it)."""
-    net = yaml.safe_load((CONFIGS / "44k.yaml").read_text())["model"]["net"]
+def _flat(tree: dict, prefix: str = "") -> dict:
+    """{"a": {"b": 1}} -> {"a.b": 1}"""
+    out = {}
+    for key, value in tree.items():
+        out.update(_flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+    return out
+
+
+def _shipped(name: str) -> dict:
+    """Every setting the shipped config states, flattened (44k-tiny: 44k's, then its own lines over them)."""
+    settings = _flat(yaml.safe_load((CONFIGS / "44k.yaml").read_text()))
     if name == "44k-tiny":
-        net.update(yaml.safe_load((CONFIGS / "44k-tiny.yaml").read_text())["model"]["net"])
-    return net
+        settings.update(_flat(yaml.safe_load((CONFIGS / "44k-tiny.yaml").read_text())))
+    return settings
 
 
 @pytest.mark.slow
@@ -37,17 +45,21 @@ def test_shipped_44k_config_trains_one_step(tmp_path, dataset44, name):
     root = tmp_path / "run"
     try:
         # the config as shipped; only the run's size is cut: one batch of one short clip, no validation
-        assert cli_main(["fit", "--config", name, "--data.dataset_dir", str(dataset44),
-                         "--trainer.default_root_dir", str(root), "--trainer.accelerator", "cpu",
-                         "--trainer.max_steps", "2", "--trainer.limit_val_batches", "0",
-                         "--trainer.enable_progress_bar", "false", "--trainer.log_every_n_steps", "1",
-                         "--data.batch_size", "1", "--data.num_workers", "0", "--data.max_frames", "40",
-                         "--model.segment_frames", "8"]) == 0
+        cut = {"trainer.default_root_dir": str(root), "trainer.accelerator": "cpu", "trainer.max_steps": 2,
+               "trainer.limit_val_batches": 0, "trainer.enable_progress_bar": False, "trainer.log_every_n_steps": 1,
+               "data.batch_size": 1, "data.num_workers": 0, "data.max_frames": 40, "model.segment_frames": 8}
+        args = [item for key, value in cut.items() for item in (f"--{key}", str(value).lower())]
+        assert cli_main(["fit", "--config", name, "--data.dataset_dir", str(dataset44), *args]) == 0
+        # what ran is the shipped config: every setting it states (and that was not cut) is the run's
+        (ran,) = root.rglob("config.yaml")
+        ran = _flat(yaml.safe_load(ran.read_text()))
+        differ = {k: (v, ran.get(k)) for k, v in _shipped(name).items() if k not in cut and ran.get(k) != v}
+        assert not differ, differ
         (last,) = root.rglob("last.ckpt")  # the default checkpointing (44k.yaml names none) wrote it
         ckpt = torch.load(last, map_location="cpu", weights_only=True, mmap=True)
         assert ckpt["global_step"] == 2  # one batch: the discriminator's step and the generator's
         hp = ckpt["hyper_parameters"]
-        net = _expected_net(name)
+        net = {k[len("model.net."):]: v for k, v in _shipped(name).items() if k.startswith("model.net.")}
         assert {k: hp["net"][k] for k in net} == net
         assert hp["dataset_info"]["sampling_rate"] == 44100 and hp["dataset_info"]["hop_length"] == 512
         state = ckpt["state_dict"]
