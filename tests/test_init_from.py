@@ -146,3 +146,14 @@ def test_a_missing_file_is_named(tmp_path, dataset, capsys, option, name):
     (line,) = _error_lines(err)
     assert line.endswith(f"{path}: checkpoint not found"), line
     assert not (tmp_path / "run").exists()
+
+
+def test_a_discriminator_for_a_model_without_one_is_refused(tmp_path, dataset, capsys):
+    path = tmp_path / "D_0.pth"
+    code = cli_main(["fit", "--config", "tiny", "--data.dataset_dir", str(dataset), "--trainer.default_root_dir",
+                     str(tmp_path / "run"), "--model.init_discriminator_from", str(path)])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err, err[-3000:]
+    (line,) = _error_lines(err)
+    assert line.endswith(f"{path}: --model.init_discriminator_from was given but this model trains without a "
+                         "discriminator (model.use_discriminator: false); drop the option"), line
