@@ -3,7 +3,8 @@ from the data module, atomic checkpoints, GAN-safe DDP by default, and a resume 
 
 ``--ckpt_path last`` resumes from the newest ``last.ckpt`` anywhere under the run (``trainer.default_root_dir``,
 the logger's ``save_dir`` and any ``ModelCheckpoint`` ``dirpath``) and logs on into the logger version that
-wrote it; with no such file it stops instead of starting over. ``--ckpt_path FILE`` is read (``weights_only``)
+wrote it; with no such file, or an unreadable one, it stops instead of starting over or falling back to an older
+step, and names the run's newest other checkpoint to resume from. ``--ckpt_path FILE`` is read (``weights_only``)
 before anything is built, so a bad file is named at once; that run logs to a new version, as Lightning does.
 Either way the model is built from the config on the command line, not re-parsed from the checkpoint.
 """
