@@ -1,6 +1,7 @@
 """Shallow diffusion benchmark: seconds of CPU time per second of audio for the so-vits-svc 4.1 diffusion model.
 
-    python bench/bench_diffusion.py [--reference SO_VITS_SVC_CHECKOUT] [--seconds 10] [--json out.json]
+    python bench/bench_diffusion.py [--reference SO_VITS_SVC_CHECKOUT] [--seconds 10] [--lengths 5,20,60]
+        [--converter-precisions fp32,bf16] [--json out.json]
 
 One random model with the 4.1 default sizes (768-dim units, 20 WaveNet layers of 512 channels, 256 hidden, 128 mels,
 1000 steps) is written once in so-vits-svc's format (``model_0.pt`` + ``diffusion.yaml``). Each worker loads that
@@ -203,12 +204,15 @@ def converter_sweep(args, tmp: Path, model: Path, config: Path) -> list[dict]:
         wav = folder / f"speech_{seconds:g}s.wav"
         sf.write(wav, C.test_speech(seconds, SR)[0], SR)
         for precision in args.converter_precisions.split(","):
-            for mode in ("plain", "shallow"):
+            for mode in ("shallow", "plain"):
                 print(f"svc-pl infer {mode} {precision}, {seconds:g} s ...", flush=True)
-                rows.append(C.run_measured(SCRIPT, ["--worker", "converter", "--mode", mode, "--precision", precision,
-                                                    "--seconds", str(seconds), "--input", str(wav), "--voice",
-                                                    str(voice), "--model", str(model), "--config", str(config),
-                                                    "--vocoder", str(vocoder)], args.max_load, args.wait))
+                r = C.run_measured(SCRIPT, ["--worker", "converter", "--mode", mode, "--precision", precision,
+                                            "--seconds", str(seconds), "--input", str(wav), "--voice", str(voice),
+                                            "--model", str(model), "--config", str(config), "--vocoder",
+                                            str(vocoder)], args.max_load, args.wait, retries=args.converter_retries)
+                print(f"  peak RSS {r['peak_rss_mib']:.0f} MiB, {r['rtf']:.2f} s per s of audio (load "
+                      f"{r['quiet']['load1_before']}, foreign CPU {r['quiet']['foreign_cores']} cores)", flush=True)
+                rows.append(r)
     return rows
 
 
@@ -222,6 +226,8 @@ def main(argv=None) -> None:
     p.add_argument("--json", help="write all figures to this JSON file")
     p.add_argument("--converter-precisions", default="fp32",
                    help="precisions of the svc-pl infer memory sweep, comma-separated ('' skips it)")
+    p.add_argument("--converter-retries", type=int, default=1,
+                   help="svc-pl infer runs repeated when the machine was busy (0: memory figures only)")
     p.add_argument("--skip-model", action="store_true",
                    help="skip the model-call timings and memory sweep (only the svc-pl infer sweep)")
     p.add_argument("--max-load", type=float, default=C.MAX_LOAD)
