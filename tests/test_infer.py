@@ -318,6 +318,9 @@ def test_precision_auto_follows_hardware(monkeypatch):
     assert resolve_precision("auto", "cpu") == "fp32"
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
     assert resolve_precision("auto", "cpu") == "bf16"
+    # CUDA: fp32 (bf16 autocast measured slower there for conversion), whatever the GPU supports
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert resolve_precision("auto", "cuda") == "fp32" and resolve_precision("bf16", "cuda") == "bf16"
     with pytest.raises(ValueError, match="precision"):
         resolve_precision("fp16", "cpu")
 
