@@ -125,6 +125,21 @@ def test_seeded_diffusion_is_reproducible(files, voice, encoder):
     assert np.abs(a - _convert(conv, files, seed=4, **kw)).max() > 1e-4
 
 
+def test_windowed_vocoder_renders_what_the_whole_piece_gives(files, voice, encoder, monkeypatch):
+    """--decode-window also windows the vocoder after diffusion (one kernel shape per piece length, a working set
+    that does not grow with the piece): the same audio as rendering whole pieces, and really in windows."""
+    conv = Converter(voice, encoder, diffusion=_stage(files, voice))
+    kw = dict(shallow_diffusion=True, k_step=20, diffusion_speedup=5, seed=3, min_chunk_seconds=10.0)
+    whole = _convert(conv, files, decode_window=0, **kw)
+    calls = []
+    vocoder = conv.diffusion.vocoder
+    decode = vocoder.decode
+    monkeypatch.setattr(vocoder, "decode", lambda x, *a, **k: calls.append(x.shape[-1]) or decode(x, *a, **k))
+    windowed = _convert(conv, files, decode_window=4, **kw)
+    assert len(calls) > 2 and len(set(calls)) == 1, calls  # windows, all of one length
+    np.testing.assert_allclose(windowed, whole, atol=1e-5)
+
+
 def test_second_encoding_and_speaker_keyframes_reach_the_diffusion(files, voice, encoder):
     """--second-encoding changes the shallow-diffusion audio; in diffusion-only conversion (no synthesizer, so only
     the diffusion model sees the speaker) constant keyframes equal the named speaker and moving ones do not."""

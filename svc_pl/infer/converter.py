@@ -350,7 +350,8 @@ class Converter:
         speaker = torch.cat([_speaker_frames(x.speaker, self.model.net.n_speakers, n) for x in inputs]).to(dev)
         return self.diffusion.render(units, f0_used.float() if f0_used is not None else f0, vol, speaker,
                                      k_step=opts.k_step, method=opts.diffusion_method, speedup=opts.diffusion_speedup,
-                                     seed=opts.seed, audio=audio, autocast=self._autocast(opts))
+                                     seed=opts.seed, audio=audio, autocast=self._autocast(opts),
+                                     decode_window=opts.decode_window)
 
     def _trim(self, audio: np.ndarray, p: _Piece, offset: int, y: np.ndarray, opts: ConvertOptions) -> np.ndarray:
         """Piece ``p``'s samples out of its padded output ``audio`` (samples,), loudness-matched to the input."""

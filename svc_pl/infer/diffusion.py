@@ -76,7 +76,7 @@ class DiffusionStage:
 
     def render(self, units: torch.Tensor, f0: torch.Tensor, volume: torch.Tensor, speaker: torch.Tensor,
                k_step: int, method: str, speedup: int, seed: int | None, audio: torch.Tensor | None = None,
-               autocast=None) -> torch.Tensor:
+               autocast=None, decode_window: int = 0) -> torch.Tensor:
         """Diffuse one batch of pieces and vocode it.
 
         Args:
@@ -91,6 +91,9 @@ class DiffusionStage:
             seed: seed of each row's initial noise (None: unseeded).
             audio: (B, N * hop) synthesizer output to refine, or None to generate from noise.
             autocast: context manager the diffusion network runs under (bf16), or None.
+            decode_window: if > 0, the vocoder renders in windows of this many frames
+                (:meth:`NSFHiFiGAN.decode_windowed`): the same audio up to float rounding, one kernel shape for
+                every piece length and a working set that does not grow with the piece.
 
         Returns:
             (B, N * hop) fp32 audio.
@@ -118,7 +121,13 @@ class DiffusionStage:
                                        generator=generators)
             rows = rows_seeded(int(seed), f0.shape[0]) if seed is not None and f0.shape[0] > 1 else None
             with rows or contextlib.nullcontext():  # the vocoder's source too draws per row
-                return self.vocoder(mel.float().transpose(1, 2), f0.float()).reshape(f0.shape[0], -1)
+                mel, f0 = mel.float().transpose(1, 2), f0.float()
+                if decode_window > 0:
+                    source = self.vocoder.m_source(f0, self.vocoder.upp)
+                    wav = self.vocoder.decode_windowed(mel, source, window=decode_window)
+                else:
+                    wav = self.vocoder(mel, f0)
+                return wav.reshape(f0.shape[0], -1)
 
 
 def diffusion_config_path(opts) -> Path:
