@@ -18,16 +18,13 @@ import soundfile as sf
 import torch
 
 from svc_pl.cli import main as cli_main
-from svc_pl.compat import save_sovits, sovits_config_for, write_json_atomic
 from svc_pl.data.content import random_content_encoder
-from svc_pl.data.spectral import mel_filterbank
 from svc_pl.diffusion.model import MelDiffusion
 from svc_pl.infer.converter import Converter, ConvertOptions
 from svc_pl.infer.diffusion import load_diffusion_stage
 from svc_pl.infer.loading import load_voice_model
 from svc_pl.synthesizer import Synthesizer
-from tests.test_diffusion_infer import HOP, SPEAKERS, SR, VOCODER, _diffusion
-from tests.test_enhancer import _write_vocoder
+from tests.test_diffusion_infer import HOP, SR, _diffusion, write_voice_and_vocoder
 from tests.test_infer import TINY
 
 CUDA = torch.cuda.is_available()
@@ -123,22 +120,9 @@ def _voiced_signal(sr: int, seconds: float) -> np.ndarray:
     return (0.3 * y * gate + 0.003 * rng.standard_normal(len(t))).astype(np.float32)
 
 
-def _log_mel(y: np.ndarray, sr: int) -> torch.Tensor:
-    spec = torch.stft(torch.from_numpy(y), 1024, 256, window=torch.hann_window(1024), return_complex=True).abs()
-    fb = mel_filterbank(sr, 1024, 64, 0.0, sr / 2)
-    return torch.log(torch.clamp(fb @ spec, min=1e-5))
-
-
 @pytest.fixture(scope="module")
 def voice_files(tmp_path_factory):
-    d = tmp_path_factory.mktemp("devices")
-    torch.manual_seed(0)
-    net = Synthesizer(**TINY, spec_channels=513, segment_size=20)
-    cfg = sovits_config_for(TINY, SPEAKERS, hop_length=HOP, filter_length=1024, win_length=1024,
-                            segment_size_samples=6400)
-    save_sovits(net, d / "G_1.pth")
-    write_json_atomic(d / "config.json", cfg.to_dict())
-    _write_vocoder(d / "vocoder", VOCODER)
+    d = write_voice_and_vocoder(tmp_path_factory.mktemp("devices"))
     sf.write(d / "song.wav", _voiced_signal(SR, 3.0), SR, subtype="FLOAT")
     return {"voice": d / "G_1.pth", "vocoder": d / "vocoder", "song": d / "song.wav",
             "full": _diffusion(d / "full"), "dir": d}

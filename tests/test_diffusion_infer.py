@@ -24,7 +24,7 @@ from svc_pl.synthesizer import Synthesizer
 from tests.speech import synth_speech
 from tests.test_enhancer import CONFIG as VOCODER_CONFIG
 from tests.test_enhancer import _write_vocoder
-from tests.test_infer import TINY
+from tests.test_infer import TINY, write_tiny_voice
 
 SR, HOP, N_MELS = 16000, 320, 16  # the synthesizer's, the vocoder's and the diffusion model's
 SPEAKERS = {"alto": 0, "tenor": 1, "bass": 2}
@@ -49,17 +49,18 @@ def _diffusion(path, unit_dim=768, speakers=SPEAKERS, k_step_max=0, n_mels=N_MEL
     return path / "model_0.pt"
 
 
+def write_voice_and_vocoder(d):
+    """A random TINY voice (``d/G_1.pth`` + ``d/config.json``, speakers alto, tenor, bass at 16 kHz / hop 320) and
+    a matching openvpi vocoder folder (``d/vocoder``); returns d."""
+    write_tiny_voice(d)
+    _write_vocoder(d / "vocoder", VOCODER)
+    return d
+
+
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     """Voice model (G_1.pth), full and shallow-only diffusion models, vocoder folder and 1.2 s of speech."""
-    d = tmp_path_factory.mktemp("diffusion_infer")
-    torch.manual_seed(0)
-    net = Synthesizer(**TINY, spec_channels=513, segment_size=20)
-    cfg = sovits_config_for(TINY, SPEAKERS, hop_length=HOP, filter_length=1024, win_length=1024,
-                            segment_size_samples=6400)
-    save_sovits(net, d / "G_1.pth")
-    write_json_atomic(d / "config.json", cfg.to_dict())
-    _write_vocoder(d / "vocoder", VOCODER)
+    d = write_voice_and_vocoder(tmp_path_factory.mktemp("diffusion_infer"))
     synth_speech(d / "speech.wav", "Shallow diffusion, please.")
     y, sr = sf.read(d / "speech.wav", dtype="float32")
     sf.write(d / "clip.wav", y[: int(1.2 * sr)], sr, subtype="FLOAT")

@@ -177,15 +177,15 @@ def run_roots(trainer) -> list[Path]:
 
 def find_last_checkpoint(roots: list[Path]) -> Path | None:
     """The most recently written ``last.ckpt`` (or ``last-vN.ckpt``) under any of ``roots``."""
-    found = {p.resolve() for root in roots if root.is_dir() for p in root.rglob("last*.ckpt")
-             if _LAST.fullmatch(p.name) and p.is_file()}
-    return max(found, key=lambda p: (p.stat().st_mtime, str(p)), default=None)
+    return newest_checkpoint(roots, only_last=True)
 
 
-def newest_checkpoint(roots: list[Path], besides: Path | None = None) -> Path | None:
-    """The most recently written ``.ckpt`` under any of ``roots`` other than ``besides``."""
+def newest_checkpoint(roots: list[Path], besides: Path | None = None, only_last: bool = False) -> Path | None:
+    """The most recently written ``.ckpt`` under any of ``roots`` other than ``besides`` (``only_last``: of the
+    ``last.ckpt`` / ``last-vN.ckpt`` files alone)."""
     skip = besides.resolve() if besides is not None else None
-    found = {p.resolve() for root in roots if root.is_dir() for p in root.rglob("*.ckpt") if p.is_file()} - {skip}
+    found = {p.resolve() for root in roots if root.is_dir() for p in root.rglob("*.ckpt")
+             if p.is_file() and (not only_last or _LAST.fullmatch(p.name))} - {skip}
     return max(found, key=lambda p: (p.stat().st_mtime, str(p)), default=None)
 
 

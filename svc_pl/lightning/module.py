@@ -34,19 +34,21 @@ def _read_run_checkpoint(path: str) -> dict[str, torch.Tensor]:
     return read_ckpt(path)["state_dict"]
 
 
-def _load_run_weights(module: torch.nn.Module, state: dict[str, torch.Tensor], path: str, option: str,
-                      settings: str) -> list[str]:
-    """Load ``state`` (from an svc_pl run) into ``module``; a speaker table of another size keeps its initial
-    values. Returns the keys left at their initial values; a mismatch names the file and the settings to use."""
+def _load_with_advice(module: torch.nn.Module, state: dict[str, torch.Tensor], path: str, advice: str,
+                      reinit_prefixes: tuple[str, ...] = ()) -> list[str]:
+    """Load ``state`` into ``module`` (tables under ``reinit_prefixes`` of another size keep their initial values);
+    returns the keys left at their initial values. A mismatch lists every tensor, then ``advice``."""
     from svc_pl.compat.checkpoint import load_state_into
 
     try:
-        return load_state_into(module, state, str(path), reinit_prefixes=("emb_g.",))
+        return load_state_into(module, state, str(path), reinit_prefixes=reinit_prefixes)
     except CheckpointMismatchError as err:
-        raise CheckpointMismatchError(
-            err.path, err.missing, err.unexpected, err.mismatched,
-            f"  {option} takes a run of the same {settings}: train with that run's config.yaml (beside its "
-            "checkpoints/ folder) or drop the option") from None
+        raise CheckpointMismatchError(err.path, err.missing, err.unexpected, err.mismatched, f"  {advice}") from None
+
+
+def _same_run_advice(option: str, settings: str) -> str:
+    return (f"{option} takes a run of the same {settings}: train with that run's config.yaml (beside its "
+            "checkpoints/ folder) or drop the option")
 
 
 class SVCModule(pl.LightningModule):
@@ -164,7 +166,8 @@ class SVCModule(pl.LightningModule):
                          table.shape[0], self.net.emb_g.weight.shape[0])
         elif str(path).endswith(".ckpt"):
             state = {k[4:]: v for k, v in _read_run_checkpoint(path).items() if k.startswith("net.")}
-            left = _load_run_weights(self.net, state, path, "--model.init_from", "model.net settings")
+            left = _load_with_advice(self.net, state, path, _same_run_advice("--model.init_from", "model.net settings"),
+                                     reinit_prefixes=("emb_g.",))
             if any(k.startswith("emb_g.") for k in left):
                 LOG.warning("%s: speaker table has %d rows, this dataset %d speakers: re-initialised emb_g",
                             path, state["emb_g.weight"].shape[0], self.net.emb_g.weight.shape[0])
@@ -177,7 +180,7 @@ class SVCModule(pl.LightningModule):
     def load_discriminator_weights(self, path: str) -> None:
         """Initialise the discriminator from a so-vits-svc ``D_*.pth`` or the ``disc.*`` weights of an svc_pl
         ``.ckpt``; either must have this model's width (``discriminator_width``)."""
-        from svc_pl.compat.checkpoint import load_state_into, read_checkpoint
+        from svc_pl.compat.checkpoint import read_checkpoint
 
         if self.disc is None:
             raise UserFacingError(f"{path}: --model.init_discriminator_from was given but this model trains without "
@@ -187,16 +190,13 @@ class SVCModule(pl.LightningModule):
             if not state:
                 raise UserFacingError(f"{path}: that run trained without a discriminator (no disc.* weights); drop "
                                       "--model.init_discriminator_from")
-            _load_run_weights(self.disc, state, path, "--model.init_discriminator_from", "model.discriminator_width")
+            advice = _same_run_advice("--model.init_discriminator_from", "model.discriminator_width")
         else:
-            try:
-                load_state_into(self.disc, read_checkpoint(path)["model"], str(path))
-            except CheckpointMismatchError as err:
-                raise CheckpointMismatchError(
-                    err.path, err.missing, err.unexpected, err.mismatched,
-                    f"  --model.init_discriminator_from takes a D_*.pth of this model's discriminator width "
-                    f"({self.hparams.discriminator_width}; so-vits-svc's are 1.0): set --model.discriminator_width "
-                    "to the file's") from None
+            state = read_checkpoint(path)["model"]
+            advice = (f"--model.init_discriminator_from takes a D_*.pth of this model's discriminator width "
+                      f"({self.hparams.discriminator_width}; so-vits-svc's are 1.0): set --model.discriminator_width "
+                      "to the file's")
+        _load_with_advice(self.disc, state, path, advice)
         LOG.info("discriminator initialised from %s", path)
 
     # ------------------------------------------------------------------ optimisation
