@@ -41,6 +41,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-clip-seconds", type=float, default=0.5)
     p.add_argument("--slice-db", type=float, default=-40.0, help="silence threshold of the slicer (dB)")
     p.add_argument("--cache-spec", action="store_true", help="store linear spectrograms (faster training, more disk)")
+    p.add_argument("--unit-window", default="auto", metavar="auto|off|on|W,C,L",
+                   help="make units as a live stream does: each C frames (20 ms) from one encoder call on W frames of "
+                        "audio ending L frames after them (on = 50,4,2: 1 s, 80 ms, 40 ms). auto (default): on for "
+                        "whisper-tiny.en, the shipped base's units; off: whole clips, as so-vits-svc")
+    p.add_argument("--perturb-copies", type=int, default=-1, metavar="N",
+                   help="also store the units of N speaker-perturbed copies of each clip (formant shift, pitch "
+                        "randomisation, random EQ); training reads them so the voice comes from the speaker "
+                        "embedding. Default: 2 for whisper-tiny.en (the base's recipe), else 0")
+    p.add_argument("--seed", type=int, default=0, help="seed of the perturbations")
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -62,7 +71,12 @@ def run(args: argparse.Namespace) -> int:
                              random_encoder=args.random_encoder, f0_method=args.f0, f0_model_path=args.f0_model,
                              workers=max(1, args.workers), device=args.device, val_per_speaker=args.val_per_speaker,
                              slice_db=args.slice_db, min_clip_seconds=args.min_clip_seconds,
-                             max_clip_seconds=args.max_clip_seconds, cache_spec=args.cache_spec)
+                             max_clip_seconds=args.max_clip_seconds, cache_spec=args.cache_spec,
+                             unit_window=args.unit_window, perturb_copies=args.perturb_copies, seed=args.seed)
+    try:
+        opts.resolved_unit_window()
+    except ValueError as err:
+        raise UserFacingError(f"--unit-window: {err}") from None
     if args.random_encoder:
         print("note: using a content encoder with fixed RANDOM weights (--random-encoder); real conversions need "
               "ContentVec weights via --content-encoder", file=sys.stderr)

@@ -27,10 +27,13 @@ class SVCDataModule(pl.LightningDataModule):
         vol_aug: random volume scaling (useful for models with ``vol_embedding``).
         val_clips: how many validation clips to evaluate and log.
         seed: base seed of the per-(epoch, clip) random crops.
+        perturbed_units: train on the units of the clips' speaker-perturbed copies where the dataset has
+            them (``svc-pl preprocess --perturb-copies``); False trains on the clean units.
     """
 
     def __init__(self, dataset_dir: str, batch_size: int = 6, num_workers: int = 2, max_frames: int = 790,
-                 n_buckets: int = 8, vol_aug: bool = False, val_clips: int = 4, seed: int = 1234):
+                 n_buckets: int = 8, vol_aug: bool = False, val_clips: int = 4, seed: int = 1234,
+                 perturbed_units: bool = True):
         super().__init__()
         self.dataset_dir = dataset_dir
         self.batch_size = batch_size
@@ -40,6 +43,7 @@ class SVCDataModule(pl.LightningDataModule):
         self.vol_aug = vol_aug
         self.val_clips = val_clips
         self.seed = seed
+        self.perturbed_units = perturbed_units
         self.info = self._load_info()
         self.train_set = self.val_set = None
 
@@ -58,7 +62,8 @@ class SVCDataModule(pl.LightningDataModule):
                 "unit_dim": self.info.unit_dim, "sampling_rate": self.info.sampling_rate,
                 "hop_length": self.info.hop_length, "filter_length": self.info.filter_length,
                 "win_length": self.info.win_length, "content_encoder": self.info.content_encoder,
-                "f0_method": self.info.f0_method, "unit_interpolate_mode": self.info.unit_interpolate_mode}
+                "f0_method": self.info.f0_method, "unit_interpolate_mode": self.info.unit_interpolate_mode,
+                "unit_window": dict(self.info.unit_window)}
 
     def _make(self, split: str, train: bool):
         if self.info.format == "sovits":
@@ -66,7 +71,8 @@ class SVCDataModule(pl.LightningDataModule):
 
             return SovitsDataset(self.dataset_dir, split, self.max_frames if train else None, self.seed,
                                  self.vol_aug, train)
-        return FeatureDataset(self.dataset_dir, split, self.max_frames if train else None, self.seed, self.vol_aug, train)
+        return FeatureDataset(self.dataset_dir, split, self.max_frames if train else None, self.seed, self.vol_aug, train,
+                              self.perturbed_units)
 
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit") and self.train_set is None:

@@ -40,6 +40,9 @@ class Batch(NamedTuple):
 class FeatureDataset(Dataset):
     """One item per clip: features cropped to at most ``max_frames`` frames.
 
+    Training items take their units from one of the clip's speaker-perturbed copies when the bundle has them
+    (``units_perturbed``, drawn per step) unless ``perturbed_units`` is False; validation uses the clean units.
+
     Items are addressed by ``index`` or ``(index, epoch)`` (what :class:`BucketSampler` yields), and
     random choices (crop start, volume augmentation) come from a generator seeded by
     (seed, epoch, index): the same epoch gives the same data in any worker or process, which makes
@@ -47,7 +50,7 @@ class FeatureDataset(Dataset):
     """
 
     def __init__(self, dataset_dir: str | Path, split: str = "train", max_frames: int | None = 790, seed: int = 1234,
-                 vol_aug: bool = False, train: bool = True):
+                 vol_aug: bool = False, train: bool = True, perturbed_units: bool = True):
         self.root = Path(dataset_dir)
         self.info = DatasetInfo.load(self.root)
         self.items = read_filelist(self.root / f"{split}.txt")
@@ -57,6 +60,7 @@ class FeatureDataset(Dataset):
         self.seed = seed
         self.vol_aug = vol_aug
         self.train = train
+        self.perturbed_units = perturbed_units
         self.spectrogram = LinearSpectrogram(self.info.filter_length, self.info.hop_length, self.info.win_length)
         self._lengths: list[int] | None = None
 
@@ -92,6 +96,10 @@ class FeatureDataset(Dataset):
         if audio.shape[0] < n * hop:
             audio = torch.nn.functional.pad(audio, (0, n * hop - audio.shape[0]))
         units = bundle["units"].float()
+        perturbed = bundle.get("units_perturbed")
+        if self.train and self.perturbed_units and perturbed is not None and len(perturbed):
+            # a speaker-perturbed copy's units: the voice must come from the speaker embedding
+            units = perturbed[int(torch.randint(0, len(perturbed), (1,), generator=gen))].float()
         voiced = bundle["voiced"].float()
         volume = bundle.get("volume")
         volume = volume.float() if volume is not None else torch.zeros(n)

@@ -12,6 +12,9 @@ f0          (N,) float32                  Hz, unvoiced frames interpolated
 voiced      (N,) float32                  1 voiced / 0 unvoiced
 volume      (N,) float32                  frame RMS volume (so-vits-svc ``vol``)
 spec        (n_fft//2+1, N) float16       optional cached linear spectrogram
+units_perturbed (K, D, N) float16        optional: units of K speaker-perturbed copies
+                                          (``svc-pl preprocess --perturb-copies K``), what
+                                          training reads in place of ``units``
 ==========  ============================  ==============================================
 
 with N == T // hop_length.
@@ -46,6 +49,7 @@ class DatasetInfo:
     unit_dim: int = 768
     f0_method: str = "pm"
     unit_interpolate_mode: str = "nearest"
+    unit_window: dict[str, int] = field(default_factory=dict)  # UnitWindow.to_dict(); {}: whole-clip units
     format: str = "svc_pl"  # or "sovits" for a so-vits-svc 4.1 preprocessed dataset
     version: int = FORMAT_VERSION
     extra: dict[str, Any] = field(default_factory=dict)

@@ -2,8 +2,9 @@
 
 Per source file (in worker processes): read any soundfile format, mono, one resample to the target
 rate, loudness-normalise, split at silences (the seed's slicer) into clips of bounded length, then per
-clip F0 + voiced flag and volume at the hop. In the main process: content units (one encoder, on the
-chosen device), the feature bundle written atomically. A per-file manifest written last makes re-runs
+clip F0 + voiced flag and volume at the hop, and speaker-perturbed copies when asked. Content units: in the
+workers on a CPU (one encoder each), else in the main process (one encoder on the chosen device). The main
+process writes each feature bundle atomically. A per-file manifest written last makes re-runs
 skip finished files. Bad files are reported with a reason and skipped; nothing stops the run.
 """
 
@@ -48,6 +49,22 @@ class PreprocessOptions:
     max_clip_seconds: float = 15.0
     unit_interpolate_mode: str = "nearest"
     cache_spec: bool = False
+    unit_window: str = "auto"  # "auto" (on for whisper-tiny.en, the base's units), "off", "on" or "W,C,L" frames
+    perturb_copies: int = -1  # speaker-perturbed unit copies per clip; -1: 2 for whisper-tiny.en, else 0
+    seed: int = 0  # of the perturbations (each clip's own generator: re-runs give the same copies)
+
+    def resolved_unit_window(self):
+        """The :class:`~svc_pl.data.unit_window.UnitWindow` units are made with, or None (whole clips)."""
+        from svc_pl.data.unit_window import UnitWindow
+
+        if self.unit_window == "auto":
+            return UnitWindow() if self.content_encoder_path == "whisper-tiny.en" else None
+        return UnitWindow.parse(self.unit_window)
+
+    def resolved_perturb_copies(self) -> int:
+        if self.perturb_copies >= 0:
+            return self.perturb_copies
+        return 2 if self.content_encoder_path == "whisper-tiny.en" else 0
 
 
 @dataclass
@@ -57,6 +74,9 @@ class Clip:
     f0: np.ndarray
     voiced: np.ndarray
     volume: np.ndarray
+    perturbed: list[np.ndarray] = field(default_factory=list)  # speaker-perturbed copies of ``audio``
+    units: torch.Tensor | None = None  # (D, N) float16, when the worker computed them
+    units_perturbed: torch.Tensor | None = None  # (K, D, N) float16
 
 
 @dataclass
@@ -93,6 +113,13 @@ def _worker_init(opts: PreprocessOptions) -> None:
     _WORKER["opts"] = opts
     _WORKER["f0"] = get_f0_extractor(opts.f0_method, sample_rate=opts.sampling_rate, hop_length=opts.hop_length,
                                      device="cpu", model_path=opts.f0_model_path)
+    _WORKER["units"] = UnitComputer(opts) if _units_in_workers(opts) else None
+
+
+def _units_in_workers(opts: PreprocessOptions) -> bool:
+    """On a CPU with several workers each worker encodes its own clips (one thread each); on a GPU one
+    encoder in the main process does."""
+    return opts.workers > 1 and str(opts.device) == "cpu"
 
 
 def process_file(job: tuple[str, str, str]) -> FileResult:
@@ -119,8 +146,17 @@ def process_file(job: tuple[str, str, str]) -> FileResult:
                 continue
             audio = y[a:a + n * hop]
             track = _WORKER["f0"].compute(audio, n_frames=n)
-            result.clips.append(Clip(f"{speaker}/{stem}_{k}", audio, track.f0.astype(np.float32),
-                                     track.voiced.astype(np.float32), frame_volume(audio, hop, n)))
+            name = f"{speaker}/{stem}_{k}"
+            result.clips.append(Clip(name, audio, track.f0.astype(np.float32), track.voiced.astype(np.float32),
+                                     frame_volume(audio, hop, n), _perturbed_copies(name, audio, track, opts)))
+        units = _WORKER.get("units")
+        if units is not None:
+            for clip in result.clips:
+                n = len(clip.f0)
+                clip.units = units(clip.audio, n).to(torch.float16)
+                if clip.perturbed:
+                    clip.units_perturbed = torch.stack([units(a, n) for a in clip.perturbed]).to(torch.float16)
+                    clip.perturbed = []
         if not result.clips:
             result.problem = "no usable clip (all silent or shorter than --min-clip-seconds after slicing)"
     except UserFacingError as err:
@@ -128,6 +164,21 @@ def process_file(job: tuple[str, str, str]) -> FileResult:
     except Exception as err:  # a single bad file must never stop a run over thousands
         result.problem = f"unexpected {type(err).__name__}: {err}"
     return result
+
+
+def _perturbed_copies(name: str, audio: np.ndarray, track, opts: PreprocessOptions) -> list[np.ndarray]:
+    """``opts.resolved_perturb_copies()`` speaker-perturbed copies of a clip, from its own seeded generator."""
+    import zlib
+
+    from svc_pl.data.perturb import perturb
+
+    copies = opts.resolved_perturb_copies()
+    if copies <= 0:
+        return []
+    rng = np.random.default_rng([opts.seed, zlib.crc32(name.encode("utf-8"))])
+    voiced = track.f0[track.voiced > 0.5]
+    median = float(np.median(voiced)) if len(voiced) else None
+    return [perturb(audio, opts.sampling_rate, rng, median) for _ in range(copies)]
 
 
 class UnitComputer:
@@ -142,6 +193,11 @@ class UnitComputer:
         else:
             self.encoder = load_content_encoder(opts.encoder, opts.content_encoder_path, device=opts.device)
         self.encoder = self.encoder.to(opts.device).eval()
+        window = opts.resolved_unit_window()
+        if window is not None:
+            from svc_pl.data.unit_window import WindowedEncoder
+
+            self.encoder = WindowedEncoder(self.encoder, window)
         self.dim = int(self.encoder.dim)
 
     @torch.inference_mode()
@@ -179,6 +235,7 @@ def preprocess(input_dir: str | os.PathLike, output_dir: str | os.PathLike, opts
     """Run the whole preprocessing; returns the report (also written to OUTPUT_DIR/report.json)."""
     input_dir, out = Path(input_dir), Path(output_dir)
     speakers, jobs = scan_sources(input_dir)
+    _check_resumable(out, opts)
     out.mkdir(parents=True, exist_ok=True)
     todo, done_clips = [], {}
     for job in jobs:
@@ -191,7 +248,8 @@ def preprocess(input_dir: str | os.PathLike, output_dir: str | os.PathLike, opts
         todo.append(job)
     LOG.info("%d source files (%d already done), %d speakers", len(jobs), len(jobs) - len(todo), len(speakers))
     problems: list[dict[str, str]] = []
-    units = UnitComputer(opts) if todo else None
+    units = UnitComputer(opts) if todo and not _units_in_workers(opts) else None
+    unit_dim = units.dim if units else None
     spec = None
     if opts.cache_spec:
         from svc_pl.data.spectral import LinearSpectrogram
@@ -215,9 +273,16 @@ def preprocess(input_dir: str | os.PathLike, output_dir: str | os.PathLike, opts
             names, frames = [], []
             for clip in res.clips:
                 n = len(clip.f0)
+                if clip.units is None:
+                    clip.units = units(clip.audio, n).to(torch.float16)
+                    if clip.perturbed:
+                        clip.units_perturbed = torch.stack([units(a, n) for a in clip.perturbed]).to(torch.float16)
+                unit_dim = int(clip.units.shape[0])
                 bundle = {"audio": torch.from_numpy(np.round(np.clip(clip.audio, -1, 1) * 32767).astype(np.int16)),
-                          "units": units(clip.audio, n).to(torch.float16), "f0": torch.from_numpy(clip.f0),
+                          "units": clip.units, "f0": torch.from_numpy(clip.f0),
                           "voiced": torch.from_numpy(clip.voiced), "volume": torch.from_numpy(clip.volume)}
+                if clip.units_perturbed is not None:
+                    bundle["units_perturbed"] = clip.units_perturbed
                 if spec is not None:
                     bundle["spec"] = spec(torch.from_numpy(clip.audio).unsqueeze(0))[0].to(torch.float16)
                 save_bundle(out / f"{clip.name}.pt", bundle)
@@ -236,7 +301,29 @@ def preprocess(input_dir: str | os.PathLike, output_dir: str | os.PathLike, opts
             pool.join()
         if bar is not None:
             bar.close()
-    return _finish(out, speakers, done_clips, problems, opts, units.dim if units else None, len(jobs))
+    return _finish(out, speakers, done_clips, problems, opts, unit_dim, len(jobs))
+
+
+def _settings(opts: PreprocessOptions) -> dict[str, Any]:
+    """What a dataset's features depend on beyond the audio: re-running into a folder needs the same."""
+    window = opts.resolved_unit_window()
+    return {"content_encoder": opts.encoder, "sampling_rate": opts.sampling_rate, "hop_length": opts.hop_length,
+            "unit_window": window.to_dict() if window else {}, "perturb_copies": opts.resolved_perturb_copies()}
+
+
+def _check_resumable(out: Path, opts: PreprocessOptions) -> None:
+    if not (out / "dataset.json").is_file():
+        return
+    info = DatasetInfo.load(out)
+    old = {"content_encoder": info.content_encoder, "sampling_rate": info.sampling_rate,
+           "hop_length": info.hop_length, "unit_window": info.unit_window,
+           "perturb_copies": int(info.extra.get("perturb_copies", 0))}
+    new = _settings(opts)
+    diff = {k: (old[k], new[k]) for k in new if old[k] != new[k]}
+    if diff:
+        said = "; ".join(f"{k}: {a!r} there, {b!r} now" for k, (a, b) in diff.items())
+        raise UserFacingError(f"{out}: already holds a dataset preprocessed with other settings ({said}); "
+                              "write to a new folder, or delete this one, so its clips do not mix")
 
 
 def _stored_unit_dim(path: Path) -> int | None:
@@ -271,8 +358,10 @@ def _finish(out: Path, speakers: list[str], clips: dict[str, int], problems: lis
                        hop_length=opts.hop_length, filter_length=opts.filter_length, win_length=opts.win_length,
                        content_encoder=opts.encoder, unit_dim=unit_dim or ENCODERS[opts.encoder],
                        f0_method=opts.f0_method, unit_interpolate_mode=opts.unit_interpolate_mode,
+                       unit_window=_settings(opts)["unit_window"],
                        extra={"frames": {f"{k}.pt": v for k, v in clips.items()},
-                              "random_encoder": bool(opts.random_encoder)})
+                              "random_encoder": bool(opts.random_encoder),
+                              "perturb_copies": opts.resolved_perturb_copies(), "perturb_seed": opts.seed})
     if train:
         write_filelist(out / "train.txt", train)
         write_filelist(out / "val.txt", val or train[:1])

@@ -189,6 +189,16 @@ class WhisperContentEncoder(nn.Module):
             outs.append(units[:, :n])
         return torch.cat(outs, dim=1).transpose(1, 2)
 
+    def encode_unpadded(self, wav16k: torch.Tensor) -> torch.Tensor:
+        """(B, T) audio -> (B, dim, T // 320) units of exactly that audio, without padding it to 30 s
+        (what a stream can afford; :mod:`svc_pl.data.unit_window`)."""
+        n = wav16k.shape[-1] // UNIT_HOP
+        if n == 0 or n > self.model.dims.n_audio_ctx:
+            raise ValueError(f"{self.name}: {wav16k.shape[-1]} samples cannot be encoded unpadded "
+                             f"(1 to {self.model.dims.n_audio_ctx} frames of {UNIT_HOP})")
+        wav16k = wav16k[:, : n * UNIT_HOP]
+        return self.model(self.mel(wav16k).to(wav16k.dtype))[:, :n].transpose(1, 2)
+
     def extra_repr(self) -> str:
         d = self.model.dims
         return f"name={self.name!r}, dim={self.dim}, layers={d.n_audio_layer}, heads={d.n_audio_head}, mels={d.n_mels}"

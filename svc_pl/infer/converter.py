@@ -65,7 +65,7 @@ class Converter:
                  cluster=None, index=None, diffusion=None):
         self.model = model
         self.diffusion = diffusion
-        self.encoder = content_encoder.to(device).eval()
+        self.encoder = model.wrap_encoder(content_encoder).to(device).eval()
         self.device = torch.device(device)
         self.enhancer = enhancer
         self.cluster = cluster

@@ -29,6 +29,16 @@ class VoiceModel:
     content_encoder: str
     unit_interpolate_mode: str
     source: str
+    unit_window: dict[str, int] | None = None  # units made as a stream makes them (svc_pl.data.unit_window)
+
+    def wrap_encoder(self, encoder):
+        """The content encoder as this model was trained on it: windowed when its units were."""
+        from svc_pl.data.unit_window import UnitWindow, WindowedEncoder
+
+        window = UnitWindow.from_dict(self.unit_window)
+        if window is None or isinstance(encoder, WindowedEncoder):
+            return encoder
+        return WindowedEncoder(encoder, window)
 
     def speaker_id(self, speaker: str | int) -> int:
         """A speaker name (or numeric id) -> id, with an error listing the model's speakers."""
@@ -128,4 +138,5 @@ def _from_lightning(path: Path) -> VoiceModel:
     state = {k[4:]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
     load_state_into(net, state, str(path))
     return VoiceModel(net.eval(), int(info["sampling_rate"]), int(info["hop_length"]), dict(info["speakers"]),
-                      str(info["content_encoder"]), str(info.get("unit_interpolate_mode", "nearest")), str(path))
+                      str(info["content_encoder"]), str(info.get("unit_interpolate_mode", "nearest")), str(path),
+                      dict(info.get("unit_window") or {}) or None)

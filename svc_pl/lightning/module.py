@@ -154,6 +154,13 @@ class SVCModule(pl.LightningModule):
                     f"{path}: the base takes {meta['dataset_info']['unit_dim']}-d units "
                     f"({meta['dataset_info'].get('content_encoder')}) but this dataset has {self.net.ssl_dim}-d units: "
                     "preprocess with the base's encoder (--encoder whisper-ppg --content-encoder whisper-tiny.en)")
+            base_window, our_window = dict(base_info.get("unit_window") or {}), dict(info.get("unit_window") or {})
+            if base_window != our_window:
+                flag = ",".join(str(base_window[k]) for k in ("window_frames", "chunk_frames", "lookahead_frames")
+                                ) if base_window else "off"
+                raise UserFacingError(
+                    f"{path}: the base was trained on units made {_window_words(base_window)} but this dataset's "
+                    f"units are made {_window_words(our_window)}: preprocess again with --unit-window {flag}")
             load_state_into(self.net, state, str(path), reinit_prefixes=("emb_g.",))
             table = state.get("emb_g.weight")
             if table is not None and table.shape != self.net.emb_g.weight.shape:
@@ -388,3 +395,9 @@ class SVCModule(pl.LightningModule):
         write_json_atomic(paths["config"], cfg.to_dict())
         return paths
 
+
+def _window_words(window: dict[str, int]) -> str:
+    if not window:
+        return "from whole clips"
+    return (f"in windows of {window['window_frames']} frames, {window['chunk_frames']} at a time with "
+            f"{window['lookahead_frames']} of look-ahead")
