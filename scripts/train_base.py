@@ -22,8 +22,12 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "svc_pl" / "pretrained"
+# units as a live stream makes them (1 s windows, 80 ms chunks, 40 ms look-ahead) and two speaker-perturbed
+# copies per clip that training draws from: what `svc-pl preprocess --content-encoder whisper-tiny.en` does
+# by default, spelled out
 PREPROCESS = ["--encoder", "whisper-ppg", "--content-encoder", "whisper-tiny.en", "--sampling-rate", "16000",
-              "--hop-length", "320", "--filter-length", "1024", "--f0", "pm"]
+              "--hop-length", "320", "--filter-length", "1024", "--f0", "pm", "--unit-window", "50,4,2",
+              "--perturb-copies", "2"]
 
 
 def stage_data(work: Path, workers: int) -> None:
@@ -40,7 +44,24 @@ def stage_data(work: Path, workers: int) -> None:
         sys.exit("preprocessing failed")
 
 
-def stage_fit(work: Path, minutes: float, max_steps: int) -> None:
+def warm_start_file(work: Path, previous: Path) -> Path:
+    """A previous base's weights labelled with this corpus's unit window, to start training from.
+
+    The previous base may have learned on other units (whole-clip ones, for the first base): its prior and
+    decoder are still a far better start than random weights, and training on the new units adapts them.
+    """
+    import json
+
+    from svc_pl.pretrained import load_base, save_base
+
+    state, meta = load_base(previous)
+    info = json.loads((work / "data" / "dataset.json").read_text())
+    meta["dataset_info"] = dict(meta["dataset_info"], unit_window=info.get("unit_window") or {})
+    meta["warm_started_from"] = {"file": previous.name, "global_step": meta.get("global_step")}
+    return save_base(state, work / "warm_start.safetensors", meta)
+
+
+def stage_fit(work: Path, minutes: float, max_steps: int, init_from: Path | None = None) -> None:
     from svc_pl.cli import main as cli
 
     runs = work / "runs"
@@ -53,6 +74,8 @@ def stage_fit(work: Path, minutes: float, max_steps: int) -> None:
             "--trainer.logger.init_args.version", "0", "--trainer.enable_progress_bar", "false"]
     if last:
         args += ["--ckpt_path", str(last[-1])]
+    elif init_from is not None:
+        args += ["--model.init_from", str(warm_start_file(work, init_from))]
     if cli(args) != 0:
         sys.exit("training failed")
 
@@ -69,10 +92,21 @@ def stage_export(work: Path, minutes: float) -> Path:
     state = {k[4:]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
     meta = {"net": dict(hp["net"]), "dataset_info": dict(hp["dataset_info"]), "global_step": int(ckpt["global_step"]),
             "segment_frames": segment_frames(hp), "epoch": int(ckpt["epoch"]), "train_minutes": minutes,
-            "config": "tiny"}
+            "config": "tiny", "init_from": _warm_start_of(work, hp.get("init_from"))}
     path = save_base(state, OUT / "tiny-base.safetensors", meta)
     print(f"base: {path} ({path.stat().st_size / 1e6:.1f} MB, step {meta['global_step']})", flush=True)
     return path
+
+
+def _warm_start_of(work: Path, init_from: str | None) -> str | None:
+    """What the run started from, for the model card: the previous base's file name and step."""
+    if not init_from:
+        return None
+    from svc_pl.pretrained import load_base
+
+    meta = load_base(init_from)[1] if Path(init_from).is_file() else {}
+    origin = meta.get("warm_started_from") or {}
+    return f"{origin.get('file', Path(init_from).name)} (step {origin.get('global_step')})"
 
 
 def stage_evaluate(work: Path) -> dict:
@@ -135,11 +169,13 @@ def write_card(work: Path, summary: dict) -> Path:
     data = json.loads((work / "data" / "dataset.json").read_text())
     hours = sum(1 for _ in (work / "data").rglob("*.pt"))
     n = meta["net"]
+    window = meta["dataset_info"].get("unit_window") or {}
+    warm = meta.get("init_from")
     lines = [
         "# tiny-base", "",
         "A pretrained base for `svc-pl fit --config tiny --model.init_from tiny-base` (16 kHz, hop 320, "
         "Whisper tiny.en units, 384-d). Made by `python scripts/train_base.py WORK --minutes "
-        f"{meta['train_minutes']:.0f}`.", "",
+        f"{meta['train_minutes']:.0f}" + (" --init-from PREVIOUS_BASE" if warm else "") + "`.", "",
         "## Model", "",
         f"- Prior encoder: {n['n_layers']} transformer layers, {n['hidden_channels']} channels, coarse-F0 embedding "
         "(so-vits-svc's `enc_p`), F0 predictor for `--auto-predict-f0`.",
@@ -147,6 +183,18 @@ def write_card(work: Path, summary: dict) -> Path:
         f"bands, 3 convolutions of {n['ddsp_hidden']} channels), speaker embedding of {n['gin_channels']}.",
         "- No discriminator: trained on multi-resolution STFT loss (FFT 2048/1024/512/256) + mel L1.",
         "- Weights stored as float16 safetensors (no pickle).", "",
+        "## Units", "",
+        (f"- Made as a live stream makes them (`--unit-window {window['window_frames']},{window['chunk_frames']},"
+         f"{window['lookahead_frames']}`): every {window['chunk_frames'] * 20} ms of units from one Whisper call on "
+         f"{window['window_frames'] * 20} ms of audio ending {window['lookahead_frames'] * 20} ms after them, "
+         "without Whisper's 30 s padding, so `svc-pl live` and `svc-pl infer` give the model the units it "
+         "learned on. Datasets for fine-tuning get the same units from `svc-pl preprocess --content-encoder "
+         "whisper-tiny.en` (the default for that encoder); a dataset with other units is refused.")
+        if window else "- Whole-clip units, as so-vits-svc makes them.",
+        "- Trained on speaker-perturbed units (`--perturb-copies 2`): each step reads the units of one of two "
+        "copies of the clip whose voice was changed (Praat formant shift and pitch randomisation, random "
+        "parametric EQ), so the decoder takes the voice from the speaker embedding, not from the units. "
+        "Conversion uses the clean units.", "",
         "## Data", "",
         f"- {len(BASE_VOICES)} Debian voices ({', '.join(v.name for v in BASE_VOICES)}): espeak-ng variants and "
         "festival kal/slt; per voice 16 sentences spoken (and again with F0 moved 5 semitones by WORLD) and 5 "
@@ -156,7 +204,9 @@ def write_card(work: Path, summary: dict) -> Path:
         "melody 5.", "",
         "## Training", "",
         f"- {meta['global_step']} steps (batch 8 x 1 s, Adam lr 5e-4, decay 0.998 per epoch) in "
-        f"{meta['train_minutes']:.0f} minutes on 2 CPU cores (AMD EPYC, fp32).",
+        f"{meta['train_minutes']:.0f} minutes on 2 CPU cores (AMD EPYC, fp32)"
+        + (f", starting from the previous base's weights ({warm}, trained on whole-clip units without "
+           "perturbation)." if warm else "."),
         "- Final losses (mean of the last logged values): " + ", ".join(f"{k} {v:.3f}" for k, v in losses.items()),
         "",
         "## Evaluation (held-out voices, resynthesis through `svc-pl infer` with their own F0, speaker 0)", "",
@@ -164,7 +214,8 @@ def write_card(work: Path, summary: dict) -> Path:
         f"- gross-error rate (>50 cents): {summary['gross_error_rate']:.3f} median, "
         f"{summary['gross_error_rate_mean']:.3f} mean",
         f"- voicing agreement: {summary['voicing_agreement']:.3f}",
-        "- per-file figures: `tiny-base-eval.json`", "",
+        "- per-file figures: `tiny-base-eval.json`; conversion figures (similarity, MCD, word error rate): the "
+        "README's quality section (`bench/bench_quality.py`)", "",
         "## Limits", "",
         "- Trained on synthetic voices only: real singers will need fine-tuning on their own recordings, and the "
         "output keeps some of the buzzy, vocoder-like timbre of its training data.",
@@ -201,11 +252,13 @@ def main() -> None:
     ap.add_argument("--max-steps", type=int, default=200000)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--stage", choices=["all", "data", "fit", "export", "evaluate"], default="all")
+    ap.add_argument("--init-from", type=Path, default=None,
+                    help="start from a previous base's weights (e.g. svc_pl/pretrained/tiny-base.safetensors)")
     a = ap.parse_args()
     if a.stage in ("all", "data"):
         stage_data(a.work, a.workers)
     if a.stage in ("all", "fit"):
-        stage_fit(a.work, a.minutes, a.max_steps)
+        stage_fit(a.work, a.minutes, a.max_steps, a.init_from)
     if a.stage in ("all", "export"):
         stage_export(a.work, a.minutes)
     if a.stage in ("all", "evaluate"):

@@ -89,8 +89,11 @@ def change_gender(y: np.ndarray, sr: int, formant_ratio: float, pitch_ratio: flo
 def perturb(y: np.ndarray, sr: int, rng: np.random.Generator, median_f0: float | None = None,
             settings: PerturbSettings = PerturbSettings()) -> np.ndarray:
     """A speaker-perturbed copy of mono audio ``y`` (same length and rate): formant shift, pitch
-    randomisation (``median_f0`` is the clip's voiced median in Hz; None or 0 keeps the pitch), random EQ."""
+    randomisation (``median_f0`` is the clip's voiced median in Hz; None or 0 keeps the pitch), random EQ; the
+    copy has the input's peak level."""
     s = settings
     z = change_gender(y, sr, _loguniform(rng, s.formant_ratio), _loguniform(rng, s.pitch_ratio),
                       _loguniform(rng, s.pitch_range_ratio), median_f0)
-    return random_eq(z, sr, rng, s)
+    z = random_eq(z, sr, rng, s)
+    peak_in, peak_out = float(np.abs(y).max()), float(np.abs(z).max())
+    return z * np.float32(peak_in / peak_out) if peak_out > 0 else z
