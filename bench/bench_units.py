@@ -24,6 +24,7 @@ Rows:
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -105,6 +106,12 @@ def main() -> None:
                             median_f0(y)).astype(np.float32) for k, y in clips.items()}
 
     rows, table = [], []
+
+    def summary(rows: list[dict]) -> dict:
+        return {"voices": [v.name for v in voices], "train_sentences": sorted(train), "test_sentences": sorted(test),
+                "chance": 1 / len(voices), "frames": "with sound (within 40 dB of the clip's peak)", "rows": rows,
+                "seconds": round(time.time() - t0, 1)}
+
     for name in a.encoders:
         try:
             enc = load_whisper_encoder(name, name=name)
@@ -126,13 +133,14 @@ def main() -> None:
             table.append([label, res["frame_accuracy"], res["clip_accuracy"]])
             print(f"{label}: frame {res['frame_accuracy']:.3f}, clip {res['clip_accuracy']:.3f} "
                   f"({res['encode_seconds']} s)", flush=True)
+            if a.json:  # after every row: a long run stopped early keeps what it measured
+                Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+                Path(a.json).write_text(json.dumps(summary(rows), indent=2))
     chance = 1 / len(voices)
     print_table(["units", "speaker acc. (frames)", "speaker acc. (clips)"], table,
                 title=f"speaker classifier on units: {len(voices)} voices (chance {chance:.3f}), "
                       f"train sentences {sorted(train)}, test {sorted(test)}")
-    write_json(a.json, {"voices": [v.name for v in voices], "train_sentences": sorted(train),
-                        "test_sentences": sorted(test), "chance": chance, "rows": rows,
-                        "seconds": round(time.time() - t0, 1)})
+    write_json(a.json, summary(rows))
 
 
 if __name__ == "__main__":
