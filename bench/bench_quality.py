@@ -170,7 +170,8 @@ def main() -> None:
             transcripts.setdefault(label, {})[s.name] = words["transcript_converted"]
             transcripts.setdefault("source B", {})[s.name] = words["transcript_source"]
             per.append({"f0_median_cents": f0.f0_median_cents, "gross": f0.f0_gross_error_rate,
-                        "sim_A": sim["resemblyzer_similarity_to_target"], "sim_B": sim["resemblyzer_similarity_to_source"],
+                        "sim_A": sim["resemblyzer_similarity_to_target"],
+                        "sim_B": sim["resemblyzer_similarity_to_source"],
                         "vf_sim_A": sim["voicefilter_similarity_to_target"],
                         "vf_sim_B": sim["voicefilter_similarity_to_source"],
                         "mcd_dB": 0.0 if out_path == held / a.target / s.name else mcd_db(y16, a_rend),
@@ -192,7 +193,8 @@ def main() -> None:
     for label, r in rows.items():
         print(f"| {label} | {r['f0_median_cents']:.1f} | {r['gross']:.3f} | {r['sim_A']:.3f} / {r['sim_B']:.3f} "
               f"| {r['vf_sim_A']:.3f} / {r['vf_sim_B']:.3f} | {r['mcd_dB']:.2f} "
-              f"| {r['wer_vs_source']:.2f} / {r['cer_vs_source']:.2f} | {r['wer_vs_lyrics']:.2f} / {r['cer_vs_lyrics']:.2f} |")
+              f"| {r['wer_vs_source']:.2f} / {r['cer_vs_source']:.2f} "
+              f"| {r['wer_vs_lyrics']:.2f} / {r['cer_vs_lyrics']:.2f} |")
     print(f"\nB's own WER against the lyrics: {lyrics_wer_b:.2f}. (F0 of 'source unchanged' is against the "
           f"untransposed source.) Transcripts and JSON: {a.out / 'quality.json'}")
 

