@@ -307,7 +307,8 @@ def intelligibility(transcriber: Transcriber, converted: np.ndarray, sr_converte
     (and against ``lyrics`` when given)."""
     src_text, out_text = transcriber(source, sr_source), transcriber(converted, sr_converted)
     report = {"transcript_source": src_text, "transcript_converted": out_text,
-              "wer_vs_source": word_error_rate(src_text, out_text), "cer_vs_source": char_error_rate(src_text, out_text)}
+              "wer_vs_source": word_error_rate(src_text, out_text),
+              "cer_vs_source": char_error_rate(src_text, out_text)}
     if lyrics:
         report |= {"lyrics": lyrics, "wer_vs_lyrics": word_error_rate(lyrics, out_text),
                    "cer_vs_lyrics": char_error_rate(lyrics, out_text),

