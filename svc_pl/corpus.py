@@ -226,6 +226,18 @@ def render_voice(out_dir: str | Path, voice: Voice, sentences: list[int], melodi
     return [p for p, _ in jobs]
 
 
+def text_of(path: str | Path) -> str | None:
+    """The words of a file :func:`render_voice` wrote (``speech_<i>*.wav``: sentence i; ``sung_<m>*.wav``: the
+    lyric of melody m), or None for another name."""
+    parts = Path(path).stem.split("_")
+    if len(parts) >= 2 and parts[1].isdigit():
+        if parts[0] == "speech" and int(parts[1]) < len(SENTENCES):
+            return SENTENCES[int(parts[1])]
+        if parts[0] == "sung":
+            return LYRICS[int(parts[1]) % len(LYRICS)]
+    return None
+
+
 def render_corpus(out_dir: str | Path, voices: list[Voice], sentences: list[int], melodies: list[int],
                   extra_shift: float = 0.0, transposes: tuple[int, ...] = (0,), workers: int = 1) -> list[Path]:
     """Render several voices (in ``workers`` processes)."""

@@ -27,6 +27,11 @@ def test_short_demo_converts_and_resumes(tmp_path, capsys):
     assert mean["f0_gross_error_rate"] <= 0.20, mean
     assert mean["vuv_agreement"] >= 0.8, mean
     assert set(report["files"]) == {"speech_16.wav", "sung_5.wav"}
+    # both speaker judges and the words (the asr extra is in dev): WER against the source and the lyrics
+    for key in ("voicefilter_similarity_to_target", "resemblyzer_similarity_to_source", "wer_vs_source",
+                "wer_vs_lyrics", "cer_vs_lyrics"):
+        assert key in mean, key
+    assert report["files"]["sung_5.wav"]["lyrics"] == "moon light falling on the water"
     assert list((out / "runs").rglob("events.out.tfevents.*"))
     text = capsys.readouterr().out
     assert "similarity_to_target" in text and "tensorboard --logdir" in text

@@ -48,7 +48,7 @@ def test_cli_writes_json_and_png(tmp_path, capsys):
     sf.write(tmp_path / "a.wav", _tone(220), SR)
     sf.write(tmp_path / "b.flac", _tone(440), SR)
     code = cli_main(["evaluate", str(tmp_path / "a.wav"), str(tmp_path / "b.flac"), "--transpose", "12", "--json",
-                     str(tmp_path / "r.json"), "--plot", str(tmp_path / "f0.png")])
+                     str(tmp_path / "r.json"), "--plot", str(tmp_path / "f0.png"), "--no-transcribe"])
     assert code == 0
     report = json.loads((tmp_path / "r.json").read_text())
     for key in ("f0_median_cents", "f0_rms_cents", "f0_mean_cents", "vuv_agreement", "f0_gross_error_rate",
@@ -88,7 +88,7 @@ def test_speaker_similarity_prefers_the_same_voice(tmp_path):
     b = synth_speech(tmp_path / "a2.wav", "Singing voice conversion keeps the melody.", voice="en+f3", pitch=70)
     c = synth_speech(tmp_path / "b1.wav", "Singing voice conversion keeps the melody.", voice="en+m3", pitch=20)
     code = cli_main(["evaluate", str(c), str(b), "--target-reference", str(a), "--json", str(tmp_path / "r.json"),
-                     "--f0", "pm"])
+                     "--f0", "pm", "--no-transcribe"])
     assert code == 0
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["similarity_to_target"] > report["similarity_to_source"]

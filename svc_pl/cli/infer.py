@@ -36,7 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     io.add_argument("-c", "--config", help="so-vits-svc config.json (default: beside the model)")
     io.add_argument("--content-encoder", metavar="PATH",
                     help="content-encoder weights the model was trained with: ContentVec/HuBERT checkpoint or "
-                         "folder, Whisper checkpoint or CTranslate2 folder, or whisper-tiny.en")
+                         "folder, Whisper checkpoint or CTranslate2 folder, or whisper-tiny.en / whisper-base")
     from svc_pl.data.audio import FORMATS
     from svc_pl.data.content import ENCODERS
 

