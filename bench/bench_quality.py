@@ -87,6 +87,12 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=600, help="fine-tuning steps")
     ap.add_argument("--phrases", type=int, default=8)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--base", default="tiny-base",
+                    help="the base to fine-tune (a name or a .safetensors; an earlier one: `git show "
+                         "25656db:svc_pl/pretrained/tiny-base.safetensors > old.safetensors`)")
+    ap.add_argument("--unit-window", default="auto", help="svc-pl preprocess --unit-window (off for a base of "
+                                                         "whole-clip units, such as the one before 2026-12-02)")
+    ap.add_argument("--perturb-copies", type=int, default=-1, help="svc-pl preprocess --perturb-copies")
     ap.add_argument("--retrieval-ratio", type=float, default=0.0,
                     help="feature retrieval in the conversion (default 0: off; the targets are without it)")
     a = ap.parse_args()
@@ -117,12 +123,13 @@ def main() -> None:
         render_voice(raw, VOICES[name], TRAIN_SENTENCES[:a.phrases], TRAIN_MELODIES[:3])
         render_voice(held, VOICES[name], EVAL_SENTENCES, EVAL_MELODIES)
     if cli(["preprocess", str(raw), str(a.out / "data"), *PREPROCESS, "--workers", str(a.workers),
-            "--val-per-speaker", "1", "--no-progress"]) != 0:
+            "--val-per-speaker", "1", "--no-progress", "--unit-window", a.unit_window,
+            "--perturb-copies", str(a.perturb_copies)]) != 0:
         raise SystemExit("preprocessing failed")
     runs = a.out / "runs"
     t_fit = time.time()
     if not list(runs.rglob("last.ckpt")):
-        if cli(["fit", "--config", "tiny", "--model.init_from", "tiny-base", "--data.dataset_dir", str(a.out / "data"),
+        if cli(["fit", "--config", "tiny", "--model.init_from", a.base, "--data.dataset_dir", str(a.out / "data"),
                 "--trainer.default_root_dir", str(runs), "--trainer.max_steps", str(a.steps),
                 "--trainer.check_val_every_n_epoch", "1000", "--trainer.enable_progress_bar", "false"]) != 0:
             raise SystemExit("fine-tuning failed")
@@ -150,7 +157,7 @@ def main() -> None:
         return np.concatenate([load_audio(f, 16000)[0] for f in sorted((raw / name).glob("speech_*.wav"))[:4]])
 
     ref_a, ref_b = ref(a.target), ref(a.source)
-    svc_label = "svc_pl (tiny-base fine-tuned" + (f", retrieval {a.retrieval_ratio:g})" if retrieval else ")")
+    svc_label = f"svc_pl ({Path(a.base).stem} fine-tuned" + (f", retrieval {a.retrieval_ratio:g})" if retrieval else ")")
     systems = {svc_label: lambda s: conv / s.name, "source unchanged": lambda s: s,
                "source + sox pitch": lambda s: sox_shift(s, shifted / s.name, transpose),
                "target's own rendition": lambda s: held / a.target / s.name}
@@ -180,6 +187,7 @@ def main() -> None:
         rows[label] = {k: float(np.nanmean([p[k] for p in per])) for k in per[0]}
     lyrics_wer_b = float(np.mean([word_error_rate_of(text_of(s), transcripts["source B"][s.name]) for s in sources]))
     result = {"target_A": a.target, "source_B": a.source, "transpose": transpose, "fine_tune_steps": a.steps,
+              "base": a.base, "unit_window": a.unit_window, "perturb_copies": a.perturb_copies,
               "fine_tune_seconds": round(fit_s, 1), "retrieval_ratio": a.retrieval_ratio, "f0_method": F0_METHOD,
               "held_out_files": [s.name for s in sources], "words": {s.name: text_of(s) for s in sources},
               "source_wer_vs_lyrics": lyrics_wer_b, "transcripts": transcripts,
