@@ -82,6 +82,11 @@ class NetConfig:
     flow by a harmonic-plus-noise decoder, whose hop is the dataset's). What the data decides (sample
     rate, hop, FFT size, unit dimension, speaker count) comes from the dataset: see :data:`DATA_KEYS`.
     This is the ``model.net`` block of the YAML configs and of a checkpoint's ``hyper_parameters``.
+
+    ``source_sampling_rate`` is the rate NSF-HiFiGAN's sine source is computed at; None (svc_pl's own models):
+    the data's. so-vits-svc calls it ``sampling_rate`` in its ``model`` block and, where that is absent,
+    computes the source at 44100 Hz whatever the data's rate: a model it trained at another rate learned that
+    source, so :mod:`svc_pl.compat` sets this field when it reads such a config.
     """
 
     inter_channels: int = 192
@@ -109,6 +114,7 @@ class NetConfig:
     ddsp_hidden: int = 256
     n_harmonics: int = 64
     n_noise_bands: int = 65
+    source_sampling_rate: int | None = None
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | NetConfig | None, *, strict: bool = True) -> NetConfig:
@@ -166,7 +172,8 @@ class Synthesizer(nn.Module):
     (defaults: so-vits-svc 4.1) plus what the data decides: ``spec_channels`` (filter_length // 2 + 1),
     ``ssl_dim`` (unit dimension), ``n_speakers``, ``sampling_rate``, ``hop_length`` (used by the DDSP
     decoder; NSF-HiFiGAN's hop is the product of ``upsample_rates``) and ``segment_size``, the training
-    segment in frames. ``vocoder_name`` is so-vits-svc's, and only ``nsf-hifigan`` is implemented.
+    segment in frames. ``source_sampling_rate`` (None: ``sampling_rate``) is the rate of NSF-HiFiGAN's sine
+    source, see :class:`NetConfig`. ``vocoder_name`` is so-vits-svc's, and only ``nsf-hifigan`` is implemented.
     """
 
     #: so-vits-svc's F0 -> pitch-embedding index mapping (:func:`svc_pl.layers.f0.f0_to_coarse`): "4.1", or
@@ -193,7 +200,7 @@ class Synthesizer(nn.Module):
                  use_transformer_flow: bool = _NET.use_transformer_flow,
                  decoder: Literal["nsf-hifigan", "ddsp"] = _NET.decoder, hop_length: int | None = None,
                  ddsp_hidden: int = _NET.ddsp_hidden, n_harmonics: int = _NET.n_harmonics,
-                 n_noise_bands: int = _NET.n_noise_bands):
+                 n_noise_bands: int = _NET.n_noise_bands, source_sampling_rate: int | None = None):
         super().__init__()
         if decoder not in ("nsf-hifigan", "ddsp"):
             raise ValueError(f"decoder {decoder!r} is not one of 'nsf-hifigan', 'ddsp'")
@@ -208,6 +215,8 @@ class Synthesizer(nn.Module):
         if decoder == "ddsp" and hop_length:
             self.hop_length = int(hop_length)
         self.sampling_rate = sampling_rate
+        # the NSF source's rate (so-vits-svc's model.sampling_rate); the DDSP decoder's oscillators use the data's
+        self.source_sampling_rate = int(source_sampling_rate or sampling_rate)
         self.gin_channels = gin_channels
         self.n_speakers = n_speakers
         self.ssl_dim = ssl_dim
@@ -229,7 +238,7 @@ class Synthesizer(nn.Module):
                                             p_dropout, spk_channels=gin_channels)
             self.emb_uv = nn.Embedding(2, hidden_channels)
             return
-        self.dec = NSFHiFiGAN(inter_channels, sampling_rate, upsample_rates, upsample_kernel_sizes,
+        self.dec = NSFHiFiGAN(inter_channels, self.source_sampling_rate, upsample_rates, upsample_kernel_sizes,
                               upsample_initial_channel, resblock, resblock_kernel_sizes, resblock_dilation_sizes,
                               gin_channels=gin_channels, padding="sovits", source="sample")
         self.enc_q = PosteriorEncoder(spec_channels, inter_channels, hidden_channels, 5, 1, 16, gin_channels=gin_channels,

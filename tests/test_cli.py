@@ -170,7 +170,6 @@ def test_one_checkpoint_policy_and_no_learning_rate_monitor(tmp_path, monkeypatc
 
 
 def test_cli_trainer_gets_the_step_progress_bar_unless_disabled(tmp_path, monkeypatch):
-    pytest.importorskip("rich")  # without it Lightning's tqdm bar, which writes no epoch total
     from pytorch_lightning.callbacks import ProgressBar
 
     from svc_pl.lightning import cli as lcli
@@ -194,9 +193,8 @@ def test_step_bounded_progress_bar_shows_no_bogus_epoch_total():
     Lightning's "Epoch 2/-2"; the rendered terminal text is checked."""
     import io
 
-    rich = pytest.importorskip("rich")
-
     import pytorch_lightning as pl
+    import rich
     from torch.utils.data import DataLoader, TensorDataset
 
     from svc_pl.lightning.progress import StepProgressBar

@@ -1,8 +1,10 @@
 """Parity with so-vits-svc beyond the default 4.1 model: its mel_processing numbers, 4.1's ``vol_embedding`` and
-transformer-flow switches, and 4.0 checkpoints (fixtures made by tests/data/sovits_variants/make_fixture.py from
+transformer-flow switches, 16 kHz models (whose NSF source runs at ``model.sampling_rate``, else 44100 Hz), and 4.0
+checkpoints (fixtures made by tests/data/sovits_variants/make_fixture.py from
 upstream's own code; see the README there)."""
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,7 @@ from svc_pl.layers.f0 import f0_to_coarse
 from svc_pl.layers.flow import TransformerCouplingBlock
 
 DATA = Path(__file__).parent / "data" / "sovits_variants"
-VARIANTS = ["vol", "tflow", "tflow_shared", "v40"]
+VARIANTS = ["vol", "tflow", "tflow_shared", "v40", "sr16k", "sr16k_model_rate"]
 
 
 def _close(a, b, atol=1e-4):
@@ -72,6 +74,27 @@ def test_seeded_audio_matches(variant):
     audio, _ = model.infer(inputs["c"], inputs["f0"], inputs["uv"], inputs["sid"], noise_scale=0.4, seed=52468,
                            vol=inputs["vol"])
     _close(audio, expected["audio_noise0.4"])
+
+
+@pytest.mark.parametrize("name, source_rate", [("sr16k", 44100), ("sr16k_model_rate", 16000)])
+def test_16k_model_runs_its_source_at_the_rate_upstream_trained_it_with(name, source_rate, caplog):
+    """so-vits-svc's SynthesizerTrn computes the NSF source at model.sampling_rate, 44100 when absent, never at
+    data.sampling_rate; loading says so in one line when that is not the data's rate."""
+    with caplog.at_level(logging.INFO, logger="svc_pl.compat"):
+        model = load_sovits(DATA / name / "G_0.pth", DATA / name / "config.json")
+    assert model.sampling_rate == 16000 and model.dec.m_source.l_sin_gen.sampling_rate == source_rate
+    said = [r.getMessage() for r in caplog.records if "NSF source" in r.getMessage()]
+    if source_rate == 16000:
+        assert said == []
+    else:
+        assert len(said) == 1 and "44100 Hz" in said[0] and "16000 Hz" in said[0], said
+
+
+def test_16k_fixtures_differ_only_by_the_source_rate():
+    """Same weights and inputs: the fixture pair tells the two source rates apart (upstream's audio differs)."""
+    a, b = (torch.load(DATA / n / "expected.pt", weights_only=True) for n in ("sr16k", "sr16k_model_rate"))
+    assert torch.equal(a["z_from_m_p"], b["z_from_m_p"])
+    assert (a["audio_noise0.4"] - b["audio_noise0.4"]).abs().max() > 1e-2
 
 
 def test_volume_reaches_the_f0_decoder():

@@ -119,6 +119,26 @@ def test_resume_last_continues_the_same_run(dataset, first_run):
     assert len(before) == 3 and len(after) == 2 and min(after) > max(before), (before, after)
 
 
+@pytest.mark.slow
+def test_a_moved_run_resumes_and_keeps_writing_last_ckpt(tmp_path, dataset, first_run):
+    """A run folder copied and moved elsewhere (trained on one machine, continued on another) and resumed with
+    the user's command goes on in its last.ckpt: no last-v1.ckpt beside a last.ckpt left at the old step."""
+    shutil.copytree(first_run, tmp_path / "copied")
+    root = (tmp_path / "copied").rename(tmp_path / "moved")
+    (moved_last,) = _last_ckpts(root)
+    start = _load(moved_last)["global_step"]  # 6, or 10 after test_resume_last_continues_the_same_run
+    (original_last,) = _last_ckpts(first_run)
+    assert cli_main(_fit_args(root, dataset, "--trainer.max_steps", str(start + 4), "--ckpt_path", "last")) == 0
+
+    assert _last_ckpts(root) == [moved_last], _last_ckpts(root)
+    resumed = _load(moved_last)
+    assert resumed["global_step"] == start + 4
+    # it continued from the moved checkpoint (AdamW's step count: its batches, then 2 more), not from scratch
+    batches = {float(s["step"]) for opt in resumed["optimizer_states"] for s in opt["state"].values()}
+    assert batches == {start / 2 + 2}, batches
+    assert _load(original_last)["global_step"] == start  # the original folder is left as it was
+
+
 def test_resume_last_with_no_checkpoint_stops(tmp_path, dataset, capsys):
     root = tmp_path / "empty run"
     code = cli_main(_fit_args(root, dataset, "--trainer.max_steps", "2", "--ckpt_path", "last"))

@@ -2,24 +2,38 @@
 
 from __future__ import annotations
 
-import os
+import importlib.util
+import json
 import shutil
 import subprocess
 import sys
-import venv
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tests.venvs import clean_env, make_venv, site_dirs
+
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _run(cmd: list[str], cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(cmd, cwd=cwd, env=clean_env(), capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, f"{cmd}\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
     return proc
+
+
+def test_a_test_venv_sees_the_packages_of_the_environment_running_the_suite(tmp_path):
+    # whatever runs the suite (system Python, a venv, a conda env), a venv made for a test finds the same torch,
+    # and its own site-packages come before the inherited ones
+    python = make_venv(tmp_path / "venv")
+    code = ("import importlib.util, json, sys, sysconfig; "
+            "print(json.dumps([sys.path, sysconfig.get_paths()['purelib'], importlib.util.find_spec('torch').origin]))")
+    path, own, torch_origin = json.loads(_run([str(python), "-c", code], cwd=tmp_path).stdout)
+    assert torch_origin == importlib.util.find_spec("torch").origin
+    inherited = site_dirs()
+    assert inherited and all(d in path for d in inherited), (inherited, path)
+    assert path.index(own) < min(path.index(d) for d in inherited)
 
 
 @pytest.mark.slow  # builds a wheel and a virtual environment (about 30 s)
@@ -34,10 +48,9 @@ def test_wheel_in_a_fresh_venv_has_configs_and_base(tmp_path):
           "-w", str(wheels)], cwd=tmp_path)
     (wheel,) = wheels.glob("svc_pl-*.whl")
 
-    # dependencies (torch, Lightning, ...) from the system; svc_pl only from the wheel
+    # dependencies (torch, Lightning, ...) from the environment running the suite; svc_pl only from the wheel
     env_dir = tmp_path / "venv"
-    venv.create(env_dir, system_site_packages=True, with_pip=False)
-    python, svc_pl_cmd = env_dir / "bin" / "python", env_dir / "bin" / "svc-pl"
+    python, svc_pl_cmd = make_venv(env_dir), env_dir / "bin" / "svc-pl"
     _run([str(python), "-m", "pip", "install", "--no-deps", "--no-index", "--ignore-installed", "-q", str(wheel)],
          cwd=tmp_path)
     work = tmp_path / "user"  # a user's folder: neither the repository nor the sources

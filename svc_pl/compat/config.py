@@ -15,11 +15,14 @@ from svc_pl.synthesizer import DecoderHopMismatchError, NetConfig, Synthesizer, 
 
 LOG = logging.getLogger(__name__)
 
-# svc_pl's own architecture settings, which so-vits-svc's model block does not have
-SVC_PL_NET_KEYS = ("decoder", "ddsp_hidden", "n_harmonics", "n_noise_bands")
+# svc_pl's own architecture settings, which so-vits-svc's model block does not have (source_sampling_rate is
+# there as "sampling_rate")
+SVC_PL_NET_KEYS = ("decoder", "ddsp_hidden", "n_harmonics", "n_noise_bands", "source_sampling_rate")
 # model-block keys the synthesizer reads: the architecture (NetConfig) and what upstream keeps beside it
 MODEL_KEYS = (*(f.name for f in fields(NetConfig) if f.name not in SVC_PL_NET_KEYS), "ssl_dim", "n_speakers",
-              "vocoder_name")
+              "vocoder_name", "sampling_rate")
+# so-vits-svc's SynthesizerTrn computes its NSF source at model.sampling_rate, this when the key is absent
+UPSTREAM_SOURCE_RATE = 44100
 # keys upstream writes but its model never reads (or reads elsewhere): accepted, not used by the synthesizer
 DEAD_MODEL_KEYS = ("n_layers_q", "use_spectral_norm", "speaker_embedding", "speech_encoder")
 REQUIRED_MODEL_KEYS = ("inter_channels", "hidden_channels", "filter_channels", "n_heads", "n_layers", "kernel_size",
@@ -81,6 +84,12 @@ class SovitsConfig:
     def hop_length(self) -> int:
         return int(self.data["hop_length"])
 
+    @property
+    def source_sampling_rate(self) -> int:
+        """The rate so-vits-svc computes this model's NSF sine source at, so the one it was trained with:
+        ``model.sampling_rate``, else 44100 (upstream's ``SynthesizerTrn`` never reads ``data.sampling_rate``)."""
+        return int(self.model.get("sampling_rate", UPSTREAM_SOURCE_RATE))
+
     def net_config(self) -> NetConfig:
         """The synthesizer's architecture in this config's model block."""
         vocoder = self.model.get("vocoder_name", "nsf-hifigan")
@@ -88,7 +97,10 @@ class SovitsConfig:
             raise ConfigError(f"{self.path or 'config'}: vocoder_name {vocoder!r} is not supported; svc_pl implements "
                               "'nsf-hifigan' (the 4.1 default), so this model cannot be loaded")
         net = {k: self.model[k] for k in MODEL_KEYS if k in self.model and k not in ("ssl_dim", "n_speakers")}
-        return NetConfig.from_dict(net, strict=False)
+        net = NetConfig.from_dict(net, strict=False)
+        if self.source_sampling_rate != self.sampling_rate:
+            net.source_sampling_rate = self.source_sampling_rate
+        return net
 
     def data_settings(self) -> dict[str, int]:
         """What the synthesizer takes from the data (:data:`svc_pl.synthesizer.DATA_KEYS`)."""
@@ -116,6 +128,11 @@ class SovitsConfig:
                               f"data.hop_length is {err.hop_length}: the config does not describe a working model "
                               "(use the config.json the model was trained with)") from None
         model.coarse_pitch = "4.0" if self.release == "4.0" else "4.1"
+        if self.source_sampling_rate != self.sampling_rate:
+            given = ("model.sampling_rate" if "sampling_rate" in self.model
+                     else "so-vits-svc's default, the config has no model.sampling_rate")
+            LOG.info("%s: NSF source at %d Hz (%s), not the data's %d Hz, as so-vits-svc trained and renders this "
+                     "model", self.path or "config", self.source_sampling_rate, given, self.sampling_rate)
         return model
 
     def to_dict(self) -> dict[str, Any]:
@@ -154,7 +171,11 @@ def sovits_config_for(synth_kwargs: dict[str, Any], speakers: dict[str, int], *,
                       filter_length: int = 2048, win_length: int = 2048, n_mel_channels: int = 80,
                       mel_fmin: float = 0.0, mel_fmax: float | None = None, segment_size_samples: int = 10240,
                       speech_encoder: str = "vec768l12", unit_interpolate_mode: str = "nearest") -> SovitsConfig:
-    """A full 4.1 config (template values where ours say nothing) describing a synthesizer."""
+    """A full 4.1 config (template values where ours say nothing) describing a synthesizer.
+
+    ``model.sampling_rate`` always states the rate of the NSF source (``source_sampling_rate``, else the data's):
+    without it so-vits-svc would compute the source at 44100 Hz and render a model of another rate otherwise
+    than it was trained."""
     cfg = copy.deepcopy(TEMPLATE_41)
     sr = int(synth_kwargs.get("sampling_rate", 44100))
     cfg["data"].update(sampling_rate=sr, hop_length=hop_length, filter_length=filter_length, win_length=win_length,
@@ -167,6 +188,7 @@ def sovits_config_for(synth_kwargs: dict[str, Any], speakers: dict[str, int], *,
             v = synth_kwargs[k]
             cfg["model"][k] = [list(x) for x in v] if k == "resblock_dilation_sizes" else (
                 list(v) if isinstance(v, tuple | list) else v)
+    cfg["model"]["sampling_rate"] = int(synth_kwargs.get("source_sampling_rate") or sr)
     cfg["model"]["speech_encoder"] = speech_encoder
     cfg["spk"] = dict(speakers)
     return SovitsConfig(cfg["train"], cfg["data"], cfg["model"], cfg["spk"])

@@ -165,7 +165,8 @@ class NSFHiFiGAN(nn.Module):
 
     Args:
         in_channels: frame features (latent z for the 4.1 decoder, mel bins for openvpi's vocoder).
-        sampling_rate: output sample rate.
+        sampling_rate: the rate the sine source is computed at: the output's, except for so-vits-svc models
+            trained with its 44100 Hz default at another rate (see :class:`svc_pl.synthesizer.NetConfig`).
         upsample_rates / upsample_kernel_sizes / upsample_initial_channel: HiFi-GAN upsampler.
         resblock: "1" or "2"; resblock_kernel_sizes / resblock_dilation_sizes as HiFi-GAN.
         gin_channels: speaker conditioning added after ``conv_pre`` (0: none).

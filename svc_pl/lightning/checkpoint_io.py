@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from svc_pl.errors import UserFacingError
@@ -69,6 +70,46 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def remove_checkpoint(self, path) -> None:
         if os.path.exists(path):
             os.remove(path)
+
+
+class MovedRunCheckpoints(Callback):
+    """A run folder moved or copied elsewhere and resumed from a checkpoint in it goes on writing ``last.ckpt``.
+
+    ``ModelCheckpoint`` restores its record of the files it wrote (``last_model_path``, the top-k) only when the
+    checkpoint's ``dirpath`` is its own. After a move they differ, the record is dropped, and because ``last.ckpt``
+    exists Lightning writes ``last-v1.ckpt`` while ``last.ckpt`` stays at the old step. When the resumed file lies
+    in a ``ModelCheckpoint``'s folder, the record describes that folder's files under their old name: this rewrites
+    its paths to the new folder before Lightning restores it, so the run carries on as if it had not moved.
+    """
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
+        if not trainer.ckpt_path:
+            return
+        here = Path(trainer.ckpt_path).resolve().parent
+        states = checkpoint.get("callbacks") or {}
+        for callback in trainer.checkpoint_callbacks:
+            state = states.get(callback.state_key)
+            old = state.get("dirpath") if isinstance(state, dict) else None
+            if not old or not callback.dirpath or old == callback.dirpath or Path(callback.dirpath).resolve() != here:
+                continue
+            states[callback.state_key] = _moved_record(state, old, callback.dirpath)
+            LOG.info("the run's checkpoints moved from %s to %s: it goes on writing there", old, callback.dirpath)
+
+
+def _moved_record(state: dict[str, Any], old: str, new: str) -> dict[str, Any]:
+    """A ModelCheckpoint state with every path under ``old`` moved under ``new``."""
+    def move(path):
+        if isinstance(path, str) and path and Path(path).parent == Path(old):
+            return os.path.join(new, Path(path).name)
+        return path
+
+    state = dict(state, dirpath=new)
+    for key in ("best_model_path", "kth_best_model_path", "last_model_path"):
+        if key in state:
+            state[key] = move(state[key])
+    if isinstance(state.get("best_k_models"), dict):
+        state["best_k_models"] = {move(k): v for k, v in state["best_k_models"].items()}
+    return state
 
 
 def _os_error(err: BaseException | None) -> OSError | None:

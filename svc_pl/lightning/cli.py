@@ -6,7 +6,8 @@ the logger's ``save_dir`` and any ``ModelCheckpoint`` ``dirpath``) and logs on i
 wrote it; with no such file, or an unreadable one, it stops instead of starting over or falling back to an older
 step, and names the run's newest other checkpoint to resume from. ``--ckpt_path FILE`` is read (``weights_only``)
 before anything is built, so a bad file is named at once; that run logs to a new version, as Lightning does.
-Either way the model is built from the config on the command line, not re-parsed from the checkpoint.
+Either way the model is built from the config on the command line, not re-parsed from the checkpoint. A run folder
+moved or copied elsewhere resumes there and goes on writing its ``last.ckpt`` (``checkpoint_io.MovedRunCheckpoints``).
 """
 
 from __future__ import annotations
@@ -117,7 +118,7 @@ class SVCLightningCLI(LightningCLI):
         from pytorch_lightning.loggers import TensorBoardLogger
         from pytorch_lightning.plugins.io import CheckpointIO
 
-        from svc_pl.lightning.checkpoint_io import AtomicCheckpointIO
+        from svc_pl.lightning.checkpoint_io import AtomicCheckpointIO, MovedRunCheckpoints
 
         trainer_cfg = self._subcommand_config(self.config_init).get("trainer", {})
         plugins = trainer_cfg.get("plugins") or []
@@ -129,6 +130,8 @@ class SVCLightningCLI(LightningCLI):
         callbacks = list(callbacks) if isinstance(callbacks, list | tuple) else [callbacks]
         if not any(isinstance(c, ModelCheckpoint) for c in callbacks):
             callbacks.append(default_model_checkpoint())
+        if not any(isinstance(c, MovedRunCheckpoints) for c in callbacks):
+            callbacks.append(MovedRunCheckpoints())  # a moved or copied run resumed in place keeps its last.ckpt
         bar_wanted = trainer_cfg.get("enable_progress_bar") is not False
         if bar_wanted and not any(isinstance(c, ProgressBar) for c in callbacks):
             bar = default_progress_bar()

@@ -34,6 +34,51 @@ def _read_run_checkpoint(path: str) -> dict[str, torch.Tensor]:
     return read_ckpt(path)["state_dict"]
 
 
+def _trained_source_rate(path: str) -> tuple[int, str] | None:
+    """The NSF source rate the generator in ``path`` was trained with, and where that was read; None for the
+    shipped bases (``.safetensors``), whose settings are checked against the run's when they load.
+
+    A so-vits-svc ``G_*.pth``: its ``config.json`` (beside it, where upstream's training keeps it), else
+    so-vits-svc's default 44100 Hz. An svc_pl ``.ckpt``: its ``net.source_sampling_rate``, else its data's rate.
+    """
+    from svc_pl.compat.config import UPSTREAM_SOURCE_RATE, read_sovits_config
+    from svc_pl.pretrained import pretrained_path
+
+    if pretrained_path(str(path)) is not None or str(path).endswith(".safetensors"):
+        return None
+    if str(path).endswith(".ckpt"):
+        from svc_pl.infer.loading import read_ckpt
+
+        hp = read_ckpt(path).get("hyper_parameters") or {}
+        rate = (hp.get("net") or {}).get("source_sampling_rate") or (hp.get("dataset_info") or {}).get("sampling_rate")
+        return (int(rate), f"{path}'s hyper-parameters") if rate else None
+    config = Path(path).with_name("config.json")
+    if config.is_file():
+        return read_sovits_config(config).source_sampling_rate, str(config)
+    return UPSTREAM_SOURCE_RATE, "so-vits-svc's default: no config.json beside it"
+
+
+def _source_rate_for_init(net: dict[str, Any], init_from: str, data_rate: int) -> int | None:
+    """``net.source_sampling_rate`` for a run that starts from ``init_from``: the rate its generator was trained
+    with (None when that is the data's), so fine-tuning keeps the source the weights learned; a rate the run's
+    config sets explicitly wins, with a warning when it differs."""
+    given = net.get("source_sampling_rate")
+    trained = _trained_source_rate(init_from) if net.get("decoder") == "nsf-hifigan" else None
+    if trained is None:
+        return given
+    rate, where = trained
+    if given is not None:
+        if int(given) != rate:
+            LOG.warning("%s was trained with its NSF source at %d Hz (%s) but model.net.source_sampling_rate is %d: "
+                        "fine-tuning with the config's", init_from, rate, where, int(given))
+        return given
+    if rate != data_rate:
+        LOG.info("%s: NSF source at %d Hz (%s), not the data's %d Hz: kept for fine-tuning and export",
+                 init_from, rate, where, data_rate)
+        return rate
+    return None
+
+
 def _load_with_advice(module: torch.nn.Module, state: dict[str, torch.Tensor], path: str, advice: str,
                       reinit_prefixes: tuple[str, ...] = ()) -> list[str]:
     """Load ``state`` into ``module`` (tables under ``reinit_prefixes`` of another size keep their initial values);
@@ -66,7 +111,8 @@ class SVCModule(pl.LightningModule):
         c_mel, c_kl: loss weights.
         n_mels, mel_fmin, mel_fmax: the mel loss (fmax None: Nyquist).
         grad_clip: clip each network's gradient norm to this (None: only measure it, as upstream).
-        init_from: start the generator from a so-vits-svc ``G_*.pth`` or an svc_pl ``.ckpt``.
+        init_from: start the generator from a so-vits-svc ``G_*.pth`` or an svc_pl ``.ckpt``; the run keeps
+            the NSF source rate those weights were trained with (``net.source_sampling_rate``, see ``NetConfig``).
         init_discriminator_from: start the discriminator from a so-vits-svc ``D_*.pth`` or an svc_pl ``.ckpt``.
         max_nonfinite_steps: consecutive non-finite losses tolerated (each skips its step) before stopping.
         val_media_every: log audio/mel/F0 media every this many validation runs.
@@ -105,6 +151,8 @@ class SVCModule(pl.LightningModule):
                     f"{max(1, round(segment_size / hop))})")
             segment_frames = segment_size // hop
         params.update(segment_frames=int(segment_frames), segment_size=None)
+        if init_from:
+            net["source_sampling_rate"] = _source_rate_for_init(net, init_from, int(info["sampling_rate"]))
         self.save_hyperparameters({"net": net, "dataset_info": info} | params)
         self.automatic_optimization = False
         self.hop_length = hop

@@ -3,6 +3,7 @@
     git -C SO_VITS_SVC_REPO archive 730930d | tar -x -C /tmp/up41   # 4.1-Stable
     git -C SO_VITS_SVC_REPO archive 237f351 | tar -x -C /tmp/up40   # last 4.0 commit with 256-dim units
     python tests/data/sovits_variants/make_fixture.py /tmp/up41 /tmp/up40
+    python tests/data/sovits_variants/make_fixture.py /tmp/up41 --only sr16k sr16k_model_rate   # some of them
 
 Writes, next to this script:
 
@@ -13,6 +14,8 @@ Writes, next to this script:
   ``vol_embedding``; 4.1 with ``use_transformer_flow``, without and with ``flow_share_parameter``; a 4.0
   ``SynthesizerTrn`` with 256-dim units and 4.0's ``config.json``), each as ``G_0.pth`` in upstream's layout,
   ``config.json``, ``inputs.pt`` and ``expected.pt`` (see README.md).
+- ``sr16k/``, ``sr16k_model_rate/``: 4.1 at 16 kHz (hop 320), without ``model.sampling_rate`` (upstream computes
+  the NSF source at its 44100 Hz default) and with ``model.sampling_rate: 16000``.
 
 Only upstream's code is run here; none of it is stored. Every weight gets a random offset, so the layers
 upstream zero-initialises (the flows' output projections) take part in the outputs.
@@ -43,6 +46,13 @@ VARIANTS_41 = {
     "tflow_shared": dict(SMALL, **RESBLOCK2, ssl_dim=24, use_transformer_flow=True, flow_share_parameter=True,
                          n_layers_trans_flow=2),
 }
+# 16 kHz data (hop 320 = 10 x 8 x 4); the model block decides the NSF source's rate
+SR16K_DATA = dict(sampling_rate=16000, filter_length=1024, hop_length=320, win_length=800, mel_fmax=8000)
+SR16K = dict(SMALL, ssl_dim=24, upsample_rates=[10, 8, 4], upsample_kernel_sizes=[20, 16, 8])
+VARIANTS_41["sr16k"] = SR16K
+VARIANTS_41["sr16k_model_rate"] = dict(SR16K, sampling_rate=16000)
+VARIANT_DATA = {"sr16k": SR16K_DATA, "sr16k_model_rate": SR16K_DATA}
+SAME_WEIGHTS_AS = {"sr16k_model_rate": "sr16k"}  # same weights and inputs: only the source's rate differs
 V40 = dict(SMALL, ssl_dim=256)
 MEL_SETTINGS = {
     "sr44100": dict(sampling_rate=44100, n_fft=2048, hop=512, win=2048, n_mels=80, fmin=0.0, fmax=22050.0),
@@ -105,9 +115,10 @@ def save_upstream(model, folder: Path, config: dict, release: bool) -> None:
     (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
 
 
-def make_config(root: str, model_kw: dict) -> dict:
+def make_config(root: str, model_kw: dict, data_kw: dict | None = None) -> dict:
     cfg = json.loads((Path(root) / "configs_template" / "config_template.json").read_text())
     cfg["model"].update(model_kw)
+    cfg["data"].update(data_kw or {})
     cfg["spk"] = {f"speaker{i}": i for i in range(model_kw["n_speakers"])}
     return cfg
 
@@ -214,11 +225,19 @@ def coarse_boundaries() -> list[float]:
     return ties + [1200.0, 1500.0]
 
 
-def main(root41: str, root40: str | None) -> None:
+def main(root41: str, root40: str | None, only: list[str] | None = None) -> None:
+    """Write every fixture, or with ``only`` just those named (variant folders, ``mel``, ``coarse``)."""
+    def wanted(name: str) -> bool:
+        return only is None or name in only
+
     models, utils = import_upstream(root41)
-    torch.save(make_mel(root41), HERE / "mel.pt")
-    for i, (name, kw) in enumerate(VARIANTS_41.items()):
-        cfg = make_config(root41, kw)
+    if wanted("mel"):
+        torch.save(make_mel(root41), HERE / "mel.pt")
+    for name, kw in VARIANTS_41.items():
+        if not wanted(name):
+            continue
+        i = list(VARIANTS_41).index(SAME_WEIGHTS_AS.get(name, name))
+        cfg = make_config(root41, kw, VARIANT_DATA.get(name))
         net = build(models, cfg, seed=10 + i)
         save_upstream(net, HERE / name, cfg, release=True)
         inputs = make_inputs(kw["ssl_dim"], seed=20 + i, vol=kw.get("vol_embedding", False))
@@ -226,7 +245,10 @@ def main(root41: str, root40: str | None) -> None:
         torch.save(inputs, HERE / name / "inputs.pt")
         torch.save(expected, HERE / name / "expected.pt")
     utils41 = utils
-    if root40:
+    if only is not None:
+        if wanted("coarse") or wanted("v40"):
+            sys.exit("--only: coarse.pt and v40/ are written by a full run with both trees")
+    elif root40:
         ties = coarse_boundaries()
         models, utils = import_upstream(root40)
         torch.save(coarse_table(utils41, utils), HERE / "coarse.pt")
@@ -243,6 +265,10 @@ def main(root41: str, root40: str | None) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) not in (2, 3):
+    args = sys.argv[1:]
+    only = None
+    if "--only" in args:
+        only, args = args[args.index("--only") + 1:], args[:args.index("--only")]
+    if len(args) not in (1, 2) or only == []:
         sys.exit(__doc__)
-    main(sys.argv[1], sys.argv[2] if len(sys.argv) == 3 else None)
+    main(args[0], args[1] if len(args) == 2 else None, only)
