@@ -72,20 +72,10 @@ def test_ort_equals_torch_fp32_on_the_41_default_model():
 
 
 def _tiny_base_ckpt(path):
-    """The shipped DDSP base as an svc_pl checkpoint (as scripts/train_base.py's ``_base_as_ckpt``)."""
-    import yaml
+    """The shipped DDSP base as an svc_pl checkpoint."""
+    from svc_pl.pretrained import write_base_ckpt
 
-    from svc_pl.cli.fit import shipped_configs
-    from svc_pl.pretrained import load_base, pretrained_path
-
-    state, meta = load_base(pretrained_path("tiny-base"))
-    if "segment_frames" not in meta:  # a base written before its metadata held it: its config's value
-        config = yaml.safe_load(shipped_configs()[meta.get("config", "tiny")].read_text(encoding="utf-8"))
-        meta["segment_frames"] = int(config["model"]["segment_frames"])
-    hparams = {"net": meta["net"], "dataset_info": meta["dataset_info"], "segment_frames": meta["segment_frames"]}
-    torch.save({"state_dict": {f"net.{k}": v for k, v in state.items()}, "hyper_parameters": hparams,
-                "global_step": 0, "epoch": 0}, path)
-    return path
+    return write_base_ckpt(path, "tiny-base")
 
 
 @pytest.mark.slow
