@@ -330,6 +330,7 @@ def main_e2e(args, model_dir: Path, tmp: Path) -> dict:
             results.append(C.run_measured(SCRIPT, _worker_args(args, impl, seconds, model_dir, tmp, extra, precision,
                                                                backend, window), args.max_load, args.wait,
                                           retries=args.retries))
+            _save_partial(args, results)
     headers = ["impl", "input s", "load", "read", *STAGES, "convert", "write", "total", "RTF conv", "RTF total",
                "cpu s conv", "peak RSS MiB", "peak GPU MiB", "load1", "foreign"]
     rows = [[r["impl"], r["seconds"], r["load"], r["read"], *(r["stages"][k] for k in STAGES), r["convert"],
@@ -353,6 +354,7 @@ def main_synth(args, model_dir: Path, tmp: Path) -> dict:
             results.append(C.run_measured(SCRIPT, _worker_args(args, impl, seconds, model_dir, tmp, extra, precision,
                                                                backend, window), args.max_load, args.wait,
                                           retries=args.retries))
+            _save_partial(args, results)
     headers = ["impl", "units s", "infer s", "RTF", "cpu s", "sys s", "minor faults", "peak RSS MiB", "load1",
                "foreign"]
     rows = [[r["impl"], r["seconds"], r["infer"], r["rtf"], r.get("cpu") or 0.0, r["sys"], r["minor_faults"],
@@ -362,6 +364,12 @@ def main_synth(args, model_dir: Path, tmp: Path) -> dict:
                                  f"{args.repeats} after {args.warmups} warm-up)")
     ratios = _ratios(results, [("infer", "infer"), ("cpu", "CPU s"), ("peak_rss_mib", "peak RSS")])
     return {"mode": "synth", "results": results, "ratios": ratios}
+
+
+def _save_partial(args, results: list[dict]) -> None:
+    """Write what has been measured so far (a run cut short, e.g. on a starved machine, keeps its figures)."""
+    if args.json:
+        C.write_json(args.json, {"partial": True, "results": results})
 
 
 def _ratios(results: list[dict], keys: list[tuple[str, str]]) -> list[dict]:
