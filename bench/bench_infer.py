@@ -3,6 +3,10 @@
 End to end (default): real-time factor, per-stage seconds and peak RSS for 10 s and 60 s inputs (add 600 with
 ``--seconds 10 60 600``), with the 44.1 kHz 4.1 default model (random weights, one ``G_0.pth`` both load).
 ``--synth-only``: ``infer`` of the synthesizer alone on random units (10 s and 30 s).
+``--backend torch onnxruntime``: svc_pl with each synthesizer backend in the same run (ONNX Runtime runs fp32; its
+graphs are exported once, before the timed runs, into a temporary cache, and building their sessions counts as load).
+``--model tiny-base``: the shipped DDSP base instead (end to end, no reference).
+``--decode-window 256 512 0``: each decoder window (0: whole clips), to measure what the windows' overlap costs.
 
 Every (implementation, length) runs in its own Python process, so the peak RSS is that run's.
 torch uses 2 threads. Without ``--reference`` only our figures are printed.
@@ -10,12 +14,14 @@ torch uses 2 threads. Without ``--reference`` only our figures are printed.
     python bench/bench_infer.py --reference /tmp/sovits_ref --json bench/results/infer.json
     python bench/bench_infer.py --synth-only --reference /tmp/sovits_ref --json bench/results/synth.json
     python bench/bench_infer.py --reference /tmp/sovits_ref --device cuda   # both on the GPU (F0 stays on CPU)
+    python bench/bench_infer.py --reference /tmp/sovits_ref --precision fp32 --backend torch onnxruntime
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 import tempfile
 import time
@@ -26,6 +32,35 @@ import numpy as np
 
 SCRIPT = Path(__file__).resolve()
 STAGES = ["resample", "slicing", "f0", "units", "synthesis", "other"]
+
+
+def _label(args, precision: str) -> str:
+    """ours-<precision>[-ort][-w<window>]: the variant a worker measured."""
+    backend = "-ort" if getattr(args, "backend", ["torch"])[0] == "onnxruntime" else ""
+    window = f"-w{args.decode_window[0]}" if getattr(args, "label_window", False) else ""
+    return f"ours-{precision}{backend}{window}"
+
+
+def _load_model(model_dir: Path, device: str = "cpu"):
+    """The benchmark's voice model: the shipped base's checkpoint (``--model tiny-base``) or the 4.1 default."""
+    from svc_pl.infer.loading import load_voice_model
+
+    if (model_dir / "base.ckpt").is_file():
+        return load_voice_model(model_dir / "base.ckpt", device=device)
+    return load_voice_model(model_dir / "G_0.pth", model_dir / "config.json", device=device)
+
+
+def worker_prepare_ort(args) -> dict:
+    """Export the ONNX Runtime graphs into the cache the timed workers use (untimed there), once per model."""
+    C.setup_torch()
+    from svc_pl.infer.onnx_backend import SynthesizerBackends
+
+    t0 = time.perf_counter()
+    ort = SynthesizerBackends(_load_model(Path(args.model_dir)), "cpu").ort()
+    for window in args.decode_window:
+        ort.prepare(window)
+    return {"impl": "export-ort", "seconds": 0.0, "export": time.perf_counter() - t0,
+            "graphs": [str(p) for p in ort.exported]}
 
 
 # ================================================================================================ workers
@@ -42,18 +77,19 @@ def worker_ours(args) -> dict:
     from svc_pl.data.audio import AudioWriter, load_audio
     from svc_pl.data.content import random_content_encoder
     from svc_pl.infer.converter import Converter, ConvertOptions
-    from svc_pl.infer.loading import load_voice_model
     from svc_pl.infer.runtime import bound_cpu_kernel_cache
 
     bound_cpu_kernel_cache()  # as the svc-pl command does, before any model runs
-    model_dir = Path(args.model_dir)
     t0 = time.perf_counter()
-    vm = load_voice_model(model_dir / "G_0.pth", model_dir / "config.json", device=args.device)
+    vm = _load_model(Path(args.model_dir), args.device)
     converter = Converter(vm, random_content_encoder(vm.content_encoder), device=args.device)
+    if args.backend[0] == "onnxruntime":  # the sessions (graphs were exported by worker_prepare_ort)
+        converter.backends.ort().prepare(args.decode_window[0])
     t_load = time.perf_counter() - t0
-    opts = ConvertOptions(speaker=C.SPEAKER, transpose=0, slice_db=-40, cluster_ratio=0, auto_predict_f0=False,
+    speaker = C.SPEAKER if C.SPEAKER in vm.speakers else 0  # the base's first voice with --model tiny-base
+    opts = ConvertOptions(speaker=speaker, transpose=0, slice_db=-40, cluster_ratio=0, auto_predict_f0=False,
                           noise_scale=0.4, f0_method=args.f0, precision=args.precision[0],
-                          decode_window=args.decode_window)
+                          decode_window=args.decode_window[0], backend=args.backend[0])
     out_path = Path(args.tmp) / "ours_out.wav"
     if args.warmup:
         y, sr = load_audio(args.warmup)
@@ -66,6 +102,7 @@ def worker_ours(args) -> dict:
         t_read = time.perf_counter() - t0
         # as ``svc-pl infer`` does: blocks are written as they come out, atomically
         t_write = 0.0
+        cpu0 = _cpu_seconds()
         t0 = time.perf_counter()
         with AudioWriter(out_path, vm.sampling_rate) as writer:
             for block in converter.iter_convert(y, sr, opts):
@@ -75,12 +112,14 @@ def worker_ours(args) -> dict:
             tw = time.perf_counter()
         t_write += time.perf_counter() - tw  # closing: fsync and rename
         t_convert = time.perf_counter() - t0 - t_write
+        cpu = _cpu_seconds() - cpu0
         stages = {k: float(converter.timings.get(k, 0.0)) for k in STAGES[:-1]}
         stages["other"] = t_convert - sum(stages.values())
         runs.append({"read": t_read, "convert": t_convert, "write": t_write, "stages": stages,
-                     "out_seconds": writer.frames / vm.sampling_rate})
+                     "out_seconds": writer.frames / vm.sampling_rate, "cpu": cpu})
+    assert converter.backends.failed is None, converter.backends.failed
     del torch
-    return _summary(f"ours-{args.precision[0]}", args, t_load, runs)
+    return _summary(_label(args, args.precision[0]), args, t_load, runs)
 
 
 def worker_reference(args) -> dict:
@@ -130,21 +169,32 @@ def worker_reference(args) -> dict:
     runs = []
     for _ in range(args.repeats):
         timer.clear()
+        cpu0 = _cpu_seconds()
         t0 = time.perf_counter()
         out = convert(args.input)
         t_convert = time.perf_counter() - t0
+        cpu = _cpu_seconds() - cpu0
         t0 = time.perf_counter()
         sf.write(out_path, out, svc.target_sample, format="wav")  # as inference_main.py
         t_write = time.perf_counter() - t0
         stages = {k: float(timer.get(k, 0.0)) for k in STAGES[:-1]}
         stages["other"] = t_convert - sum(stages.values())
         runs.append({"read": None, "convert": t_convert, "write": t_write, "stages": stages,
-                     "out_seconds": len(out) / svc.target_sample})
+                     "out_seconds": len(out) / svc.target_sample, "cpu": cpu})
     del torch
     result = _summary("reference", args, t_load, runs)
     result["reference"] = ref
     result["stubs"] = list(C.REFERENCE_STUBS)
     return result
+
+
+def _cpu_seconds() -> float:
+    """CPU time (user + system, all threads) of this process so far: on a machine shared with other jobs it
+    measures the work done, which wall time does not."""
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
 
 
 def _time_calls(obj, name: str, timer: dict[str, float], key: str) -> None:
@@ -166,6 +216,7 @@ def _summary(impl: str, args, t_load: float, runs: list[dict]) -> dict:
     total = t_load + (best["read"] or 0.0) + best["convert"] + best["write"]
     return {"impl": impl, "seconds": args.seconds, "f0": args.f0, "load": t_load, "read": best["read"],
             "convert": best["convert"], "write": best["write"], "stages": best["stages"], "total": total,
+            "cpu_convert": best.get("cpu"),
             "rtf_convert": best["convert"] / args.seconds, "rtf_total": total / args.seconds,
             "out_seconds": best["out_seconds"], "repeats": len(runs), "all_convert": [r["convert"] for r in runs],
             "peak_rss_mib": C.peak_rss_mib(), "device": args.device, "peak_gpu_mib": _peak_gpu_mib(args.device),
@@ -195,10 +246,18 @@ def worker_synth(args) -> dict:
         from svc_pl.compat import load_sovits
 
         net = load_sovits(model_dir / "G_0.pth", model_dir / "config.json").prepare_for_inference()
+        window = args.decode_window[0]
+        infer = net.infer
+        if args.backend[0] == "onnxruntime":
+            from svc_pl.infer.onnx_backend import OrtSynthesizer, file_sha256
+
+            ort = OrtSynthesizer(net, file_sha256(model_dir / "G_0.pth"))
+            ort.prepare(window)
+            infer = ort.infer
 
         def call():
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision[0] == "bf16"):
-                return net.infer(c, f0, uv, 0, noise_scale=0.4, decode_window=args.decode_window)[0]
+                return infer(c, f0, uv, 0, noise_scale=0.4, decode_window=window)[0]
     else:
         C.import_reference(args.reference)
         import utils
@@ -216,7 +275,7 @@ def worker_synth(args) -> dict:
             with torch.no_grad():
                 return net.infer(c, f0=f0, uv=uv, g=sid, noice_scale=0.4)[0]
     t_load = time.perf_counter() - t0
-    times, sys_times, faults = [], [], []
+    times, sys_times, faults, cpus = [], [], [], []
     for i in range(args.warmups + args.repeats):
         ru0 = resource.getrusage(resource.RUSAGE_SELF)
         t0 = time.perf_counter()
@@ -227,10 +286,12 @@ def worker_synth(args) -> dict:
             times.append(dt)
             sys_times.append(ru1.ru_stime - ru0.ru_stime)
             faults.append(ru1.ru_minflt - ru0.ru_minflt)
+            cpus.append(ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime)
     assert audio.shape[-1] == frames * 512
-    impl = f"ours-{args.precision[0]}" if args.impl == "ours" else args.impl
+    impl = _label(args, args.precision[0]) if args.impl == "ours" else args.impl
     result = {"impl": impl, "seconds": args.seconds, "load": t_load, "infer": C.median(times),
               "infer_all": times, "rtf": C.median(times) / args.seconds, "sys": C.median(sys_times),
+              "cpu": C.median(cpus),
               "minor_faults": int(C.median(faults)), "peak_rss_mib": C.peak_rss_mib(), "env": C.environment()}
     if args.impl == "reference":
         result["stubs"] = list(C.REFERENCE_STUBS)
@@ -238,16 +299,21 @@ def worker_synth(args) -> dict:
 
 
 # ================================================================================================ driver
-def _variants(args) -> list[tuple[str, str]]:
-    """(worker, precision) pairs to run: ours at each ``--precision``, then the reference (fp32)."""
-    return [("ours", p) for p in args.precision] + ([("reference", "fp32")] if args.reference else [])
+def _variants(args) -> list[tuple[str, str, str, int]]:
+    """(worker, precision, backend, window) to run: ours at each ``--precision``, ``--backend`` and
+    ``--decode-window`` (ONNX Runtime in fp32 only), then the reference (fp32)."""
+    ours = [("ours", p, b, w) for w in args.decode_window for b in args.backend for p in args.precision
+            if b == "torch" or p == "fp32"]
+    return ours + ([("reference", "fp32", "torch", args.decode_window[0])] if args.reference else [])
 
 
 def _worker_args(args, impl: str, seconds: float, model_dir: Path, tmp: Path, extra: list[str],
-                 precision: str = "fp32") -> list[str]:
+                 precision: str = "fp32", backend: str = "torch", window: int = 256) -> list[str]:
     out = ["--worker", impl, "--model-dir", str(model_dir), "--tmp", str(tmp), "--seconds", str(seconds),
-           "--repeats", str(args.repeats), "--f0", args.f0, "--precision", precision,
-           "--decode-window", str(args.decode_window), "--device", args.device, *extra]
+           "--repeats", str(args.repeats), "--f0", args.f0, "--precision", precision, "--backend", backend,
+           "--decode-window", str(window), "--device", args.device, *extra]
+    if len(args.decode_window) > 1:
+        out.append("--label-window")
     if args.reference:
         out += ["--reference", args.reference]
     return out
@@ -258,37 +324,52 @@ def main_e2e(args, model_dir: Path, tmp: Path) -> dict:
     results = []
     for seconds in args.seconds:
         wav = _speech_input(tmp / f"input_{seconds:g}s.wav", seconds)
-        for impl, precision in _variants(args):
-            print(f"running {impl} ({precision}) on {seconds:g} s ...", flush=True)
+        for impl, precision, backend, window in _variants(args):
+            print(f"running {impl} ({precision}, {backend}, window {window}) on {seconds:g} s ...", flush=True)
             extra = ["--input", str(wav)] + ([] if args.no_warmup else ["--warmup", str(warm)])
-            results.append(C.run_measured(SCRIPT, _worker_args(args, impl, seconds, model_dir, tmp, extra, precision),
-                                          args.max_load, args.wait))
+            results.append(C.run_measured(SCRIPT, _worker_args(args, impl, seconds, model_dir, tmp, extra, precision,
+                                                               backend, window), args.max_load, args.wait,
+                                          retries=args.retries))
+            _save_partial(args, results)
     headers = ["impl", "input s", "load", "read", *STAGES, "convert", "write", "total", "RTF conv", "RTF total",
-               "peak RSS MiB", "peak GPU MiB", "load1", "foreign"]
+               "cpu s conv", "peak RSS MiB", "peak GPU MiB", "load1", "foreign"]
     rows = [[r["impl"], r["seconds"], r["load"], r["read"], *(r["stages"][k] for k in STAGES), r["convert"],
-             r["write"], r["total"], r["rtf_convert"], r["rtf_total"], r["peak_rss_mib"], r.get("peak_gpu_mib") or 0.0,
+             r["write"], r["total"], r["rtf_convert"], r["rtf_total"], r.get("cpu_convert") or 0.0,
+             r["peak_rss_mib"], r.get("peak_gpu_mib") or 0.0,
              r["quiet"]["load1_before"], r["quiet"]["foreign_cores"]] for r in results]
     C.print_table(headers, rows, f"End to end on {args.device}, {args.f0} F0, seconds (torch {C.THREADS} threads, "
                                  f"median of {args.repeats} conversion(s) after a 3 s warm-up)")
-    ratios = _ratios(results, [("convert", "convert"), ("total", "total"), ("peak_rss_mib", "peak RSS")])
+    ratios = _ratios(results, [("convert", "convert"), ("total", "total"), ("cpu_convert", "CPU s"),
+                               ("peak_rss_mib", "peak RSS")])
     return {"mode": "e2e", "input": C.test_speech(0.1)[1], "results": results, "ratios": ratios}
 
 
 def main_synth(args, model_dir: Path, tmp: Path) -> dict:
     results = []
     for seconds in args.synth_seconds:
-        for impl, precision in _variants(args):
-            print(f"running {impl} ({precision}) synthesizer on {seconds:g} s ...", flush=True)
+        for impl, precision, backend, window in _variants(args):
+            print(f"running {impl} ({precision}, {backend}, window {window}) synthesizer on {seconds:g} s ...",
+                  flush=True)
             extra = ["--synth", "--warmups", str(args.warmups)]
-            results.append(C.run_measured(SCRIPT, _worker_args(args, impl, seconds, model_dir, tmp, extra, precision),
-                                          args.max_load, args.wait))
-    headers = ["impl", "units s", "infer s", "RTF", "sys s", "minor faults", "peak RSS MiB", "load1", "foreign"]
-    rows = [[r["impl"], r["seconds"], r["infer"], r["rtf"], r["sys"], r["minor_faults"], r["peak_rss_mib"],
+            results.append(C.run_measured(SCRIPT, _worker_args(args, impl, seconds, model_dir, tmp, extra, precision,
+                                                               backend, window), args.max_load, args.wait,
+                                          retries=args.retries))
+            _save_partial(args, results)
+    headers = ["impl", "units s", "infer s", "RTF", "cpu s", "sys s", "minor faults", "peak RSS MiB", "load1",
+               "foreign"]
+    rows = [[r["impl"], r["seconds"], r["infer"], r["rtf"], r.get("cpu") or 0.0, r["sys"], r["minor_faults"],
+             r["peak_rss_mib"],
              r["quiet"]["load1_before"], r["quiet"]["foreign_cores"]] for r in results]
     C.print_table(headers, rows, f"Synthesizer infer only (random units; torch {C.THREADS} threads; median of "
                                  f"{args.repeats} after {args.warmups} warm-up)")
-    ratios = _ratios(results, [("infer", "infer"), ("peak_rss_mib", "peak RSS")])
+    ratios = _ratios(results, [("infer", "infer"), ("cpu", "CPU s"), ("peak_rss_mib", "peak RSS")])
     return {"mode": "synth", "results": results, "ratios": ratios}
+
+
+def _save_partial(args, results: list[dict]) -> None:
+    """Write what has been measured so far (a run cut short, e.g. on a starved machine, keeps its figures)."""
+    if args.json:
+        C.write_json(args.json, {"partial": True, "results": results})
 
 
 def _ratios(results: list[dict], keys: list[tuple[str, str]]) -> list[dict]:
@@ -298,7 +379,8 @@ def _ratios(results: list[dict], keys: list[tuple[str, str]]) -> list[dict]:
         ref = by.get(("reference", seconds))
         if not impl.startswith("ours") or ref is None:
             continue
-        out.append({"impl": impl, "seconds": seconds, **{label: ours[k] / ref[k] for k, label in keys},
+        out.append({"impl": impl, "seconds": seconds,
+                    **{label: (ours.get(k) or float("nan")) / (ref.get(k) or float("nan")) for k, label in keys},
                     "speed-up": ref[keys[0][0]] / ours[keys[0][0]]})
     if out:
         C.print_table(["impl", "input s", *(f"ours/ref {label}" for _, label in keys), f"speed-up ({keys[0][1]})"],
@@ -321,11 +403,17 @@ def parse_args(argv=None):
     p.add_argument("--f0", default="pm", help="F0 method for end to end (default pm)")
     p.add_argument("--precision", nargs="+", choices=["fp32", "bf16"], default=["fp32", "bf16"],
                    help="svc_pl precisions to run (the reference always runs fp32)")
-    p.add_argument("--decode-window", type=int, default=256, help="svc_pl decoder window in frames (0: whole)")
+    p.add_argument("--decode-window", type=int, nargs="+", default=[256],
+                   help="svc_pl decoder window(s) in frames (0: whole clips)")
+    p.add_argument("--backend", nargs="+", choices=["torch", "onnxruntime"], default=["torch"],
+                   help="svc_pl synthesizer backend(s) to run (onnxruntime: fp32 only)")
     p.add_argument("--repeats", type=int, default=1, help="timed runs per process (median reported)")
     p.add_argument("--warmups", type=int, default=1, help="untimed infer calls first (--synth-only)")
     p.add_argument("--no-warmup", action="store_true", help="end to end: no 3 s conversion before timing")
     p.add_argument("--device", default="cpu", help="end to end: cpu or cuda, for both implementations")
+    p.add_argument("--model", choices=["41-default", "tiny-base"], default="41-default",
+                   help="end to end: the 4.1 default model (random weights) or the shipped DDSP base (no reference)")
+    p.add_argument("--retries", type=int, default=1, help="runs measured again when the machine was busy")
     C.add_run_arguments(p)
     # worker-only
     p.add_argument("--synth", action="store_true", help=argparse.SUPPRESS)
@@ -333,6 +421,8 @@ def parse_args(argv=None):
     p.add_argument("--tmp", help=argparse.SUPPRESS)
     p.add_argument("--input", help=argparse.SUPPRESS)
     p.add_argument("--warmup", help=argparse.SUPPRESS)
+    p.add_argument("--label-window", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--prepare-ort", action="store_true", help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
 
@@ -341,18 +431,35 @@ def main(argv=None) -> None:
     if args.worker_out:
         args.seconds = args.seconds[0]
         args.impl = args.worker
-        if args.synth:
+        if args.prepare_ort:
+            result = worker_prepare_ort(args)
+        elif args.synth:
             result = worker_synth(args)
         else:
             result = worker_ours(args) if args.worker == "ours" else worker_reference(args)
         C.worker_result(args.worker_out, result)
         return
+    if args.model == "tiny-base" and (args.reference or args.synth_only):
+        raise SystemExit("--model tiny-base runs end to end without --reference (so-vits-svc has no DDSP decoder)")
     C.announce(args)
     with tempfile.TemporaryDirectory(prefix="svc_bench_infer_") as tmp:
         tmp = Path(tmp)
         model_dir = tmp / "model"
-        C.make_default_model(model_dir)
+        if args.model == "tiny-base":
+            from svc_pl.pretrained import write_base_ckpt
+
+            write_base_ckpt(model_dir / "base.ckpt", "tiny-base")
+        else:
+            C.make_default_model(model_dir)
+        export = None
+        if "onnxruntime" in args.backend:  # graphs exported once into a cache of this run, before any timing
+            os.environ["SVC_PL_CACHE"] = str(tmp / "cache")
+            print("exporting the ONNX Runtime graphs ...", flush=True)
+            export = C.run_worker(SCRIPT, ["--worker", "ours", "--prepare-ort", "--model-dir", str(model_dir),
+                                           "--seconds", "0", "--decode-window", *map(str, args.decode_window)])
+            print(f"  exported in {export['export']:.1f} s", flush=True)
         payload = main_synth(args, model_dir, tmp) if args.synth_only else main_e2e(args, model_dir, tmp)
+    payload["ort_export"] = export
     payload["env"] = C.environment()
     payload["command"] = " ".join(sys.argv)
     C.write_json(args.json, payload)

@@ -229,20 +229,9 @@ def write_card(work: Path, summary: dict) -> Path:
 
 def _base_as_ckpt(path: Path, base: Path = OUT / "tiny-base.safetensors") -> None:
     """A minimal svc_pl checkpoint of the base, so ``svc-pl infer`` converts with it."""
-    import torch
-    import yaml
+    from svc_pl.pretrained import write_base_ckpt
 
-    from svc_pl.cli.fit import shipped_configs
-    from svc_pl.pretrained import load_base
-
-    state, meta = load_base(base)
-    if "segment_frames" not in meta:  # a base written before its metadata held it: its config's value
-        config = yaml.safe_load(shipped_configs()[meta.get("config", "tiny")].read_text(encoding="utf-8"))
-        meta["segment_frames"] = int(config["model"]["segment_frames"])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    hparams = {"net": meta["net"], "dataset_info": meta["dataset_info"], "segment_frames": meta["segment_frames"]}
-    torch.save({"state_dict": {f"net.{k}": v for k, v in state.items()}, "hyper_parameters": hparams,
-                "global_step": meta["global_step"], "epoch": meta["epoch"]}, path)
+    write_base_ckpt(path, base)
 
 
 def main() -> None:

@@ -72,6 +72,9 @@ class Converter:
         self.index = index
         self._f0 = {}
         self._precision_checked: set[str] = set()
+        from svc_pl.infer.onnx_backend import SynthesizerBackends
+
+        self.backends = SynthesizerBackends(model, self.device)
         self.timings: dict[str, float] = defaultdict(float)
 
     # ------------------------------------------------------------------ helpers
@@ -311,9 +314,10 @@ class Converter:
             frames = (pad // hop, min(c.size(-1), -(-(pad + max(p.end - p.start for p in group)) // hop)))
             offset = 0
         with self._autocast(opts):
-            audio, f0_used = net.infer(c, f0, uv, speaker, noise_scale=opts.noise_scale, seed=opts.seed,
-                                       predict_f0=opts.auto_predict_f0, vol=vol if net.vol_embedding else None,
-                                       decode_window=opts.decode_window, decode_frames=frames)
+            audio, f0_used = self.backends.infer(opts, c, f0, uv, speaker, noise_scale=opts.noise_scale,
+                                                 seed=opts.seed, predict_f0=opts.auto_predict_f0,
+                                                 vol=vol if net.vol_embedding else None,
+                                                 decode_window=opts.decode_window, decode_frames=frames)
         return audio[:, 0].float(), f0_used, offset
 
     def _enhance(self, audio: torch.Tensor, f0_used: torch.Tensor, opts: ConvertOptions) -> torch.Tensor:

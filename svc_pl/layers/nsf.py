@@ -237,7 +237,7 @@ class NSFHiFiGAN(nn.Module):
 
     def decode_windowed(self, x: torch.Tensor, har_source: torch.Tensor, g: torch.Tensor | None = None,
                         window: int = 256, context: int | None = None,
-                        frames: tuple[int, int] | None = None) -> torch.Tensor:
+                        frames: tuple[int, int] | None = None, decode=None) -> torch.Tensor:
         """:meth:`decode` in fixed-length windows of ``window + 2 * context`` frames; same output.
 
         Every window is decoded with ``context`` frames of real input on both sides (at least the
@@ -252,8 +252,10 @@ class NSFHiFiGAN(nn.Module):
 
         ``frames=(lo, hi)`` decodes only those frames (with ``context`` frames of input around them),
         returning (B, 1, (hi - lo) * upp): the same samples as the full output's slice, without the
-        work for the rest (the converter's padding, for one).
+        work for the rest (the converter's padding, for one). ``decode`` replaces :meth:`decode` (same
+        arguments and result; the ONNX Runtime backend passes its graph).
         """
+        decode = decode or self.decode
         context = self.context_frames if context is None else int(context)
         if window < 1 or context < 0:
             raise ValueError(f"window must be >= 1 and context >= 0 frames, got {window} and {context}")
@@ -265,17 +267,17 @@ class NSFHiFiGAN(nn.Module):
                 raise ValueError(f"frames must satisfy 0 <= lo < hi <= {n}, got {frames}")
             a, b = max(0, lo - context), min(n, hi + context)
             y = self.decode_windowed(x[..., a:b], har_source[..., a * upp:b * upp], g[..., a:b] if per_frame_g else g,
-                                     window, context)
+                                     window, context, decode=decode)
             return y[..., (lo - a) * upp:(hi - a) * upp]
         span = window + 2 * context
         if n <= span:
-            return self.decode(x, har_source, g)
+            return decode(x, har_source, g)
         pieces = []
         for start in range(0, n, window):
             end = min(n, start + window)
             lo = min(max(0, start - context), n - span)
             gw = g[..., lo:lo + span] if per_frame_g else g
-            y = self.decode(x[..., lo:lo + span], har_source[..., lo * upp:(lo + span) * upp], gw)
+            y = decode(x[..., lo:lo + span], har_source[..., lo * upp:(lo + span) * upp], gw)
             pieces.append(y[..., (start - lo) * upp:(end - lo) * upp])
         return torch.cat(pieces, dim=-1)
 

@@ -81,3 +81,21 @@ def load_base_synthesizer(name_or_path: str | os.PathLike):
     net = Synthesizer.from_config(meta["net"], meta["dataset_info"])
     load_state_into(net, state, str(path))
     return net.eval(), meta
+
+
+def write_base_ckpt(path: str | os.PathLike, name_or_path: str | os.PathLike = "tiny-base") -> Path:
+    """A minimal svc_pl checkpoint of a base (by name or file), so ``svc-pl infer`` and ``Converter`` use it."""
+    import yaml
+
+    from svc_pl.cli.fit import shipped_configs
+
+    state, meta = load_base(pretrained_path(str(name_or_path)) or Path(name_or_path))
+    if "segment_frames" not in meta:  # a base written before its metadata held it: its config's value
+        config = yaml.safe_load(shipped_configs()[meta.get("config", "tiny")].read_text(encoding="utf-8"))
+        meta["segment_frames"] = int(config["model"]["segment_frames"])
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    hparams = {"net": meta["net"], "dataset_info": meta["dataset_info"], "segment_frames": meta["segment_frames"]}
+    torch.save({"state_dict": {f"net.{k}": v for k, v in state.items()}, "hyper_parameters": hparams,
+                "global_step": meta.get("global_step", 0), "epoch": meta.get("epoch", 0)}, path)
+    return path

@@ -1,0 +1,379 @@
+"""The synthesizer run by ONNX Runtime on the CPU (``--backend onnxruntime``), with the same audio as PyTorch fp32.
+
+:class:`OrtSynthesizer` has :meth:`Synthesizer.infer`'s signature. The network runs as two ONNX graphs, the random
+draws stay in PyTorch, drawn in the order ``infer`` draws them, so a seeded conversion equals the PyTorch one:
+
+- ``prior``: units, F0, voicing, speaker conditioning, prior noise (and volume) -> the flow's output ``z``
+  (B, inter, T) for the so-vits-svc decoder, or the DDSP decoder's controls (amplitudes, noise gains). Batch and
+  frame axes are dynamic: the converter pads clips to a few length buckets, so ONNX Runtime sees few shapes.
+- ``decoder`` (NSF-HiFiGAN): ``z``, the NSF excitation (computed by PyTorch, with its random phases and noise) and
+  the speaker -> audio; exported twice, with the frame axis fixed at the decode window's span (every window of
+  every clip has that shape) and dynamic (clips shorter than one window, ``decode_window`` 0).
+
+What stays in PyTorch: the speaker embedding, the random draws, the NSF excitation, the DDSP decoder's additive
+and noise synthesis (float64 phase, STFT filtering) and, with ``auto_predict_f0``, the whole synthesizer.
+
+Graphs are exported on first use into the cache folder (:func:`cache_dir`) under a name made from the model
+file's sha256 and a digest of everything else they depend on (this exporter's version, torch, onnx, opset,
+window span), written atomically; a graph made for other versions or settings of the same model is stale and
+replaced. If exporting, building or running a graph fails, conversion continues in PyTorch after one warning.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from svc_pl.layers.commons import randn_rows, rows_seeded
+from svc_pl.layers.f0 import f0_to_coarse
+from svc_pl.synthesizer import Synthesizer
+
+LOG = logging.getLogger(__name__)
+
+EXPORTER_VERSION = 1  # bump when the graphs below change: cached graphs of older versions are re-exported
+OPSET = 17
+BACKENDS = ("auto", "torch", "onnxruntime")
+
+
+# ================================================================================================ choosing
+def onnxruntime_available() -> bool:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def resolve_backend(backend: str, precision: str, device: str | torch.device) -> tuple[str, str]:
+    """("torch" or "onnxruntime", why) for ``backend`` ("auto", "torch" or "onnxruntime").
+
+    ``auto`` is torch on GPUs and on CPUs with native bf16 when the precision resolves to bf16 (bf16 torch
+    is about twice as fast as fp32 there), and onnxruntime for fp32 on the CPU (about 1.4x faster than torch fp32
+    on the 4.1 synthesizer, ``bench/bench_infer.py --backend``); torch if onnxruntime is not installed.
+    ``onnxruntime`` on a GPU device falls back to torch (only the CPU provider is used).
+    """
+    from svc_pl.infer.runtime import resolve_precision
+
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    device = torch.device(device)
+    if backend == "torch":
+        return "torch", "asked for"
+    if device.type != "cpu":
+        return "torch", f"onnxruntime runs the synthesizer on the CPU only, the device is {device}"
+    if not onnxruntime_available():
+        return "torch", "onnxruntime is not installed (pip install onnxruntime)"
+    if backend == "onnxruntime":
+        return "onnxruntime", "asked for"
+    if resolve_precision(precision, device) == "bf16":
+        return "torch", "bf16 on a CPU that computes it natively"
+    return "onnxruntime", "fp32 on the CPU"
+
+
+# ================================================================================================ cache
+def cache_dir() -> Path:
+    """Where exported graphs live: ``$SVC_PL_CACHE/onnx``, else ``$XDG_CACHE_HOME/svc_pl/onnx``, else
+    ``~/.cache/svc_pl/onnx``."""
+    root = os.environ.get("SVC_PL_CACHE")
+    if root:
+        return Path(root) / "onnx"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "svc_pl" / "onnx"
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def state_sha256(module: nn.Module) -> str:
+    """Digest of a module's tensors (for a model that did not come from a file)."""
+    h = hashlib.sha256()
+    for name, t in sorted(module.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _versions() -> dict:
+    import onnx
+
+    return {"exporter": EXPORTER_VERSION, "torch": torch.__version__, "onnx": onnx.__version__, "opset": OPSET}
+
+
+# ================================================================================================ graphs
+class PriorGraph(nn.Module):
+    """The prior encoder with its sample given, then the flow (so-vits-svc decoder) or the DDSP controls.
+
+    forward(c (B, ssl, T), f0 (B, T), uv (B, T), g (B, gin, T), noise (B, inter, T) standard normal, noise_scale
+    () [, vol (B, T)]) -> z (B, inter, T); for DDSP (amps (B, K, T), gains (B, M, T)) and ``noise`` unused.
+    """
+
+    def __init__(self, synth: Synthesizer):
+        super().__init__()
+        self.synth = synth
+        self.ddsp = synth.decoder == "ddsp"
+
+    def forward(self, c, f0, uv, g, noise, noise_scale, vol=None):
+        s = self.synth
+        x_mask = torch.ones_like(f0).unsqueeze(1)
+        x = s._prior_input(c, uv, x_mask, vol)
+        enc = s.enc_p
+        x = x + enc.f0_emb(f0_to_coarse(f0, s.coarse_pitch)).transpose(1, 2)
+        x = enc.enc_(x * x_mask, x_mask)
+        stats = enc.proj(x) * x_mask
+        m_p, logs_p = torch.split(stats, enc.out_channels, dim=1)
+        if self.ddsp:
+            return s.dec.controls(m_p, f0, uv, g)
+        z_p = (m_p + noise * torch.exp(logs_p) * noise_scale) * x_mask  # PriorEncoder.forward's sample
+        return s.flow(z_p, x_mask, g=g, reverse=True)
+
+
+class DecoderGraph(nn.Module):
+    """NSFHiFiGAN.decode: z (B, inter, N), har_source (B, 1, N * hop), g (B, gin, N) -> audio (B, 1, N * hop)."""
+
+    def __init__(self, synth: Synthesizer):
+        super().__init__()
+        self.dec = synth.dec
+
+    def forward(self, z, har_source, g):
+        return self.dec.decode(z, har_source, g)
+
+
+def _example(synth: Synthesizer, graph: str, frames: int) -> tuple[list[str], tuple, list[str]]:
+    """(input names, example inputs, output names) of ``graph`` at ``frames`` frames, batch 1."""
+    gen = torch.Generator().manual_seed(0)
+    gin = synth.emb_g.weight.shape[1]
+    g = torch.randn(1, gin, frames, generator=gen)
+    if graph == "prior":
+        f0 = 100 + 300 * torch.rand(1, frames, generator=gen)
+        uv = (torch.rand(1, frames, generator=gen) > 0.2).float()
+        names = ["c", "f0", "uv", "g", "noise", "noise_scale"]
+        args = [torch.randn(1, synth.ssl_dim, frames, generator=gen), f0 * uv, uv, g,
+                torch.randn(1, synth.enc_p.out_channels, frames, generator=gen), torch.tensor(0.4)]
+        if synth.vol_embedding:
+            names.append("vol")
+            args.append(torch.rand(1, frames, generator=gen))
+        outputs = ["amps", "gains"] if synth.decoder == "ddsp" else ["z"]
+        return names, tuple(args), outputs
+    hop = synth.dec.upp
+    har = torch.rand(1, 1, frames * hop, generator=gen) * 0.2 - 0.1
+    z = torch.randn(1, synth.enc_p.out_channels, frames, generator=gen)
+    return ["z", "har_source", "g"], (z, har, g), ["audio"]
+
+
+def export_graph(synth: Synthesizer, graph: str, path: str | os.PathLike, static_frames: int | None = None) -> Path:
+    """Export ``graph`` ("prior" or "decoder") of ``synth`` to ``path``, atomically.
+
+    Batch is dynamic; frames too unless ``static_frames`` is given (the decode window's span)."""
+    from svc_pl.io import atomic_path
+
+    module = PriorGraph(synth) if graph == "prior" else DecoderGraph(synth)
+    frames = static_frames or 64
+    names, args, outputs = _example(synth, graph, frames)
+    time_axis = {"c": 2, "f0": 1, "uv": 1, "g": 2, "noise": 2, "vol": 1, "z": 2, "amps": 2, "gains": 2,
+                 "har_source": 2, "audio": 2}
+    axes = {}
+    for n in names + outputs:
+        if n != "noise_scale":
+            axes[n] = {0: "batch"}
+            if not static_frames:
+                axes[n][time_axis[n]] = "samples" if n in ("har_source", "audio") else "frames"
+    path = Path(path)
+    with atomic_path(path) as tmp, torch.no_grad(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
+        warnings.filterwarnings("ignore", message=".*Constant folding.*")
+        torch.onnx.export(module.eval(), args, str(tmp), input_names=names, output_names=outputs,
+                          dynamic_axes=axes, opset_version=OPSET, dynamo=False)
+    return path
+
+
+def build_session(path: str | os.PathLike, threads: int | None = None):
+    """An ONNX Runtime CPU session for ``path``: ``threads`` intra-op threads (default: torch's, i.e. the
+    physical cores), sequential execution, all graph optimisations."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = int(threads or torch.get_num_threads())
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.log_severity_level = 3
+    return ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
+
+
+# ================================================================================================ backend
+class OrtSynthesizer:
+    """A :class:`Synthesizer`'s :meth:`~Synthesizer.infer` with the network in ONNX Runtime.
+
+    Args:
+        synth: the synthesizer (inference-prepared, on the CPU); PyTorch still draws the random numbers and
+            computes what is listed in the module docstring.
+        model_digest: sha256 of the model file (default: of ``synth``'s tensors).
+        cache: folder of exported graphs (default :func:`cache_dir`).
+        threads: ONNX Runtime intra-op threads (default: torch's thread count).
+    """
+
+    def __init__(self, synth: Synthesizer, model_digest: str | None = None, cache: str | os.PathLike | None = None,
+                 threads: int | None = None):
+        self.synth = synth
+        self.digest = model_digest or state_sha256(synth)
+        self.cache = Path(cache) if cache is not None else cache_dir()
+        self.threads = threads
+        self._sessions: dict[tuple[str, int | None], object] = {}
+        self.exported: list[Path] = []  # graphs this object exported (not found in the cache)
+
+    # ------------------------------------------------------------------ graphs and sessions
+    def graph_path(self, graph: str, static_frames: int | None = None) -> Path:
+        """The cache file of ``graph`` for this model and these versions and settings."""
+        key = {**_versions(), "graph": graph, "static_frames": static_frames, "model": self.digest}
+        tag = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+        kind = graph if static_frames is None else f"{graph}{static_frames}"
+        return self.cache / f"{self.digest[:16]}-{kind}-{tag}.onnx"
+
+    def session(self, graph: str, static_frames: int | None = None):
+        """The session of ``graph``, exported first if the cache has no current copy (stale copies of the same
+        model's graph are removed)."""
+        k = (graph, static_frames)
+        if k in self._sessions:
+            return self._sessions[k]
+        path = self.graph_path(graph, static_frames)
+        sess = None
+        if path.is_file():
+            try:
+                sess = build_session(path, self.threads)
+            except Exception as err:  # a damaged cache file: export it again
+                LOG.warning("cached ONNX graph %s does not load (%s): exporting it again", path, err)
+        if sess is None:
+            for stale in path.parent.glob(path.name.rsplit("-", 1)[0] + "-*.onnx"):
+                if stale != path:
+                    stale.unlink(missing_ok=True)
+            LOG.info("exporting the synthesizer's %s graph for onnxruntime to %s", graph, path)
+            export_graph(self.synth, graph, path, static_frames)
+            self.exported.append(path)
+            sess = build_session(path, self.threads)
+        self._sessions[k] = sess
+        return sess
+
+    def prepare(self, decode_window: int = 256) -> OrtSynthesizer:
+        """Export (if not cached) and load every graph a conversion with ``decode_window`` may use, so that the
+        first conversion does not pay for it."""
+        self.session("prior")
+        if self.synth.decoder != "ddsp":
+            self.session("decoder")
+            if decode_window > 0:
+                self.session("decoder", decode_window + 2 * self.synth.dec.context_frames)
+        return self
+
+    @staticmethod
+    def _run(sess, **inputs) -> list[torch.Tensor]:
+        feeds = {i.name: inputs[i.name].detach().float().contiguous().numpy() for i in sess.get_inputs()}
+        return [torch.from_numpy(o) for o in sess.run(None, feeds)]
+
+    # ------------------------------------------------------------------ inference
+    @torch.inference_mode()
+    def infer(self, c, f0, uv, speaker, noise_scale: float = 0.35, seed: int | None = 52468, predict_f0: bool = False,
+              vol=None, decode_window: int = 0, decode_frames: tuple[int, int] | None = None):
+        """:meth:`Synthesizer.infer` (same arguments and results); ``predict_f0`` runs PyTorch."""
+        import contextlib
+
+        s = self.synth
+        if predict_f0 and s.use_automatic_f0_prediction:
+            return s.infer(c, f0, uv, speaker, noise_scale, seed, predict_f0, vol, decode_window, decode_frames)
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(torch.autocast(device_type="cpu", enabled=False))
+            if seed is not None:
+                stack.enter_context(torch.random.fork_rng(devices=[]))
+                torch.manual_seed(seed)
+                if c.size(0) > 1:
+                    stack.enter_context(rows_seeded(seed, c.size(0)))
+            return self._infer(c.float(), f0.float(), uv.float(), speaker, noise_scale, vol, decode_window,
+                               decode_frames)
+
+    def _infer(self, c, f0, uv, speaker, noise_scale, vol, decode_window, decode_frames):
+        s = self.synth
+        b, t = c.size(0), c.size(-1)
+        g = s.speaker_embedding(speaker, batch=b, device=c.device).float()
+        g = g.expand(b, -1, t) if g.size(-1) == 1 else g
+        # the draws Synthesizer.infer makes, in its order: prior noise, then the decoder's
+        noise = randn_rows(torch.empty(b, s.enc_p.out_channels, t))
+        feeds = {"c": c, "f0": f0, "uv": uv, "g": g, "noise": noise, "noise_scale": torch.tensor(float(noise_scale))}
+        if s.vol_embedding:
+            feeds["vol"] = vol.float() if vol is not None else torch.zeros_like(f0)
+        if s.decoder == "ddsp":
+            amps, gains = self._run(self.session("prior"), **feeds)
+            audio = (s.dec.harmonics(amps, f0) + s.dec.noise(gains, t * s.hop_length)).unsqueeze(1)
+            if decode_frames is not None:
+                lo, hi = decode_frames
+                audio = audio[..., lo * s.hop_length:hi * s.hop_length]
+            return audio, f0
+        (z,) = self._run(self.session("prior"), **feeds)
+        har_source = s.dec.m_source(f0, s.dec.upp)
+        if decode_window > 0:
+            span = decode_window + 2 * s.dec.context_frames
+            return s.dec.decode_windowed(z, har_source, g, window=decode_window, frames=decode_frames,
+                                         decode=lambda *a: self._decode(*a, span=span)), f0
+        if decode_frames is not None:
+            raise ValueError("decode_frames needs decode_window > 0")
+        return self._decode(z, har_source, g), f0
+
+    def _decode(self, z, har_source, g, span: int | None = None) -> torch.Tensor:
+        """The decoder graph: the static one when ``z`` has ``span`` frames, else the dynamic one."""
+        static = span if span is not None and z.size(-1) == span else None
+        (audio,) = self._run(self.session("decoder", static), z=z, har_source=har_source, g=g)
+        return audio
+
+
+class SynthesizerBackends:
+    """What runs a converter's synthesizer for each ``ConvertOptions.backend``: the choice is made (and logged)
+    once per (backend, precision); after an ONNX Runtime failure, PyTorch for the rest of the converter's life.
+
+    Args:
+        model: the :class:`svc_pl.infer.loading.VoiceModel` (its ``source`` file's sha256 keys the graph cache).
+        device: the converter's device.
+    """
+
+    def __init__(self, model, device: torch.device):
+        self.model = model
+        self.device = torch.device(device)
+        self._chosen: dict[tuple[str, str], str] = {}
+        self._ort: OrtSynthesizer | None = None
+        self.failed: str | None = None  # why ONNX Runtime was given up, once it was
+
+    def resolve(self, backend: str, precision: str) -> str:
+        """"torch" or "onnxruntime" for these options (logged the first time)."""
+        key = (backend, precision)
+        if key not in self._chosen:
+            name, why = resolve_backend(backend, precision, self.device)
+            LOG.info("synthesizer backend: %s (%s%s)", name, "" if backend == "auto" else "--backend ", why)
+            self._chosen[key] = name
+        return self._chosen[key]
+
+    def ort(self) -> OrtSynthesizer:
+        if self._ort is None:
+            source = Path(str(self.model.source))
+            digest = file_sha256(source) if source.is_file() else None
+            self._ort = OrtSynthesizer(self.model.net, digest)
+        return self._ort
+
+    def infer(self, opts, *args, **kwargs):
+        """``Synthesizer.infer(*args, **kwargs)`` on the backend ``opts`` asks for."""
+        net = self.model.net
+        if self.failed is None and self.resolve(opts.backend, opts.precision) == "onnxruntime":
+            try:
+                return self.ort().infer(*args, **kwargs)
+            except Exception as err:  # export, session or run: convert on with PyTorch, say why once
+                self.failed = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
+                LOG.warning("onnxruntime backend failed (%s); converting with torch instead", self.failed)
+        return net.infer(*args, **kwargs)

@@ -1,0 +1,181 @@
+"""The ONNX Runtime backend (``--backend onnxruntime``): the same audio as PyTorch fp32, graphs exported once per
+model and cached, stale graphs re-exported, and a failing graph falling back to PyTorch with one warning."""
+
+import logging
+import os
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from svc_pl.cli import main as cli_main
+from svc_pl.data.content import random_content_encoder
+from svc_pl.infer import onnx_backend
+from svc_pl.infer.converter import Converter, ConvertOptions
+from svc_pl.infer.loading import load_voice_model
+from svc_pl.infer.onnx_backend import OrtSynthesizer, resolve_backend
+from svc_pl.synthesizer import Synthesizer
+from tests.speech import synth_speech
+from tests.test_infer import write_tiny_voice
+
+pytest.importorskip("onnxruntime")
+
+
+def _inputs(synth: Synthesizer, frames: int, seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    uv = (torch.rand(1, frames, generator=gen) > 0.2).float()
+    f0 = (100 + 300 * torch.rand(1, frames, generator=gen)) * uv
+    return torch.randn(1, synth.ssl_dim, frames, generator=gen), f0, uv
+
+
+def _rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a - b).abs().max() / a.abs().max()).item()
+
+
+@pytest.fixture(scope="module")
+def voice(tmp_path_factory):
+    return write_tiny_voice(tmp_path_factory.mktemp("voice"))
+
+
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path, monkeypatch):
+    """Every test exports into its own cache folder (never the user's)."""
+    monkeypatch.setenv("SVC_PL_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "onnx"
+
+
+@pytest.mark.slow
+def test_ort_equals_torch_fp32_on_the_41_default_model():
+    """Windowed decoding (the static-shape decoder graph) and a keyframed speaker, as the converter runs them."""
+    from svc_pl.compat import sovits_config_for
+    from svc_pl.compat.config import TEMPLATE_41
+
+    cfg = sovits_config_for(dict(TEMPLATE_41["model"], sampling_rate=44100), {"a": 0, "b": 1}, hop_length=512)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(1)
+        synth = Synthesizer(**cfg.synthesizer_kwargs()).prepare_for_inference()
+    backend = OrtSynthesizer(synth)
+    window = 8
+    span = window + 2 * synth.dec.context_frames
+    frames = span + 40
+    c, f0, uv = _inputs(synth, frames)
+    mix = torch.zeros(1, synth.n_speakers, frames)  # (1, S, T): from speaker 0 to speaker 1
+    mix[0, 0], mix[0, 1] = torch.linspace(1, 0, frames), torch.linspace(0, 1, frames)
+    for speaker in (1, mix):
+        kw = dict(noise_scale=0.4, seed=7, decode_window=window, decode_frames=(10, frames - 10))
+        ref, _ = synth.infer(c, f0, uv, speaker, **kw)
+        out, _ = backend.infer(c, f0, uv, speaker, **kw)
+        assert out.shape == ref.shape == (1, 1, (frames - 20) * 512)
+        assert _rel_err(ref, out) < 1e-4  # another seed moves it by about 1
+    assert [p.name.split("-")[1] for p in backend.exported] == ["prior", f"decoder{span}"]
+
+
+def _tiny_base_ckpt(path):
+    """The shipped DDSP base as an svc_pl checkpoint."""
+    from svc_pl.pretrained import write_base_ckpt
+
+    return write_base_ckpt(path, "tiny-base")
+
+
+@pytest.mark.slow
+def test_ort_conversion_equals_torch_fp32_with_the_tiny_base(tmp_path, caplog):
+    """A whole seeded conversion with the shipped DDSP base: onnxruntime's output is torch fp32's."""
+    vm = load_voice_model(_tiny_base_ckpt(tmp_path / "base.ckpt"))
+    assert vm.net.decoder == "ddsp"
+    conv = Converter(vm, random_content_encoder(vm.content_encoder))
+    y, sr = sf.read(synth_speech(tmp_path / "in.wav", "Singing in the rain."), dtype="float32")
+    with caplog.at_level(logging.INFO, logger="svc_pl"):
+        ref = conv.convert(y, sr, ConvertOptions(speaker=0, precision="fp32", backend="torch"))
+        out = conv.convert(y, sr, ConvertOptions(speaker=0, precision="fp32", backend="onnxruntime"))
+        conv.convert(y, sr, ConvertOptions(speaker=0, precision="fp32", backend="onnxruntime"))
+    assert np.abs(ref).max() > 0.01
+    assert np.abs(out - ref).max() / np.abs(ref).max() < 1e-4
+    said = [r.getMessage() for r in caplog.records if "synthesizer backend" in r.getMessage()]
+    assert said == ["synthesizer backend: torch (--backend asked for)",
+                    "synthesizer backend: onnxruntime (--backend asked for)"]  # once per choice
+    assert conv.backends.failed is None
+
+
+def test_graphs_are_cached_and_reused(voice, own_cache, monkeypatch):
+    vm = load_voice_model(voice / "G_1.pth")
+    c, f0, uv = _inputs(vm.net, 120)
+    first = Converter(vm, random_content_encoder("vec768l12")).backends.ort()
+    ref, _ = first.infer(c, f0, uv, 0, decode_window=0)
+    assert [p.name.split("-")[1] for p in first.exported] == ["prior", "decoder"]
+    assert all(p.parent == own_cache for p in first.exported)
+    assert first.digest == onnx_backend.file_sha256(voice / "G_1.pth")
+    mtimes = {p: p.stat().st_mtime_ns for p in own_cache.glob("*.onnx")}
+    exports = []
+    monkeypatch.setattr(onnx_backend, "export_graph", lambda *a, **k: exports.append(a))
+    second = Converter(load_voice_model(voice / "G_1.pth"), random_content_encoder("vec768l12")).backends.ort()
+    out, _ = second.infer(c, f0, uv, 0, decode_window=0)
+    assert exports == [] and second.exported == []
+    assert {p: p.stat().st_mtime_ns for p in own_cache.glob("*.onnx")} == mtimes
+    assert torch.equal(ref, out)
+
+
+def test_stale_and_damaged_graphs_are_exported_again(voice, own_cache, monkeypatch, caplog):
+    vm = load_voice_model(voice / "G_1.pth")
+    c, f0, uv = _inputs(vm.net, 120)
+    old = OrtSynthesizer(vm.net, "ab" * 32)
+    ref, _ = old.infer(c, f0, uv, 0)
+    old_path = old.exported[1]  # prior, decoder
+    monkeypatch.setattr(onnx_backend, "EXPORTER_VERSION", onnx_backend.EXPORTER_VERSION + 1)
+    new = OrtSynthesizer(vm.net, "ab" * 32)
+    out, _ = new.infer(c, f0, uv, 0)
+    assert len(new.exported) == 2 and not any(p.exists() for p in old.exported)  # the stale ones are gone
+    new_path = new.exported[1]
+    assert new_path != old_path and new_path.is_file()
+    assert torch.equal(ref, out)
+    new_path.write_bytes(new_path.read_bytes()[:1000])  # a damaged cache file
+    with caplog.at_level(logging.WARNING):
+        again = OrtSynthesizer(vm.net, "ab" * 32)
+        out, _ = again.infer(c, f0, uv, 0)
+    assert again.exported == [new_path] and "does not load" in caplog.text
+    assert torch.equal(ref, out)
+    assert sorted(own_cache.iterdir()) == sorted(new.exported)  # no temporaries left
+
+
+def test_a_failing_graph_falls_back_to_torch_with_one_warning(voice, monkeypatch, caplog, tmp_path):
+    def broken(path, threads=None):
+        raise RuntimeError("no kernel for this node")
+
+    monkeypatch.setattr(onnx_backend, "build_session", broken)
+    conv = Converter(load_voice_model(voice / "G_1.pth"), random_content_encoder("vec768l12"))
+    y, sr = sf.read(synth_speech(tmp_path / "in.wav", "Hello there."), dtype="float32")
+    opts = ConvertOptions(speaker="alto", precision="fp32", backend="onnxruntime")
+    with caplog.at_level(logging.WARNING):
+        out = conv.convert(y, sr, opts)
+        conv.convert(y, sr, opts)
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warned == ["onnxruntime backend failed (RuntimeError: no kernel for this node); converting with torch "
+                      "instead"]
+    ref = conv.convert(y, sr, ConvertOptions(speaker="alto", precision="fp32", backend="torch"))
+    assert np.array_equal(out, ref)
+
+
+def test_auto_picks_by_device_and_precision(monkeypatch):
+    assert resolve_backend("auto", "fp32", "cpu")[0] == "onnxruntime"
+    assert resolve_backend("auto", "bf16", "cpu")[0] == "torch"
+    assert resolve_backend("auto", "fp32", "cuda")[0] == "torch"
+    assert resolve_backend("onnxruntime", "fp32", "cuda")[0] == "torch"
+    assert resolve_backend("torch", "fp32", "cpu")[0] == "torch"
+    monkeypatch.setattr("svc_pl.infer.runtime.cpu_has_native_bf16", lambda: False)
+    assert resolve_backend("auto", "auto", "cpu")[0] == "onnxruntime"  # an AVX2 CPU: ORT fp32
+    monkeypatch.setattr("svc_pl.infer.runtime.cpu_has_native_bf16", lambda: True)
+    assert resolve_backend("auto", "auto", "cpu")[0] == "torch"  # native bf16: torch bf16
+    monkeypatch.setattr(onnx_backend, "onnxruntime_available", lambda: False)
+    name, why = resolve_backend("onnxruntime", "fp32", "cpu")
+    assert name == "torch" and "pip install onnxruntime" in why
+
+
+def test_cli_backend_flag(voice, tmp_path, caplog):
+    src = synth_speech(tmp_path / "in.wav", "Hello there.")
+    with caplog.at_level(logging.INFO, logger="svc_pl"):
+        rc = cli_main(["infer", str(src), "-o", str(tmp_path / "out"), "-m", str(voice / "G_1.pth"), "-s", "alto",
+                       "--backend", "onnxruntime", "--precision", "fp32", "--random-encoder", "--no-progress"])
+    assert rc == 0 and (tmp_path / "out" / "in.wav").is_file()
+    assert "synthesizer backend: onnxruntime" in caplog.text
+    assert len(list((tmp_path / "cache" / "onnx").glob("*.onnx"))) == 2  # prior + decoder window
+    assert os.environ["SVC_PL_CACHE"] == str(tmp_path / "cache")
