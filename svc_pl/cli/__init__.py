@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("svc_pl.cli.evaluate", "score a conversion (F0 agreement, speaker similarity)"),
     "config": ("svc_pl.cli.config", "print a shipped training config (svc-pl config tiny > my.yaml), or list them"),
     "demo": ("svc_pl.cli.demo", "build data, train, convert and evaluate end to end on CPU"),
+    "webui": ("svc_pl.cli.webui", "convert, compare and train in a browser (svc_pl[webui])"),
 }
 
 LIGHTNING_COMMANDS = {"fit", "validate"}
@@ -165,6 +166,7 @@ OPTIONAL_PACKAGES: dict[str, str] = {
     "onnxruntime": "pip install 'svc_pl[onnx]'",
     "onnxscript": "pip install onnxscript",
     "resemblyzer": "pip install 'svc_pl[speaker]'",
+    "gradio": "pip install 'svc_pl[webui]'",
 }
 
 

@@ -133,73 +133,12 @@ class ConverterFactory:
         self.args = args
 
     def __call__(self, device):
-        import torch
-
-        from svc_pl.data.content import load_content_encoder, random_content_encoder
-        from svc_pl.infer.converter import Converter
-        from svc_pl.infer.loading import load_voice_model
+        from svc_pl.infer.build import build_converter
 
         a = self.args
-        opts = _options(a)
-        device = torch.device(device)
-        if opts.only_diffusion:  # no synthesizer: the diffusion model's yaml names the encoder
-            from svc_pl.compat.diffusion import read_diffusion_config
-            from svc_pl.infer.diffusion import diffusion_config_path
-
-            model = None
-            name = a.encoder or read_diffusion_config(diffusion_config_path(opts)).encoder
-        else:
-            model = load_voice_model(a.model, a.config, device=device)
-            name = a.encoder or model.content_encoder
-        encoder = random_content_encoder(name) if a.random_encoder else load_content_encoder(name, a.content_encoder,
-                                                                                            device=device)
-        if model is not None and int(encoder.dim) != int(model.net.ssl_dim):
-            from svc_pl.errors import UserFacingError
-
-            raise UserFacingError(
-                f"{a.model}: the model takes {model.net.ssl_dim}-d units ({model.content_encoder}) but the content "
-                f"encoder {a.content_encoder or name!r} gives {encoder.dim}-d units: pass the encoder the model was "
-                "trained with (--content-encoder, and --encoder if the name differs)")
-        diffusion = _diffusion_stage(a, opts, model, int(encoder.dim), device)
-        model = diffusion.voice_model() if model is None else model
-        enhancer = cluster = index = None
-        if a.enhancer and diffusion is None:
-            from svc_pl.infer.enhancer import Enhancer
-
-            enhancer = Enhancer.from_pretrained(a.enhancer, device=device)
-        if a.cluster_model:
-            from svc_pl.infer.cluster import ClusterModel
-
-            cluster = ClusterModel.load(a.cluster_model)
-        if a.feature_index:
-            from svc_pl.infer.retrieval import FeatureIndex
-
-            index = FeatureIndex.load(a.feature_index)
-        return Converter(model, encoder, device=device, enhancer=enhancer, cluster=cluster, index=index,
-                         diffusion=diffusion)
-
-
-def _diffusion_stage(a, opts, model, unit_dim: int | None, device):
-    """The checked diffusion stage for --shallow-diffusion / --only-diffusion, else None (before any audio)."""
-    from svc_pl.errors import UserFacingError
-
-    if not opts.uses_diffusion:
-        if opts.diffusion_model:
-            LOG.warning("--diffusion-model is not used without --shallow-diffusion or --only-diffusion")
-        return None
-    if not opts.diffusion_model:
-        raise UserFacingError("--shallow-diffusion and --only-diffusion need the diffusion model: pass "
-                              "--diffusion-model PATH (so-vits-svc's logs/44k/diffusion/model_<step>.pt)")
-    from svc_pl.infer.diffusion import load_diffusion_stage, requested_speakers
-
-    if a.enhancer and not opts.vocoder:
-        LOG.info("diffusion renders with the --enhancer vocoder %s (the enhancer itself is not applied)", a.enhancer)
-    elif a.enhancer:
-        LOG.info("diffusion replaces the enhancer: --enhancer is not applied")
-    return load_diffusion_stage(opts.diffusion_model, opts.diffusion_config, opts.vocoder or a.enhancer,
-                                voice=model, unit_dim=unit_dim, k_step=opts.k_step, only_diffusion=opts.only_diffusion,
-                                speakers=[] if model is None else requested_speakers(opts),
-                                method=opts.diffusion_method, speedup=opts.diffusion_speedup, device=device)
+        return build_converter(a.model, a.content_encoder, encoder=a.encoder, random_encoder=a.random_encoder,
+                               config=a.config, device=device, options=_options(a), enhancer=a.enhancer,
+                               cluster_model=a.cluster_model, feature_index=a.feature_index)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -254,21 +193,20 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _check_speaker(converter, opts) -> None:
-    spk = opts.speaker
-    names = list(spk) if isinstance(spk, dict) else [spk]
-    for frame in opts.speaker_keyframes or []:
-        names += list(frame[1])
-    for name in names:
-        converter.model.speaker_id(name)
+    from svc_pl.infer.build import check_speakers
+
+    check_speakers(converter.model, opts)
 
 
 def _probe(factory, opts, device) -> None:
     """Fail fast (once, before spawning) on a bad model, config or speaker."""
+    from svc_pl.infer.build import diffusion_stage
     from svc_pl.infer.loading import load_voice_model
 
     a = factory.args
     model = None if opts.only_diffusion else load_voice_model(a.model, a.config, device="cpu")
-    diffusion = _diffusion_stage(a, opts, model, None if model is None else int(model.net.ssl_dim), "cpu")
+    diffusion = diffusion_stage(opts, model, None if model is None else int(model.net.ssl_dim), "cpu",
+                                enhancer=a.enhancer)
     model = diffusion.voice_model() if model is None else model
     names = list(opts.speaker) if isinstance(opts.speaker, dict) else [opts.speaker]
     for name in names:
