@@ -72,14 +72,20 @@ def random_eq(y: np.ndarray, sr: int, rng: np.random.Generator, s: PerturbSettin
 
 
 def change_gender(y: np.ndarray, sr: int, formant_ratio: float, pitch_ratio: float, range_ratio: float,
-                  median_f0: float | None) -> np.ndarray:
-    """Praat's "Change gender" (formant shift, new median pitch, pitch range factor), same length as ``y``."""
+                  median_f0: float | None, seed: int = 0) -> np.ndarray:
+    """Praat's "Change gender" (formant shift, new median pitch, pitch range factor), same length as ``y``.
+
+    Praat's PSOLA draws random numbers (unvoiced stretches); they come from ``seed``, so a copy repeats."""
     import parselmouth
     from parselmouth.praat import call
 
     snd = parselmouth.Sound(y.astype(np.float64), sampling_frequency=sr)
     new_median = 0.0 if not median_f0 else float(np.clip(median_f0 * pitch_ratio, 60.0, 1000.0))
-    out = call(snd, "Change gender", 60, 1100, formant_ratio, new_median, range_ratio, 1.0)
+    parselmouth.praat.run(f"random_initializeWithSeedUnsafelyButPredictably ({int(seed)})")
+    try:
+        out = call(snd, "Change gender", 60, 1100, formant_ratio, new_median, range_ratio, 1.0)
+    finally:
+        parselmouth.praat.run("random_initializeSafelyAndUnpredictably ()")
     z = np.asarray(out.values[0], np.float32)
     if len(z) < len(y):
         z = np.pad(z, (0, len(y) - len(z)))
@@ -93,7 +99,7 @@ def perturb(y: np.ndarray, sr: int, rng: np.random.Generator, median_f0: float |
     copy has the input's peak level."""
     s = settings
     z = change_gender(y, sr, _loguniform(rng, s.formant_ratio), _loguniform(rng, s.pitch_ratio),
-                      _loguniform(rng, s.pitch_range_ratio), median_f0)
+                      _loguniform(rng, s.pitch_range_ratio), median_f0, seed=int(rng.integers(1, 2**31 - 1)))
     z = random_eq(z, sr, rng, s)
     peak_in, peak_out = float(np.abs(y).max()), float(np.abs(z).max())
     return z * np.float32(peak_in / peak_out) if peak_out > 0 else z
