@@ -155,6 +155,7 @@ def test_conversion_on_cuda_equals_cpu_given_the_same_random_numbers(voice_files
                                                                                dtype).to(device))
     a = _convert(_converter(voice_files, "cpu"), voice_files, noise_scale=0.4)
     gpu = _converter(voice_files, "cuda")
+    assert {p.device.type for m in (gpu.model.net, gpu.encoder) for p in m.parameters()} == {"cuda"}
     b = _convert(gpu, voice_files, noise_scale=0.4)
     assert a.shape == b.shape and np.isfinite(b).all()
     rel = np.linalg.norm(a - b) / np.linalg.norm(a)
@@ -186,8 +187,43 @@ def test_shallow_and_only_diffusion_on_cuda(voice_files, precision):
     assert only.shape == plain.shape and np.isfinite(only).all() and np.abs(only).max() > 0
 
 
+def _devices_used(monkeypatch) -> dict[str, set[str]]:
+    """The device types the synthesizer, the diffusion model and the vocoder compute on (their inputs'), per call."""
+    from svc_pl.layers.nsf import NSFHiFiGAN
+
+    used = {"synthesizer": set(), "diffusion": set(), "vocoder": set()}  # vocoder: the synthesizer's decoder too
+
+    def spy(key, fn):
+        return lambda self, x, *a, **k: used[key].add(x.device.type) or fn(self, x, *a, **k)
+
+    for key, cls, name in (("synthesizer", Synthesizer, "infer"), ("diffusion", MelDiffusion, "infer"),
+                           ("vocoder", NSFHiFiGAN, "decode_windowed"), ("vocoder", NSFHiFiGAN, "forward")):
+        monkeypatch.setattr(cls, name, spy(key, getattr(cls, name)))
+    return used
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_infer_cli_device_is_where_the_networks_run(voice_files, tmp_path, device, monkeypatch):
+    """svc-pl infer --device DEVICE runs the synthesizer, the diffusion model and its vocoder on DEVICE (no silent
+    fallback to the CPU)."""
+    import svc_pl.data.content as content
+    from tests.test_flags_observed import CheapEncoder
+
+    monkeypatch.setattr(content, "random_content_encoder", lambda name, seed=0: CheapEncoder())  # units: any
+    used = _devices_used(monkeypatch)
+    y, sr = sf.read(voice_files["song"], dtype="float32")
+    sf.write(tmp_path / "short.wav", y[: sr // 2], sr, subtype="FLOAT")
+    code = cli_main(["infer", str(tmp_path / "short.wav"), "-m", str(voice_files["voice"]), "-o", str(tmp_path / "o"),
+                     "-s", "tenor", "--device", device, "--random-encoder", "--no-progress", "--shallow-diffusion",
+                     "--diffusion-model", str(voice_files["full"]), "--vocoder", str(voice_files["vocoder"]),
+                     "--k-step", "10", "--diffusion-speedup", "5"])
+    assert code == 0
+    assert used == {"synthesizer": {device}, "diffusion": {device}, "vocoder": {device}}, used
+
+
 @needs_cuda
-def test_infer_cli_on_cuda_with_shallow_diffusion(voice_files, tmp_path):
+def test_infer_cli_on_cuda_with_shallow_diffusion(voice_files, tmp_path, monkeypatch):
+    used = _devices_used(monkeypatch)
     out = tmp_path / "out"
     code = cli_main(["infer", str(voice_files["song"]), "-m", str(voice_files["voice"]), "-o", str(out),
                      "-s", "tenor", "--device", "cuda", "--random-encoder", "--encoder", "vec768l12",
@@ -195,6 +231,7 @@ def test_infer_cli_on_cuda_with_shallow_diffusion(voice_files, tmp_path):
                      "--diffusion-model", str(voice_files["full"]), "--vocoder", str(voice_files["vocoder"]),
                      "--k-step", "20"])
     assert code == 0
+    assert used == {"synthesizer": {"cuda"}, "diffusion": {"cuda"}, "vocoder": {"cuda"}}, used  # not the CPU
     wavs = list(out.rglob("*.wav"))
     assert len(wavs) == 1
     y, sr = sf.read(wavs[0], dtype="float32")
@@ -243,6 +280,7 @@ def test_mixed_precision_training_on_cuda_unscales_before_clipping(tmp_path, dat
             values = _scalars(root, tag)
             assert values and all(np.isfinite(v) for _, v in values), (precision, tag, values)
         norms[precision] = [v for _, v in _scalars(root, "grad_norm_g")]
+        assert norms[precision], precision  # logged: the checks below are not over an empty list
         state = torch.load(next(root.rglob("last.ckpt")), weights_only=True)
         assert state["global_step"] == 60  # 30 batches: the discriminator and the generator step once each
         assert all(torch.isfinite(v).all() for v in state["state_dict"].values() if v.is_floating_point())
@@ -271,8 +309,8 @@ def test_diffusion_training_on_cuda(tmp_path, dataset):
         "data": {"batch_size": 2, "num_workers": 0, "max_frames": 40}}))
     assert cli_main(["fit", "--config", str(tmp_path / "small.yaml"), "--data.dataset_dir", str(dataset),
                      "--trainer.default_root_dir", str(tmp_path / "run")]) == 0
-    losses = _scalars(tmp_path / "run", "loss/diffusion") or _scalars(tmp_path / "run", "train/loss")
+    losses = _scalars(tmp_path / "run", "train/loss")  # DiffusionModule's tag, one value per step
     state = torch.load(next((tmp_path / "run").rglob("last.ckpt")), weights_only=True)
     assert state["global_step"] == 3
     assert all(torch.isfinite(v).all() for v in state["state_dict"].values() if v.is_floating_point())
-    assert all(np.isfinite(v) for _, v in losses)
+    assert len(losses) == 3 and all(np.isfinite(v) for _, v in losses), losses

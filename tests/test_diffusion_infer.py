@@ -249,7 +249,16 @@ def _infer(*args):
 
 
 @pytest.mark.parametrize("method", METHODS)
-def test_each_sampler_through_the_cli(files, tmp_path, method):
+def test_each_sampler_through_the_cli(files, tmp_path, method, monkeypatch):
+    from svc_pl.diffusion import samplers
+
+    ran = []  # the sampler functions that ran, and dpm_solver's ``plus``: the method asked for, not the default
+
+    def spy(name, fn):
+        return lambda *a, **k: ran.append((name, k.get("plus"))) or fn(*a, **k)
+
+    for name in ("ddpm", "ddim", "pndm", "dpm_solver", "unipc"):
+        monkeypatch.setattr(samplers, name, spy(name, getattr(samplers, name)))
     out = tmp_path / "out"
     code = _infer(files["clip"], "-o", out, "-m", files["voice"], "-s", "alto", "--shallow-diffusion",
                   "--diffusion-model", files["full"], "--vocoder", files["vocoder"], "--k-step", "20",
@@ -259,6 +268,8 @@ def test_each_sampler_through_the_cli(files, tmp_path, method):
     src = sf.info(files["clip"])
     assert sr == SR and abs(len(y) - round(src.frames * SR / src.samplerate)) <= 1 and np.isfinite(y).all()
     assert np.abs(y).max() > 0
+    expected = {"dpm-solver": ("dpm_solver", False), "dpm-solver++": ("dpm_solver", True)}
+    assert ran and set(ran) == {expected.get(method, (method, None))}, ran
 
 
 def test_only_diffusion_without_a_voice_model(files, tmp_path, capsys):
