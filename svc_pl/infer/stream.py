@@ -141,6 +141,12 @@ class StreamConverter:
         self._latency = self._compute_latency()
         self.reset()
 
+    @classmethod
+    def from_converter(cls, converter: Converter, options: ConvertOptions | None = None, **kwargs) -> StreamConverter:
+        """A stream with the voice, encoder, cluster model and index of a loaded :class:`Converter`."""
+        return cls(converter.model, converter.encoder, options, device=converter.device, cluster=converter.cluster,
+                   index=converter.index, **kwargs)
+
     # ------------------------------------------------------------------ public
     @property
     def latency_seconds(self) -> float:
@@ -447,3 +453,23 @@ class StreamConverter:
                                                                         self.opts.retrieval_ratio <= 0):
             return c.astype(np.float32)
         return conv._mix_units(torch.from_numpy(c).float().unsqueeze(0), self.opts)[0].numpy().astype(np.float32)
+
+
+class PassThrough:
+    """The dry input, with the interface of :class:`StreamConverter` (``svc-pl live --passthrough``)."""
+
+    def __init__(self, device_rate: int, block_seconds: float):
+        self.device_rate = int(device_rate)
+        self.device_block = max(1, round(block_seconds * device_rate))
+        self.block_seconds = self.device_block / self.device_rate
+        self.latency_seconds = 0.0
+        self.blocks = 0
+
+    def process(self, block: np.ndarray) -> np.ndarray:
+        self.blocks += 1
+        return np.asarray(block, np.float32).reshape(-1).copy()
+
+    def stats(self) -> dict:
+        return {"latency_seconds": 0.0, "block_seconds": self.block_seconds, "blocks": self.blocks,
+                "deadline_misses": 0, "block_compute_p50_seconds": 0.0, "block_compute_p95_seconds": 0.0,
+                "block_compute_max_seconds": 0.0}
