@@ -64,7 +64,8 @@ def _stream(vm, encoder, audio, block: float, f0: str, context: float):
                         drop_late=False)
     d = s.device_block
     x = np.pad(audio, (0, -len(audio) % d + s.latency_samples + d))
-    s.process(x[:d])  # warm-up block (kernels set up), not counted
+    for i in range(0, 3 * d, d):  # warm-up blocks (kernels set up), not counted
+        s.process(x[i:i + d])
     s.reset()
     t0, c0, load0 = time.perf_counter(), _cpu_seconds(), C.load_average()
     out = np.concatenate([s.process(x[i:i + d]) for i in range(0, len(x), d)])
