@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 if command -v apt-get >/dev/null 2>&1 && ! command -v espeak-ng >/dev/null 2>&1; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1 && SUDO="sudo"
-  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq espeak-ng sox >/dev/null \
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq espeak-ng sox libportaudio2 >/dev/null \
     || echo "warning: could not install espeak-ng/sox with apt-get; install them by hand for the tests and demo" >&2
 fi
 # the web UI's browser test drives Debian's headless chromium with its chromedriver

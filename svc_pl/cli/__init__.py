@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "fit": ("svc_pl.cli.fit", "train or fine-tune with LightningCLI (svc-pl fit --help)"),
     "validate": ("svc_pl.cli.fit", "run validation of a checkpoint with LightningCLI"),
     "infer": ("svc_pl.cli.infer", "convert files or folders to a target voice"),
+    "live": ("svc_pl.cli.live", "convert a microphone (or a file, block by block) live, with measured latency"),
     "train-index": ("svc_pl.cli.train_index", "build a k-means cluster model and a feature index"),
     "export": ("svc_pl.cli.export", "export a trained model to so-vits-svc G_*.pth/D_*.pth + config.json"),
     "export-onnx": ("svc_pl.cli.export_onnx", "export the synthesizer to ONNX"),
@@ -167,6 +168,7 @@ OPTIONAL_PACKAGES: dict[str, str] = {
     "onnxscript": "pip install onnxscript",
     "resemblyzer": "pip install 'svc_pl[speaker]'",
     "gradio": "pip install 'svc_pl[webui]'",
+    "sounddevice": "pip install 'svc_pl[live]'",
 }
 
 

@@ -171,13 +171,19 @@ class StreamingUnits:
         w = self.window
         return len(self._buf) - (w.window_frames - w.chunk_frames) * HOP16
 
-    def push(self, x16: np.ndarray) -> torch.Tensor:
+    def push(self, x16: np.ndarray, encode: bool = True) -> torch.Tensor:
+        """Append 16 kHz audio (T,); returns the units of the chunks now complete, (D, k * chunk_frames).
+        With ``encode=False`` the chunks are skipped without running the encoder (zeros are returned): a live
+        stream that is behind its deadline drops their audio this way."""
         w = self.window
         self._buf = np.concatenate([self._buf, np.asarray(x16, np.float32)])
         span, step = w.window_frames * HOP16, w.chunk_frames * HOP16
         k = 0 if len(self._buf) < span else (len(self._buf) - span) // step + 1
         if k == 0:
             return torch.zeros(self._dim, 0)
+        if not encode:
+            self._buf = self._buf[k * step:]
+            return torch.zeros(self._dim, k * w.chunk_frames)
         buf = torch.from_numpy(self._buf[: (k - 1) * step + span].copy())
         windows = buf.unfold(0, span, step)[:k]
         with torch.inference_mode():
