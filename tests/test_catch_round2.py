@@ -79,7 +79,8 @@ def test_units_move_toward_the_target_speaker_only(tmp_path, speaker_units, mixe
     def units_for(*speaker_args, ratio="0.5"):
         seen.clear()
         assert cli_main(["infer", str(src), "-o", str(tmp_path / "out"), "-m", str(voice), *speaker_args, mixer,
-                         str(path), ratio_flag, ratio, "--random-encoder", "--no-progress", "--precision", "fp32"]) == 0
+                         str(path), ratio_flag, ratio, "--random-encoder", "--no-progress", "--precision", "fp32",
+                         "--backend", "torch"]) == 0
         assert len(seen) == 1
         return seen[0].T  # (T, C)
 
@@ -113,7 +114,7 @@ def test_converted_audio_follows_the_input(tmp_path):
     f0s = (185.0, 185.0 * 2 ** (3 / 12))  # 185 Hz, and 220 Hz three semitones up
     peaks = {}
     for transpose in (0, 3):
-        out = conv.convert(y, SR, ConvertOptions(precision="fp32", transpose=transpose, speaker="tenor"))
+        out = conv.convert(y, SR, ConvertOptions(precision="fp32", backend="torch", transpose=transpose, speaker="tenor"))
         assert len(out) == len(y) and np.isfinite(out).all()
         seg = out[int(0.25 * SR):int(1.25 * SR)]  # 1 s in the steady middle: 1 Hz bins
         spec = np.abs(np.fft.rfft((seg - seg.mean()) * np.hanning(len(seg))))

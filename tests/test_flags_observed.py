@@ -17,7 +17,8 @@ SR, HOP = 16000, 320  # the tiny voice's rate and hop: inputs at this rate are n
 
 
 def _infer(*args) -> int:
-    return cli_main(["infer", *map(str, args), "--random-encoder", "--no-progress", "--precision", "fp32"])
+    return cli_main(["infer", *map(str, args), "--random-encoder", "--no-progress", "--precision", "fp32",
+                     "--backend", "torch"])  # the spies watch the torch synthesizer
 
 
 def _read(folder, name="in.wav") -> np.ndarray:
@@ -287,4 +288,6 @@ def test_diffusion_config_is_the_yaml_read(diffusion_files, tmp_path):
                          "--vocoder", files["vocoder"])
     assert np.array_equal(same, ref)
     rms = np.sqrt(np.mean(ref**2))
-    assert np.sqrt(np.mean((reordered - ref) ** 2)) > 0.01 * rms  # alto is the diffusion model's speaker 1 now
+    # alto is the diffusion model's speaker 1 now: a small but real change (measured 0.6 % of the RMS; PCM
+    # rounding alone is below 0.1 %), and `same` above is bit-equal
+    assert np.sqrt(np.mean((reordered - ref) ** 2)) > 1e-3 * rms
