@@ -85,7 +85,7 @@ def _stage(files, voice, model="full", k_step=20, only=False):
 
 def _convert(conv, files, **kw):
     y, sr = sf.read(files["clip"], dtype="float32")
-    return conv.convert(y, sr, ConvertOptions(speaker="tenor", precision="fp32", **kw))
+    return conv.convert(y, sr, ConvertOptions(speaker="tenor", precision="fp32", backend="torch", **kw))
 
 
 def test_shallow_diffusion_keeps_the_length_and_changes_the_audio(files, voice, encoder):
@@ -212,7 +212,8 @@ def test_diffusion_volume_is_the_source_s_with_vol_embedding_and_only_diffusion(
     voice = load_voice_model(d / "G_1.pth")
     assert voice.net.vol_embedding
     y, sr = sf.read(files["clip"], dtype="float32")
-    opts = ConvertOptions(speaker="tenor", precision="fp32", shallow_diffusion=True, k_step=20, diffusion_speedup=5)
+    opts = ConvertOptions(speaker="tenor", precision="fp32", backend="torch", shallow_diffusion=True, k_step=20,
+                          diffusion_speedup=5)
     conv = Converter(voice, encoder, diffusion=_stage(files, voice))
     y_model, _, pieces = conv._prepare(y, sr, opts)  # the source at the model rate, and its pieces
     pad = int(round(opts.pad_seconds * SR / HOP)) * HOP
@@ -245,7 +246,8 @@ def test_diffusion_volume_is_the_source_s_with_vol_embedding_and_only_diffusion(
 
 
 def _infer(*args):
-    return cli_main(["infer", *map(str, args), "--random-encoder", "--no-progress", "--precision", "fp32"])
+    return cli_main(["infer", *map(str, args), "--random-encoder", "--no-progress", "--precision", "fp32",
+                     "--backend", "torch"])  # spies watch the torch synthesizer
 
 
 @pytest.mark.parametrize("method", METHODS)

@@ -15,7 +15,8 @@ from tests.test_infer import converter, lively_voice, speech, voice  # noqa: F40
 
 
 def _infer(*args):
-    return cli_main(["infer", *map(str, args), "--random-encoder", "--no-progress", "--precision", "fp32"])
+    return cli_main(["infer", *map(str, args), "--random-encoder", "--no-progress", "--precision", "fp32",
+                     "--backend", "torch"])  # spies watch the torch synthesizer
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +123,7 @@ def test_pad_seconds_pads_each_chunk_and_keeps_the_duration(converter, clip, mon
     frames = {}
     for pad in (0.1, 0.5):
         calls.clear()
-        opts = ConvertOptions(precision="fp32", pad_seconds=pad, length_bucket_seconds=0, decode_window=0)
+        opts = ConvertOptions(precision="fp32", backend="torch", pad_seconds=pad, length_bucket_seconds=0, decode_window=0)
         out[pad] = converter.convert(y, sr, opts)
         frames[pad] = [shape[-1] for shape, _ in calls]
     assert out[0.1].shape == out[0.5].shape == (round(len(y) * 16000 / sr),)
@@ -164,7 +165,7 @@ def test_loudness_mix_follows_the_input_envelope(tmp_path, lively_voice, clip): 
 def test_batched_conversion_equals_unbatched(converter, speech, monkeypatch):  # noqa: F811
     _, y, sr, _, _ = speech
     calls = _record_infer(monkeypatch)
-    opts = dict(precision="fp32", clip_seconds=0.6, crossfade_seconds=0.1, min_chunk_seconds=1.0)
+    opts = dict(precision="fp32", backend="torch", clip_seconds=0.6, crossfade_seconds=0.1, min_chunk_seconds=1.0)
     one = converter.convert(y, sr, ConvertOptions(batch_size=1, **opts))
     assert max(shape[0] for shape, _ in calls) == 1
     calls.clear()

@@ -114,7 +114,9 @@ def test_preprocess_writes_windowed_and_perturbed_units(windowed_dataset, tiny_e
     assert b["units_perturbed"].shape == (2, 384, n)
     audio = b["audio"].float() / 32767
     expect = WindowedEncoder(tiny_en, UnitWindow())(audio[None])[0]
-    assert (b["units"].float() - expect).abs().max() < 0.02  # the clean units are the windowed ones (fp16)
+    # the clean units are the windowed ones (up to fp16 storage and the int16 audio they are recomputed from)
+    cos = torch.nn.functional.cosine_similarity(b["units"].float(), expect, dim=0)
+    assert cos.min() > 0.99, cos.min()
     for copy in b["units_perturbed"].float():  # each copy is another signal's units
         assert (copy - b["units"].float()).abs().mean() > 0.05
     # a second run into the same folder with other unit settings is refused: clips would mix

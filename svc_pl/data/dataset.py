@@ -97,7 +97,7 @@ class FeatureDataset(Dataset):
             audio = torch.nn.functional.pad(audio, (0, n * hop - audio.shape[0]))
         units = bundle["units"].float()
         perturbed = bundle.get("units_perturbed")
-        if self.train and self.perturbed_units and perturbed is not None and len(perturbed):
+        if self.train and getattr(self, "perturbed_units", True) and perturbed is not None and len(perturbed):
             # a speaker-perturbed copy's units: the voice must come from the speaker embedding
             units = perturbed[int(torch.randint(0, len(perturbed), (1,), generator=gen))].float()
         voiced = bundle["voiced"].float()
