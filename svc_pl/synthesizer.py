@@ -299,6 +299,18 @@ class Synthesizer(nn.Module):
             return (weights @ self.emb_g.weight).unsqueeze(-1).expand(batch, -1, -1)
         return torch.einsum("bst,sh->bht", weights, self.emb_g.weight)
 
+    def prior_stats(self, c: torch.Tensor, f0: torch.Tensor, uv: torch.Tensor, x_mask: torch.Tensor,
+                    vol: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The prior's mean and log-std, each (B, inter_channels, T), before its draw: what ``enc_p`` computes,
+        for the exporters that take the noise as an input (ONNX export and the ONNX Runtime backend)."""
+        x = self._prior_input(c, uv, x_mask, vol)
+        enc = self.enc_p
+        x = x + enc.f0_emb(f0_to_coarse(f0, self.coarse_pitch)).transpose(1, 2)
+        x = enc.enc_(x * x_mask, x_mask)
+        stats = enc.proj(x) * x_mask
+        m_p, logs_p = torch.split(stats, enc.out_channels, dim=1)
+        return m_p, logs_p
+
     def _prior_input(self, c: torch.Tensor, uv: torch.Tensor, x_mask: torch.Tensor, vol: torch.Tensor | None):
         x = self.pre(c) * x_mask + self.emb_uv(uv.long()).transpose(1, 2)
         if vol is not None and self.vol_embedding:

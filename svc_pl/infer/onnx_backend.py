@@ -32,7 +32,6 @@ import torch
 from torch import nn
 
 from svc_pl.layers.commons import randn_rows, rows_seeded
-from svc_pl.layers.f0 import f0_to_coarse
 from svc_pl.synthesizer import Synthesizer
 
 LOG = logging.getLogger(__name__)
@@ -126,12 +125,7 @@ class PriorGraph(nn.Module):
     def forward(self, c, f0, uv, g, noise, noise_scale, vol=None):
         s = self.synth
         x_mask = torch.ones_like(f0).unsqueeze(1)
-        x = s._prior_input(c, uv, x_mask, vol)
-        enc = s.enc_p
-        x = x + enc.f0_emb(f0_to_coarse(f0, s.coarse_pitch)).transpose(1, 2)
-        x = enc.enc_(x * x_mask, x_mask)
-        stats = enc.proj(x) * x_mask
-        m_p, logs_p = torch.split(stats, enc.out_channels, dim=1)
+        m_p, logs_p = s.prior_stats(c, f0, uv, x_mask, vol)
         if self.ddsp:
             return s.dec.controls(m_p, f0, uv, g)
         z_p = (m_p + noise * torch.exp(logs_p) * noise_scale) * x_mask  # PriorEncoder.forward's sample

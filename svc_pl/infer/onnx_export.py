@@ -31,7 +31,6 @@ import torch
 from torch import nn
 
 from svc_pl.errors import UserFacingError
-from svc_pl.layers.f0 import f0_to_coarse
 from svc_pl.synthesizer import Synthesizer
 
 LOG = logging.getLogger(__name__)
@@ -97,13 +96,7 @@ class OnnxSynthesizer(nn.Module):
         else:
             g = s.emb_g(sid).unsqueeze(-1)
         x_mask = torch.ones_like(f0).unsqueeze(1)
-        x = s._prior_input(c, uv, x_mask, vol)
-        # prior encoder (PriorEncoder.forward with the sample given)
-        enc = s.enc_p
-        x = x + enc.f0_emb(f0_to_coarse(f0, s.coarse_pitch)).transpose(1, 2)
-        x = enc.enc_(x * x_mask, x_mask)
-        stats = enc.proj(x) * x_mask
-        m_p, logs_p = torch.split(stats, enc.out_channels, dim=1)
+        m_p, logs_p = s.prior_stats(c, f0, uv, x_mask, vol)  # PriorEncoder.forward with the sample given
         z_p = (m_p + noise * torch.exp(logs_p)) * x_mask
         z = s.flow(z_p, x_mask, g=g, reverse=True)
         return self._decode(z, f0, g, phase, sine_noise)
