@@ -95,6 +95,19 @@ def test_identity_voice_is_the_input_delayed_by_the_reported_latency(device_rate
     np.testing.assert_allclose(out[skip:], x[skip - lat:len(x) - lat], atol=2e-2)
 
 
+def test_warm_up_leaves_no_trace_in_the_stream():
+    """svc-pl live warms the networks up before the first block; the stream after it is a fresh stream."""
+    def make():
+        return _Identity(_voice(16000, 320), _Encoder(), device_rate=44100, block_seconds=0.08, gate_db=None,
+                         drop_late=False)
+
+    fresh, warmed = make(), make()
+    warmed.warm_up()
+    assert warmed.blocks == 0 and warmed.deadline_misses == 0 and not warmed.compute_seconds
+    x = _band_limited_noise(20 * fresh.device_block, 44100, 5000.0)
+    np.testing.assert_array_equal(_stream(warmed, x), _stream(fresh, x))
+
+
 def test_a_slow_model_misses_deadlines_without_backlog_and_keeps_its_latency():
     s = _Identity(_voice(16000, 320), _Encoder(), device_rate=16000, block_seconds=0.04, gate_db=None)
     s.delay = 0.06  # 1.5 blocks of compute for every fourth block

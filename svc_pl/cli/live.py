@@ -118,6 +118,7 @@ def _build(args, rate: int):
     converter = ConverterFactory(args)(args.device)
     _check_speaker(converter, opts)
     stream = StreamConverter.from_converter(converter, opts, **kw)
+    stream.warm_up()  # the first blocks build the kernels: not part of the stream, so not counted as misses
     m = converter.model
     print(f"model {m.source}: {m.sampling_rate} Hz; device rate {rate} Hz, block {stream.block_seconds * 1000:.0f} ms, "
           f"latency {stream.latency_seconds * 1000:.1f} ms", file=sys.stderr)

@@ -190,6 +190,15 @@ class StreamConverter:
         self.compute_seconds: list[float] = []
         self._pending_opts: dict = {}
 
+    def warm_up(self, blocks: int = 3) -> None:
+        """Run ``blocks`` blocks of a quiet 220 Hz tone through every stage, then forget them (:meth:`reset`): the
+        first calls build the networks' kernels, so without this the first real block misses its deadline."""
+        t = np.arange(self.device_block * blocks) / self.device_rate
+        tone = (0.1 * np.sin(2 * np.pi * 220.0 * t)).astype(np.float32)
+        for i in range(blocks):
+            self.process(tone[i * self.device_block:(i + 1) * self.device_block])
+        self.reset()
+
     def set(self, **changes) -> None:
         """Change conversion options (any :class:`ConvertOptions` field, or ``gate_db``) from the next block on."""
         names = {f.name for f in dataclasses.fields(ConvertOptions)} | {"gate_db"}
