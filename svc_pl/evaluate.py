@@ -229,14 +229,28 @@ def speaker_similarity(converted: np.ndarray, sr_converted: int, reference: np.n
 
 
 # ---------------------------------------------------------------------------------------------- words
+_ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+         "seventeen eighteen nineteen").split()
+_TENS = "twenty thirty forty fifty sixty seventy eighty ninety".split()
+
+
+def _number_words(n: int) -> str:
+    """0-99 as English words ("7" -> "seven", "42" -> "forty two")."""
+    if n < 20:
+        return _ONES[n]
+    tens, ones = divmod(n, 10)
+    return _TENS[tens - 2] + ("" if ones == 0 else " " + _ONES[ones])
+
+
 def normalize_text(text: str) -> str:
-    """Lowercase, punctuation removed (apostrophes inside words kept), whitespace collapsed."""
+    """Lowercase, punctuation removed (apostrophes inside words kept), numbers 0-99 written as words (Whisper
+    writes "at 7" for "at seven"), whitespace collapsed."""
     import re
 
     text = text.lower().replace("\u2019", "'")
     text = re.sub(r"[^\w\s']|_", " ", text)
     text = re.sub(r"(?<!\w)'|'(?!\w)", " ", text)
-    return " ".join(text.split())
+    return " ".join(_number_words(int(w)) if w.isdigit() and int(w) < 100 else w for w in text.split())
 
 
 def _edit_distance(ref: list, hyp: list) -> int:
