@@ -205,16 +205,16 @@ def write_card(work: Path, summary: dict) -> Path:
         "Conversion uses the clean units.", "",
         "## Data", "",
         f"- {len(BASE_VOICES)} Debian voices ({', '.join(v.name for v in BASE_VOICES)}): espeak-ng variants and "
-        "festival kal/slt; per voice 16 sentences spoken (and again with F0 moved 5 semitones by WORLD) and 5 "
-        "melodies sung at three transpositions (WORLD re-synthesis of slow speech on a melody; C2 to about D6 "
-        f"over the corpus). {hours} clips, {data.get('speakers') and len(data['speakers'])} speakers.",
+        "festival kal/slt; per voice 16 sentences spoken (and again with F0 moved 5 semitones by WORLD), about "
+        "17 of the 80 Harvard sentences (each spoken by 3 voices, for more words) and 5 melodies sung at three "
+        "transpositions (WORLD re-synthesis of slow speech on a melody; C2 to about D6 over the corpus). "
+        f"{hours} clips, {data.get('speakers') and len(data['speakers'])} speakers.",
         f"- Held out (never trained on): voices {', '.join(v.name for v in HELD_OUT_VOICES)}; sentences 16-19 and "
         "melody 5.", "",
         "## Training", "",
         f"- {meta['global_step']} steps (batch 8 x 1 s, Adam lr 5e-4, decay 0.998 per epoch) in "
         f"{meta['train_minutes']:.0f} minutes on 2 CPU cores (AMD EPYC, fp32)"
-        + (f", starting from the previous base's weights ({warm}, trained on whole-clip units without "
-           "perturbation)." if warm else "."),
+        + (f", starting from the previous base's weights ({warm})." if warm else "."),
         "- Final losses (mean of the last logged values): " + ", ".join(f"{k} {v:.3f}" for k, v in losses.items()),
         "",
         "## Evaluation (held-out voices, resynthesis through `svc-pl infer` with their own F0, speaker 0)", "",

@@ -1,0 +1,104 @@
+#!/usr/bin/env python
+"""Where the words are lost: Whisper tiny.en word error rates of a base's resynthesis, stage by stage.
+
+For each voice, its spoken sentences (the corpus's own words) are scored as:
+
+* ``original``: the voice's own recording (how well Whisper reads the voice at all);
+* ``world20``: a WORLD analysis-resynthesis with 20 ms frames, the base's frame rate (is a harmonic-plus-noise
+  model at 20 ms enough for the words? an oracle of the DDSP decoder's model class);
+* ``resynthesis``: ``svc-pl infer`` with the base itself, the voice's own speaker when the base knows it
+  (speaker 0 for held-out voices), its own F0 (FCPE): units -> prior -> DDSP decoder, no conversion.
+
+Train-set sentences (``TRAIN_SENTENCES``) and held-out ones (``EVAL_SENTENCES``) are reported apart: a gap between
+them is the base not generalising to words it never heard. Each file's WER counts at most 1.
+
+    python bench/bench_words.py --out /tmp/words                        # the shipped base
+    python bench/bench_words.py --out /tmp/words_old --base old.safetensors
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def world_resynthesis(y: np.ndarray, sr: int, frame_ms: float) -> np.ndarray:
+    import pyworld as pw
+
+    y = y.astype(np.float64)
+    f0, t = pw.harvest(y, sr, frame_period=frame_ms)
+    sp, ap = pw.cheaptrick(y, f0, t, sr), pw.d4c(y, f0, t, sr)
+    return pw.synthesize(f0, sp, ap, sr, frame_period=frame_ms).astype(np.float32)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=Path("bench_words_out"))
+    ap.add_argument("--base", default="tiny-base", help="a base name or .safetensors file")
+    ap.add_argument("--voices", default="fest_slt,es_m1,es_f2,joe,tenor",
+                    help="comma-separated corpus voices (base voices resynthesise as themselves)")
+    ap.add_argument("--train-sentences", type=int, default=4, help="how many of the base's training sentences")
+    a = ap.parse_args()
+
+    from svc_pl.cli import main as cli
+    from svc_pl.corpus import EVAL_SENTENCES, TRAIN_SENTENCES, VOICES, render_voice, text_of
+    from svc_pl.data.audio import load_audio
+    from svc_pl.evaluate import Transcriber, word_error_rate
+    from svc_pl.pretrained import load_base, pretrained_path, write_base_ckpt
+
+    transcriber = Transcriber()
+    a.out.mkdir(parents=True, exist_ok=True)
+    ckpt = a.out / "base.ckpt"
+    write_base_ckpt(ckpt, a.base)
+    speakers = load_base(pretrained_path(a.base) or Path(a.base))[1]["dataset_info"]["speakers"]
+    rows = []
+    for name in a.voices.split(","):
+        voice = VOICES[name]
+        sets = {"train": TRAIN_SENTENCES[:a.train_sentences], "held_out": EVAL_SENTENCES}
+        for split, sentences in sets.items():
+            files = render_voice(a.out / "raw" / split, voice, sentences, [])
+            out_dir = a.out / "resynthesis" / split / name
+            if cli(["infer", *map(str, files), "-o", str(out_dir), "-m", str(ckpt), "-s",
+                    str(speakers.get(name, 0)), "--content-encoder", "whisper-tiny.en", "--f0", "fcpe",
+                    "--no-progress", "--precision", "fp32"]) != 0:
+                raise SystemExit(f"resynthesis of {name} failed")
+            for f in files:
+                y, _ = load_audio(f, 16000)
+                z, _ = load_audio(out_dir / f.name, 16000)
+                words = text_of(f)
+                row = {"voice": name, "in_base": name in speakers, "split": split, "file": f.name}
+                for stage, audio in (("original", y), ("world20", world_resynthesis(y, 16000, 20.0)),
+                                     ("resynthesis", z)):
+                    text = transcriber(audio, 16000)
+                    row[stage] = min(1.0, word_error_rate(words, text))
+                    row[f"{stage}_text"] = text
+                rows.append(row)
+                print(f"{name:9s} {split:8s} {f.name:14s} original {row['original']:.2f}  world20 "
+                      f"{row['world20']:.2f}  resynthesis {row['resynthesis']:.2f}  | {row['resynthesis_text']}",
+                      flush=True)
+    print("\n| voice | in base | split | WER original | WER WORLD 20 ms | WER base resynthesis |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    summary = []
+    for name in a.voices.split(","):
+        for split in ("train", "held_out"):
+            r = [x for x in rows if x["voice"] == name and x["split"] == split]
+            m = {k: float(np.mean([x[k] for x in r])) for k in ("original", "world20", "resynthesis")}
+            summary.append({"voice": name, "split": split, **m})
+            print(f"| {name} | {'yes' if r[0]['in_base'] else 'no'} | {split} | {m['original']:.2f} "
+                  f"| {m['world20']:.2f} | {m['resynthesis']:.2f} |")
+    for split in ("train", "held_out"):
+        r = [x for x in rows if x["split"] == split]
+        print(f"| all | | {split} | {np.mean([x['original'] for x in r]):.2f} | "
+              f"{np.mean([x['world20'] for x in r]):.2f} | {np.mean([x['resynthesis'] for x in r]):.2f} |")
+    (a.out / "words.json").write_text(json.dumps({"base": a.base, "summary": summary, "files": rows}, indent=1))
+    print(f"\nper file: {a.out / 'words.json'}")
+
+
+if __name__ == "__main__":
+    main()
