@@ -4,10 +4,54 @@ from pathlib import Path
 import pytest
 import torch
 
+_SLOW_LEFT_OUT = pytest.StashKey[int]()
+
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 FIXTURE = SHARED / "fixtures" / "sovits41-small"
+# the README's test command, which CI (.ci/run) runs: every test, the slow ones included
+RUN_EVERYTHING = "python -m pytest -q --run-slow"
+
+
+def pytest_addoption(parser):
+    parser.addoption("--run-slow", action="store_true", default=False,
+                     help="also run the tests marked slow (a plain `pytest` leaves them out; CI runs them)")
+
+
+def _runs_slow(config) -> bool:
+    """Slow tests run with --run-slow, or when a -m expression names the marker (``-m slow``, ``-m "not slow"``:
+    the user chose)."""
+    return config.getoption("--run-slow") or "slow" in (config.getoption("markexpr") or "")
+
+
+def _named(item, config) -> bool:
+    """The test was asked for by its id (``pytest tests/test_demo.py::test_short_demo...``): it runs."""
+    for arg in config.args:
+        file, sep, name = str(arg).partition("::")
+        if sep and Path(file).name == item.path.name and item.nodeid.split("::", 1)[1].startswith(name):
+            return True
+    return False
+
+
+def pytest_collection_modifyitems(config, items):
+    """A plain ``pytest`` deselects the tests marked slow (minutes each), unless asked for by id; the summary says how
+    to run them."""
+    if _runs_slow(config):
+        return
+    slow = [item for item in items if item.get_closest_marker("slow") is not None and not _named(item, config)]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        left_out = set(map(id, slow))
+        items[:] = [item for item in items if id(item) not in left_out]
+    config.stash[_SLOW_LEFT_OUT] = len(slow)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    left_out = config.stash.get(_SLOW_LEFT_OUT, 0)
+    if left_out:
+        terminalreporter.write_line(f"{left_out} slow test(s) not run (marked slow); run everything, as CI does, "
+                                    f"with: {RUN_EVERYTHING}", yellow=True)
 
 
 @pytest.fixture(scope="session", autouse=True)
