@@ -203,8 +203,9 @@ class F0Extractor:
 
 
 class PMExtractor(F0Extractor):
-    """Praat's autocorrelation pitch (voicing threshold 0.6 by default, as so-vits-svc), centred into ``n`` frames
-    by zero-padding or cropping."""
+    """Praat's autocorrelation pitch (voicing threshold 0.6 by default, as so-vits-svc), read at our frame times
+    (frame j at j * hop; Praat's frames sit there or half a frame off, see :func:`_sample_track`); frames whose
+    analysis window does not fit in the audio are unvoiced."""
 
     name = "pm"
 
@@ -220,11 +221,31 @@ class PMExtractor(F0Extractor):
         pitch = sound.to_pitch_ac(time_step=self.hop_length / self.sample_rate, voicing_threshold=self.threshold,
                                   pitch_floor=self.f0_min, pitch_ceiling=self.f0_max)
         f0 = pitch.selected_array["frequency"]
-        # Praat's frames are centred in the signal: split the missing frames half before, half after.
-        front = (n - len(f0) + 1) // 2
-        if front >= 0:
-            return np.pad(f0, (front, max(0, n - len(f0) - front)))[:n]
-        return f0[-front:-front + n]
+        if not len(f0):
+            return np.zeros(n)
+        return _sample_track(f0, (np.arange(n) * self.hop_length / self.sample_rate - pitch.xs()[0]) / pitch.time_step)
+
+
+def _sample_track(f0: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """F0 (M,) Hz (0 unvoiced) read at fractional frame positions ``pos`` (n,): a frame's own value where ``pos`` is
+    whole; between two frames the voiced one, or both geometrically interpolated; outside the track 0.
+
+    Praat centres its frames in the sound, so they fall on our grid (frame j at j * hop) or half a frame off it,
+    depending on how the sound's length rounds; reading at the grid's times keeps every segment of a stream on the
+    whole file's grid."""
+    m = len(f0)
+    near = np.rint(pos)
+    exact = np.abs(pos - near) < 1e-6
+    i0 = np.clip(np.floor(pos).astype(np.int64), 0, m - 1)
+    i1 = np.minimum(i0 + 1, m - 1)
+    w = np.clip(pos - np.floor(pos), 0.0, 1.0)
+    a, b = f0[i0], f0[i1]
+    va, vb = a > 0, b > 0
+    log_mix = (1 - w) * np.log(np.where(va, a, 1.0)) + w * np.log(np.where(vb, b, 1.0))
+    between = np.where(va & vb, np.exp(log_mix), np.where(va & (w <= 0.5), a, np.where(vb & (w >= 0.5), b, 0.0)))
+    out = np.where(exact, f0[np.clip(near.astype(np.int64), 0, m - 1)], between)
+    out[(pos < -1e-6) | (pos > m - 1 + 1e-6)] = 0.0
+    return out
 
 
 class WorldExtractor(F0Extractor):
