@@ -68,6 +68,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                       help="crossfade at each block join (default: %(default)s)")
     live.add_argument("--search-seconds", type=float, default=0.01,
                       help="join-alignment (SOLA) search span (default: %(default)s)")
+    live.add_argument("--lookahead-seconds", type=float, default=0.02,
+                      help="audio after the block that the synthesizer sees (default: %(default)s)")
     live.add_argument("--gate-db", type=float, default=-50.0,
                       help="noise gate: input below this level (dBFS) stays silent (default: %(default)s)")
     live.add_argument("--device", default="cpu", help="where the model runs (cpu, cuda)")
@@ -109,7 +111,8 @@ def _build(args, rate: int):
     from svc_pl.infer.stream import PassThrough, StreamConverter
 
     kw = dict(device_rate=rate, block_seconds=args.block_seconds, context_seconds=args.context_seconds,
-              crossfade_seconds=args.stream_crossfade, search_seconds=args.search_seconds, gate_db=args.gate_db)
+              crossfade_seconds=args.stream_crossfade, search_seconds=args.search_seconds,
+              lookahead_seconds=args.lookahead_seconds, gate_db=args.gate_db)
     if args.passthrough:
         return PassThrough(rate, args.block_seconds)
     from svc_pl.cli.infer import ConverterFactory, _check_speaker, _options
