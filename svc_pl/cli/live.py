@@ -135,7 +135,8 @@ def _build(args, rate: int):
 def _status(stream, final: bool = False) -> None:
     s = stream.stats()
     line = (f"\rlatency {s['latency_seconds'] * 1000:.1f} ms  block {s['block_seconds'] * 1000:.0f} ms  "
-            f"blocks {s['blocks']}  misses {s['deadline_misses']}  compute p50 {s['block_compute_p50_seconds'] * 1000:.1f}"
+            f"blocks {s['blocks']}  misses {s['deadline_misses']}  "
+            f"compute p50 {s['block_compute_p50_seconds'] * 1000:.1f}"
             f" / p95 {s['block_compute_p95_seconds'] * 1000:.1f} / max {s['block_compute_max_seconds'] * 1000:.1f} ms")
     print(line, end="\n" if final else "", file=sys.stderr, flush=True)
 
