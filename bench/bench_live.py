@@ -366,7 +366,7 @@ def main() -> int:
                                vm.sampling_rate, RATE)[: len(audio)]
             delay, env_delay, how = _measured_delay(raw[: len(audio) + s.latency_samples], offline,
                                                     s.latency_seconds + 0.2)
-            ok = abs(delay - s.latency_seconds) <= 0.005
+            ok = bool(abs(delay - s.latency_seconds) <= 0.005)
             row.update(measured_delay_seconds=delay, delay_measured_by=how, envelope_delay_seconds=env_delay,
                        delay_error_ms=1000 * (delay - s.latency_seconds),
                        delay_within_5ms=ok, smallest_block_without_miss=without_miss)
