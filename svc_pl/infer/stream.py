@@ -13,9 +13,11 @@ Per block: F0 only for the frames not yet final (plus a left margin), cached; un
 :class:`~svc_pl.data.unit_window.StreamingUnits` for models trained on windowed units (the same units as offline),
 else from one encoder call on a left context window (so-vits-svc models were not trained for that: their units
 differ from the offline ones at the newest frames); retrieval/cluster mixing for new frames only; the synthesizer
-renders the block, the crossfade and the alignment-search span with ``context_seconds`` of left context for its
-prior. Joins are aligned by normalised cross-correlation over ``search_seconds`` (SOLA) and cross-faded: equal
-power where the two renders are uncorrelated, equal gain where they agree (mixed by the correlation found).
+renders the block, the crossfade and the alignment-search span and ``lookahead_seconds`` more (the synthesizer's
+convolutions see a few frames ahead) with ``context_seconds`` of left context for its prior; a DDSP synthesizer's
+harmonics continue the phase of the previous render, as one offline render's do. Joins are aligned by normalised
+cross-correlation over ``search_seconds`` (SOLA) and cross-faded: equal power where the two renders are
+uncorrelated, equal gain where they agree (mixed by the correlation found).
 A block that takes longer than its duration is a deadline miss: the next blocks are dropped (the output fades
 out over the crossfade and stays silent, the stale input is never converted), so no backlog builds and the delay
 never changes.
@@ -94,7 +96,13 @@ class StreamConverter:
         context_seconds: left context of the synthesizer's prior and, for models without a unit window, of the
             content encoder.
         crossfade_seconds: the crossfade at each join.
-        search_seconds: the span of the join-alignment (SOLA) search, centred on no shift.
+        search_seconds: the span of the join-alignment (SOLA) search, centred on no shift. None: 0 for DDSP
+            synthesizers (their renders continue each other's phase, so joins need no shift, and a shift would move
+            the block: measured on tiny-base, SOLA's shifts of up to 5 ms delayed the output by 2-4 ms on average),
+            10 ms for the others.
+        lookahead_seconds: frames rendered after the block and the crossfade (their F0 is final, their units are
+            the newest held), so the block's last frames see some of their future as offline; within the default
+            80 ms block's latency.
         gate_db: blocks whose input is below this level (dBFS, per frame) are silent; None: no gate.
         drop_late: drop the blocks after a deadline miss (live use); False converts every block (offline checks).
         device: where the models run.
@@ -103,8 +111,9 @@ class StreamConverter:
 
     def __init__(self, model: VoiceModel, content_encoder, options: ConvertOptions | None = None, *,
                  device_rate: int, block_seconds: float = 0.08, context_seconds: float = 1.0,
-                 crossfade_seconds: float = 0.01, search_seconds: float = 0.01, gate_db: float | None = -50.0,
-                 drop_late: bool = True, device: str | torch.device = "cpu", cluster=None, index=None):
+                 crossfade_seconds: float = 0.01, search_seconds: float | None = None, lookahead_seconds: float = 0.02,
+                 gate_db: float | None = -50.0, drop_late: bool = True, device: str | torch.device = "cpu",
+                 cluster=None, index=None):
         opts = options or ConvertOptions()
         if opts.uses_diffusion:
             raise UserFacingError("live conversion does not run shallow or only diffusion (it does not fit a "
@@ -129,11 +138,16 @@ class StreamConverter:
         self.block_frames = frames
         self.N = frames * hop
         self.cf = max(1, round(crossfade_seconds * msr))
+        if search_seconds is None:
+            search_seconds = 0.0 if getattr(model.net, "decoder", None) == "ddsp" else 0.01
         self.S2 = max(0, round(search_seconds / 2 * msr))
         self.tail = self.cf + self.S2
         self.f0_right = round(_F0_RIGHT_SECONDS * msr)
-        # model samples after the block needed to convert it: the render's whole frames after it, and a F0 margin
-        self.lookahead = -(-self.tail // hop) * hop + self.f0_right
+        self.ahead_frames = max(0, round(lookahead_seconds * msr / hop))
+        # frames rendered after the block: the crossfade and alignment span, and the synthesizer's look-ahead
+        self.render_after = -(-self.tail // hop) + self.ahead_frames
+        # model samples after the block needed to convert it: the rendered frames after it, and a F0 margin
+        self.lookahead = self.render_after * hop + self.f0_right
         self.ctx_frames = max(0, round(context_seconds * msr / hop))
         self.ctx16 = max(HOP16, round(context_seconds * 16000))
         self._units = StreamingUnits(enc.encoder, self.window) if self.window is not None else None
@@ -175,6 +189,7 @@ class StreamConverter:
         self._u16 = _Track((dim,))  # windowed units, 20 ms frames
         self._c = _Track((dim,))  # final mixed units per model frame
         self._f0, self._uv = _Track(), _Track()
+        self._phase = _Track((), np.float64)  # DDSP harmonics: phase (cycles) before each frame, as last rendered
         self._f0_final = 0  # frames [0, _f0_final) have final F0
         self._pending16: list[np.ndarray] = []
         self._out = _Track()
@@ -302,6 +317,7 @@ class StreamConverter:
         self._f0.trim(keep // self.hop)
         self._uv.trim(keep // self.hop)
         self._c.trim(keep // self.hop)
+        self._phase.trim(keep // self.hop)
         self._u16.trim(int(keep // self.hop * self.units_per_frame) - 2)
 
     def _faded_out(self) -> np.ndarray:
@@ -345,7 +361,7 @@ class StreamConverter:
             self._skip_features(k)
             return np.zeros(self.N, np.float32)
         lo_f = max(0, (base - S2) // hop)
-        hi_f = -(-(base + self.N + self.tail) // hop)
+        hi_f = (base + self.N) // hop + self.render_after
         r0, audio = self._render(max(0, lo_f - self.ctx_frames), lo_f, hi_f, k)
         if gains is not None:
             audio = audio * np.interp(np.arange(r0, r0 + len(audio)), np.arange(base - S2, base - S2 + len(gains)),
@@ -393,16 +409,46 @@ class StreamConverter:
         vol = frame_volume(self._y.get(a * hop, hi * hop), hop, n)
         speaker = conv._stack_speakers([conv._speaker_for(opts, a * hop, n)]).to(self.device)
         net, dev = self.model.net, self.device
-        window = opts.decode_window if opts.decode_window > 0 else 256
         seed = None if opts.seed is None else opts.seed + k  # deterministic, but no noise pattern repeated per block
+        f0t = torch.from_numpy(f0 * 2 ** (opts.transpose / 12)).unsqueeze(0).to(dev)
+        c_t, uv_t = torch.from_numpy(c).unsqueeze(0).to(dev), torch.from_numpy(uv).unsqueeze(0).to(dev)
+        vol_t = torch.from_numpy(vol).unsqueeze(0).to(dev) if net.vol_embedding else None
+        if getattr(net, "decoder", None) == "ddsp" and not opts.auto_predict_f0:
+            audio = self._render_ddsp(a, lo, c_t, f0t, uv_t, speaker, vol_t, seed)
+            return lo * hop, audio
+        window = opts.decode_window if opts.decode_window > 0 else 256
         with torch.inference_mode(), conv._autocast(opts):
-            audio, _ = net.infer(torch.from_numpy(c).unsqueeze(0).to(dev),
-                                 torch.from_numpy(f0 * 2 ** (opts.transpose / 12)).unsqueeze(0).to(dev),
-                                 torch.from_numpy(uv).unsqueeze(0).to(dev), speaker, noise_scale=opts.noise_scale,
-                                 seed=seed, predict_f0=opts.auto_predict_f0,
-                                 vol=torch.from_numpy(vol).unsqueeze(0).to(dev) if net.vol_embedding else None,
-                                 decode_window=window, decode_frames=(lo - a, n))
+            audio, _ = net.infer(c_t, f0t, uv_t, speaker, noise_scale=opts.noise_scale, seed=seed,
+                                 predict_f0=opts.auto_predict_f0, vol=vol_t, decode_window=window,
+                                 decode_frames=(lo - a, n))
         return lo * hop, audio[0, 0].float().cpu().numpy()
+
+    def _render_ddsp(self, a: int, lo: int, c, f0, uv, speaker, vol, seed) -> np.ndarray:
+        """A DDSP synthesizer's frames ``[lo, a + T)`` from inputs (1, ., T) of frames ``[a, a + T)``, with the
+        harmonics' phase continued from the previous render (offline, the phase runs on from the clip's start;
+        a render that restarted it at its own first frame would join the previous one out of phase)."""
+        from svc_pl.layers.ddsp import harmonic_phase, upsample_frames
+
+        net, dec, hop = self.model.net, self.model.net.dec, self.hop
+        with torch.inference_mode(), self.converter._autocast(self.opts):
+            g = net.speaker_embedding(speaker, batch=1, device=c.device)
+            m_p, _ = net.prior_stats(c, f0, uv, torch.ones_like(f0).unsqueeze(1), vol)
+            amps, gains = dec.controls(m_p.float(), f0.float(), uv.float(), g.float())
+        phase0 = float(self._phase.get(a, a + 1)[0]) if self._phase.start <= a < self._phase.end else 0.0
+        cycles = harmonic_phase(f0.float(), hop, self.sr).double()[0] + phase0  # (T * hop,) cycles
+        # phase before each frame's first sample, for the next render that starts there
+        starts = np.concatenate([[phase0], cycles[hop - 1:-1:hop].numpy()]) % 1.0
+        self._phase.put(a, starts)
+        skip = (lo - a) * hop
+        ph = torch.frac(cycles[skip:]).float().unsqueeze(0)
+        k = torch.arange(1, dec.n_harmonics + 1, dtype=torch.float32).view(1, -1, 1)
+        harm = (torch.sin(2 * math.pi * torch.frac(ph * k)) * upsample_frames(amps, hop)[..., skip:]).sum(1)
+        rng = torch.random.fork_rng(devices=[], enabled=seed is not None)
+        with rng:
+            if seed is not None:
+                torch.manual_seed(seed)
+            noise = dec.noise(gains, amps.shape[-1] * hop)[..., skip:]
+        return (harm + noise)[0].numpy().astype(np.float32)
 
     def _pitch(self, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
         """F0 (Hz, not transposed) and voiced flags of frames ``[a, b)``, computing only frames not yet final."""
