@@ -83,8 +83,8 @@ def stage_fit(work: Path, minutes: float, max_steps: int, init_from: Path | None
 def stage_export(work: Path, minutes: float) -> Path:
     import torch
 
-    from svc_pl.infer.loading import segment_frames
     from svc_pl.pretrained import save_base
+    from svc_pl.run_checkpoint import segment_frames
 
     candidates = [torch.load(p, map_location="cpu", weights_only=True) for p in (work / "runs").rglob("last*.ckpt")]
     ckpt = max(candidates, key=lambda c: int(c["global_step"]))

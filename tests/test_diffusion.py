@@ -229,7 +229,7 @@ def test_save_writes_the_upstream_format(tmp_path, models, fixture):
 
 
 def test_vocoder_mel_and_key_shift():
-    from svc_pl.infer.enhancer import LogMelSpectrogram
+    from svc_pl.data.spectral import LogMelSpectrogram
 
     sr, hop = 16000, 320
     mel = LogMelSpectrogram(sr, 1024, 1024, hop, 40, 40.0, 16000.0)

@@ -279,7 +279,7 @@ def test_bf16_and_long_chunks_stay_close_to_fp32(converter, speech):
 def test_clips_cover_voiced_audio_and_crossfades_sum_to_one(converter, speech, monkeypatch):
     """With a synthesizer that outputs 1.0 everywhere, forced clips cross-faded in any synthesis order
     must give exactly 1.0 over every converted chunk: ramps complementary, no gap, no double write."""
-    from svc_pl.infer.slicer import Slicer
+    from svc_pl.data.slicer import Slicer
 
     _, y, sr, _, _ = speech
     net = converter.model.net

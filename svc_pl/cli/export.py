@@ -19,8 +19,8 @@ def run(args: argparse.Namespace) -> int:
 
     from svc_pl.compat.checkpoint import load_state_into
     from svc_pl.errors import UserFacingError
-    from svc_pl.infer.loading import read_ckpt
     from svc_pl.lightning.module import SVCModule
+    from svc_pl.run_checkpoint import read_ckpt
 
     ckpt = read_ckpt(args.ckpt)  # weights_only: nothing in the file runs
     hp = ckpt.get("hyper_parameters")

@@ -149,7 +149,7 @@ class Converter:
     def _prepare(self, audio: np.ndarray, sr: int, opts: ConvertOptions):
         """Resample once to the model rate and once to 16 kHz, slice, and cut voiced chunks into pieces."""
         from svc_pl.data.audio import resample
-        from svc_pl.infer.slicer import Slicer
+        from svc_pl.data.slicer import Slicer
 
         if opts.precision not in self._precision_checked:
             warn_if_bf16_is_emulated(opts.precision, self.device)
@@ -246,7 +246,7 @@ class Converter:
     def _piece_inputs(self, p: _Piece, y: np.ndarray, y16: np.ndarray, pad: int, total: int,
                       opts: ConvertOptions) -> _PieceInputs:
         """The synthesizer's inputs for piece ``p`` padded to ``total`` samples (``pad`` before)."""
-        from svc_pl.data.preprocess import frame_volume
+        from svc_pl.data.audio import frame_volume
 
         hop = self.model.hop_length
         n_frames = total // hop

@@ -27,9 +27,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from svc_pl.data.spectral import LogMelSpectrogram
 from svc_pl.diffusion.model import MelDiffusion
 from svc_pl.errors import UserFacingError
-from svc_pl.infer.enhancer import LogMelSpectrogram, VocoderConfig, load_openvpi_vocoder
+from svc_pl.infer.enhancer import VocoderConfig, load_openvpi_vocoder
 from svc_pl.infer.loading import VoiceModel
 from svc_pl.layers.commons import rows_seeded
 from svc_pl.layers.nsf import NSFHiFiGAN
@@ -250,7 +251,7 @@ def frame_volumes(audio: torch.Tensor, hop: int, n_frames: int) -> torch.Tensor:
     """Frame RMS volume of each row of ``audio`` (B, samples), centred as so-vits-svc's volume extractor
     (:func:`svc_pl.data.preprocess.frame_volume`, the volume the data were trained on): (B, n_frames) on
     ``audio``'s device."""
-    from svc_pl.data.preprocess import frame_volume
+    from svc_pl.data.audio import frame_volume
 
     rows = audio.detach().float().cpu().numpy()
     return torch.stack([torch.from_numpy(frame_volume(r, hop, n_frames)) for r in rows]).to(audio.device)

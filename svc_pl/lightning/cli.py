@@ -67,8 +67,8 @@ class SVCLightningCLI(LightningCLI):
 
     def _resolve_ckpt_path(self, request: str, trainer) -> str:
         """``last`` -> the run's newest last.ckpt (and the logger version to continue); a file -> checked."""
-        from svc_pl.infer.loading import read_ckpt
         from svc_pl.lightning.checkpoint_io import remove_stale_temp_files
+        from svc_pl.run_checkpoint import read_ckpt
 
         if request in _LIGHTNING_CKPT_NAMES or request.startswith("registry:"):
             return request

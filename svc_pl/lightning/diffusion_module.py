@@ -16,10 +16,10 @@ import pytorch_lightning as pl
 import torch
 import yaml
 
+from svc_pl.data.spectral import LogMelSpectrogram
 from svc_pl.diffusion.gaussian import Method
 from svc_pl.diffusion.model import MelDiffusion
 from svc_pl.errors import ConfigError, UserFacingError
-from svc_pl.infer.enhancer import LogMelSpectrogram
 
 LOG = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ class DiffusionModule(pl.LightningModule):
         from svc_pl.compat.diffusion import read_diffusion_checkpoint
 
         if str(path).endswith(".ckpt"):
-            from svc_pl.infer.loading import read_ckpt
+            from svc_pl.run_checkpoint import read_ckpt
 
             state = {k[len("model."):]: v for k, v in read_ckpt(path)["state_dict"].items() if k.startswith("model.")}
         else:
@@ -191,7 +191,7 @@ class DiffusionModule(pl.LightningModule):
 
 def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path) -> tuple[Path, Path]:
     """so-vits-svc ``model_<step>.pt`` + ``diffusion.yaml`` from a ``svc-pl fit --config diffusion`` checkpoint."""
-    from svc_pl.infer.loading import read_ckpt
+    from svc_pl.run_checkpoint import read_ckpt
 
     ckpt = read_ckpt(ckpt_path)
     hp = dict(ckpt.get("hyper_parameters") or {})

@@ -29,7 +29,7 @@ class NonFiniteLossError(UserFacingError, RuntimeError):
 
 def _read_run_checkpoint(path: str) -> dict[str, torch.Tensor]:
     """The state dict of an svc_pl ``.ckpt`` (read weights-only; errors name the file)."""
-    from svc_pl.infer.loading import read_ckpt
+    from svc_pl.run_checkpoint import read_ckpt
 
     return read_ckpt(path)["state_dict"]
 
@@ -47,7 +47,7 @@ def _trained_source_rate(path: str) -> tuple[int, str] | None:
     if pretrained_path(str(path)) is not None or str(path).endswith(".safetensors"):
         return None
     if str(path).endswith(".ckpt"):
-        from svc_pl.infer.loading import read_ckpt
+        from svc_pl.run_checkpoint import read_ckpt
 
         hp = read_ckpt(path).get("hyper_parameters") or {}
         rate = (hp.get("net") or {}).get("source_sampling_rate") or (hp.get("dataset_info") or {}).get("sampling_rate")
