@@ -349,9 +349,17 @@ def read_weights(path: str | os.PathLike, *, what: str = "checkpoint", corrupt: 
     try:
         return torch.load(path, map_location=map_location or "cpu", weights_only=True)
     except Exception as err:  # refused globals, truncated zip, bad pickle stream, ...: say which file
-        # torch names the global it refused; any other failure (a bad opcode, a short zip) is a damaged file
-        refused = re.search(r"GLOBAL (\S+)", str(err)) if isinstance(err, pickle.UnpicklingError) else None
-        if refused:
-            raise UnsafeCheckpointError(path, f"it refers to {refused.group(1)}") from None
+        if isinstance(err, pickle.UnpicklingError) and _is_pickle(path):  # a whole pickle the reader refused
+            refused = re.search(r"GLOBAL (\S+)", str(err))
+            raise UnsafeCheckpointError(path, f"it refers to {refused.group(1)}" if refused else "refused") from None
         raise UserFacingError(f"{path}: cannot be read as a checkpoint ({type(err).__name__}: {err}){corrupt}") \
             from None
+
+
+def _is_pickle(path: Path) -> bool:
+    """Whether ``path`` holds a pickle as ``torch.save`` writes one (a zip archive, or a legacy file that starts
+    with pickle's PROTO opcode) rather than bytes of no such kind."""
+    import zipfile
+
+    with open(path, "rb") as f:
+        return f.read(1) == b"\x80" or zipfile.is_zipfile(f)
