@@ -139,7 +139,7 @@ def stage_evaluate(work: Path) -> dict:
     (OUT / "tiny-base-eval.json").write_text(json.dumps(report, indent=2) + "\n")
     write_card(work, summary)
     print(json.dumps(summary, indent=2), flush=True)
-    from svc_pl.cli.demo import plot_conversion
+    from svc_pl.evaluate import plot_conversion
 
     f = next(p for p in files if p.name.startswith("sung"))
     src, sr = load_audio(f)
