@@ -64,7 +64,7 @@ def make_rmvpe_weights(directory: Path) -> Path:
 
 def _clips(y: np.ndarray) -> list[tuple[int, int]]:
     from svc_pl.data.preprocess import split_long
-    from svc_pl.infer.slicer import Slicer
+    from svc_pl.data.slicer import Slicer
 
     chunks = Slicer(SR, threshold=-40, min_length=5000, min_interval=300, hop_size=20, max_sil_kept=500).slice(y)
     return [p for c in chunks if not c.silent for p in split_long(c.start, c.end, int(15 * SR))]

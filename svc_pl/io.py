@@ -318,3 +318,48 @@ def read_torch_pickle(path: str | os.PathLike) -> Any:
     # anything else becomes an inert record, so no callable from the file is ever resolved or called.
     # (weights_only=True cannot read fairseq checkpoints: it refuses their config objects outright.)
     return torch.load(str(path), map_location="cpu", weights_only=False, pickle_module=_InertPickleModule)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Weights-only reads
+
+
+def read_weights(path: str | os.PathLike, *, what: str = "checkpoint", corrupt: str = "; the file may be truncated "
+                 "or corrupt: copy it again", map_location: Any = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)``: the one read of every checkpoint svc_pl is handed (training runs'
+    ``.ckpt``, so-vits-svc ``G_*.pth``/``D_*.pth`` and diffusion ``model_*.pt``); nothing in the file can run.
+
+    Args:
+        what: the file's kind, for the message of a missing file (``"{path}: {what} not found"``).
+        corrupt: what to do about an unreadable file, appended to ``"{path}: cannot be read as a checkpoint (...)"``.
+
+    Raises:
+        UnsafeCheckpointError: the file pickles objects other than tensors and plain data (code); it was refused.
+        UserFacingError: the file is missing, truncated or corrupt (the message names it).
+    """
+    import re
+
+    import torch
+
+    from svc_pl.errors import UnsafeCheckpointError, UserFacingError
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserFacingError(f"{path}: {what} not found")
+    try:
+        return torch.load(path, map_location=map_location or "cpu", weights_only=True)
+    except Exception as err:  # refused globals, truncated zip, bad pickle stream, ...: say which file
+        if isinstance(err, pickle.UnpicklingError) and _is_pickle(path):  # a whole pickle the reader refused
+            refused = re.search(r"GLOBAL (\S+)", str(err))
+            raise UnsafeCheckpointError(path, f"it refers to {refused.group(1)}" if refused else "refused") from None
+        raise UserFacingError(f"{path}: cannot be read as a checkpoint ({type(err).__name__}: {err}){corrupt}") \
+            from None
+
+
+def _is_pickle(path: Path) -> bool:
+    """Whether ``path`` holds a pickle as ``torch.save`` writes one (a zip archive, or a legacy file that starts
+    with pickle's PROTO opcode) rather than bytes of no such kind."""
+    import zipfile
+
+    with open(path, "rb") as f:
+        return f.read(1) == b"\x80" or zipfile.is_zipfile(f)

@@ -373,3 +373,83 @@ def test_validation_media_keeps_no_state_on_the_writer(tmp_path):
     assert set(vars(writer)) - before == {"add_audio"}  # only what this test put there
     assert calls == ["val/audio/0", "val/audio_gt/0", "val/audio/0"]  # ground truth once per writer
     logger.finalize("success")
+
+
+# ------------------------------------------------------------------------------------------- model.class_path
+
+def test_the_module_trained_is_the_one_model_class_path_names(tmp_path, monkeypatch):
+    """``model.class_path`` (LightningCLI's own form, settings under ``init_args``) chooses the LightningModule; a
+    config without one trains the synthesizer; an older diffusion config without one (``model.diffusion``) still
+    trains the diffusion model. Settings given as plain ``--model.KEY`` options reach the chosen class."""
+    from svc_pl.lightning import cli as lcli
+    from svc_pl.lightning.diffusion_module import DiffusionModule
+    from svc_pl.lightning.module import SVCModule
+    from tests.datasets import make_dataset
+
+    ds = make_dataset(tmp_path / "ds", voices=("en",), clips_per_voice=2)
+    built = []
+    monkeypatch.setattr(lcli.SVCLightningCLI, "_run_subcommand", lambda self, sub: built.append(self.model))
+    shipped = REPO / "svc_pl" / "configs"
+    tiny = yaml.safe_load((shipped / "tiny-nsf.yaml").read_text())
+    named = tmp_path / "named.yaml"  # the synthesizer named explicitly
+    named.write_text(yaml.safe_dump({**tiny, "model": {"class_path": "svc_pl.lightning.module.SVCModule",
+                                                       "init_args": tiny["model"]}}))
+    old = tmp_path / "old-diffusion.yaml"  # written before class_path: model.diffusion and no class named
+    old.write_text(yaml.safe_dump({"trainer": {"accelerator": "cpu"},
+                                   "model": {"diffusion": {"n_layers": 2, "n_chans": 8, "n_hidden": 8}, "n_mels": 20}}))
+    small = ["--model.diffusion.n_chans", "8", "--model.diffusion.n_hidden", "8", "--model.n_mels", "20"]
+    cases = [(["--config", str(shipped / "diffusion.yaml"), "--model.diffusion.n_layers", "3", *small],
+              DiffusionModule, 3),
+             (["--config", str(old)], DiffusionModule, 2),
+             (["--config", str(shipped / "tiny-nsf.yaml")], SVCModule, None),
+             (["--config", str(named), "--model.learning_rate", "0.0042"], SVCModule, None)]
+    for args, expected, layers in cases:
+        lcli.main(["fit", *args, "--data.dataset_dir", str(ds), "--trainer.default_root_dir", str(tmp_path / "run")])
+        model = built.pop()
+        assert type(model) is expected, args
+        if layers is not None:
+            assert len(model.model.decoder.denoise_fn.residual_layers) == layers, args
+    assert model.hparams.learning_rate == 0.0042 and model.hparams.dataset_info["speakers"] == {"spk0": 0}
+
+
+def test_export_runs_without_lightning(tmp_path):
+    """``svc-pl export`` of a synthesizer run and of a diffusion run, in a process where importing Lightning
+    fails: the networks are rebuilt by their own builders (svc_pl.compat.export)."""
+    from svc_pl.compat.export import TRAINING_DEFAULTS
+    from svc_pl.diffusion import DiffusionConfig
+    from svc_pl.lightning.diffusion_module import DiffusionModule
+    from svc_pl.lightning.module import SVCModule
+
+    cfg = yaml.safe_load((REPO / "svc_pl" / "configs" / "tiny-nsf.yaml").read_text())["model"]
+    info = {"speakers": {"a": 0, "b": 1}, "unit_dim": 32, "sampling_rate": 16000, "hop_length": 320,
+            "filter_length": 1024, "win_length": 1024, "content_encoder": "vec768l12"}
+    synth = SVCModule(dataset_info=info, **cfg)
+    diff = DiffusionModule(diffusion=DiffusionConfig(n_layers=2, n_chans=8, n_hidden=8), dataset_info=info, n_mels=20)
+    for name, module in (("synth", synth), ("diff", diff)):
+        torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams), "global_step": 8,
+                    "epoch": 3}, tmp_path / f"{name}.ckpt")
+    # config.json records the training settings a checkpoint may lack with SVCModule's own defaults
+    defaults = {k: p.default for k, p in inspect.signature(SVCModule.__init__).parameters.items()}
+    assert {k: defaults[k] for k in TRAINING_DEFAULTS} == TRAINING_DEFAULTS
+    blocker = tmp_path / "blocker"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text(
+        "import sys\nclass _No:\n    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('pytorch_lightning', 'lightning'):\n"
+        "            raise ImportError('Lightning is not importable here')\n"
+        "sys.meta_path.insert(0, _No())\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(blocker), str(REPO)]))
+    for name, files in (("synth", {"G_4.pth", "D_4.pth", "config.json"}), ("diff", {"model_8.pt", "diffusion.yaml"})):
+        out = tmp_path / f"out-{name}"
+        run = subprocess.run([sys.executable, "-c", "import sys; from svc_pl.cli import main; "
+                              f"code = main(['export', {str(tmp_path / f'{name}.ckpt')!r}, '-o', {str(out)!r}]); "
+                              "assert 'pytorch_lightning' not in sys.modules; sys.exit(code)"],
+                             capture_output=True, text=True, env=env, timeout=300)
+        assert run.returncode == 0, run.stderr[-3000:]
+        assert {p.name for p in out.iterdir()} == files, name
+    check = subprocess.run([sys.executable, "-c", "import pytorch_lightning"], capture_output=True, text=True, env=env)
+    assert check.returncode != 0 and "Lightning is not importable here" in check.stderr  # the blocker blocks
+    from svc_pl.compat import load_sovits
+
+    net = load_sovits(tmp_path / "out-synth" / "G_4.pth", tmp_path / "out-synth" / "config.json")
+    assert all(torch.equal(v, synth.net.state_dict()[k]) for k, v in net.state_dict().items())

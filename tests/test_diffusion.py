@@ -229,7 +229,7 @@ def test_save_writes_the_upstream_format(tmp_path, models, fixture):
 
 
 def test_vocoder_mel_and_key_shift():
-    from svc_pl.infer.enhancer import LogMelSpectrogram
+    from svc_pl.data.spectral import LogMelSpectrogram
 
     sr, hop = 16000, 320
     mel = LogMelSpectrogram(sr, 1024, 1024, hop, 40, 40.0, 16000.0)
@@ -418,3 +418,66 @@ def test_two_process_ddp_training_shares_the_clips_and_writes_one_set_of_outputs
     for tag, n in (("train/loss", 2), ("val/loss", 2)):  # validation after each one-batch epoch
         values = [e.value for e in acc.Scalars(tag)]
         assert len(values) == n and all(math.isfinite(v) for v in values), (tag, values)
+
+
+def _small_diffusion_config(tmp_path, **trainer) -> Path:
+    """The shipped diffusion config (``model.class_path`` form), cut to a tiny network, CPU and a few steps."""
+    shipped = Path(__file__).resolve().parents[1] / "svc_pl" / "configs" / "diffusion.yaml"
+    path = tmp_path / "small.yaml"
+    path.write_text(yaml.safe_dump({
+        "config": str(shipped),
+        "trainer": {"check_val_every_n_epoch": 1, "enable_progress_bar": False, "log_every_n_steps": 1,
+                    "accelerator": "cpu", "limit_val_batches": 0, **trainer},
+        "model": {"init_args": {"diffusion": {"n_layers": 2, "n_chans": 16, "n_hidden": 16, "timesteps": 100,
+                                              "use_pitch_aug": True}, "n_mels": 40, "val_speedup": 20}},
+        "data": {"batch_size": 1, "num_workers": 0, "max_frames": 40, "val_clips": 1}}))
+    return path
+
+
+@pytest.mark.slow
+def test_resumed_diffusion_run_equals_uninterrupted(tmp_path):
+    """As the synthesizer's (tests/test_training.py): a checkpoint mid-epoch, resumed, gives the weights and
+    optimizer state of the run that went on. The diffusion step draws its step t, its noise and its pitch shifts at
+    random: without the random state restored from the checkpoint the resumed run draws others."""
+    from svc_pl.cli import main as cli_main
+    from tests.datasets import make_dataset
+    from tests.test_training import _assert_same_tensors
+
+    data = make_dataset(tmp_path / "ds", voices=("en", "en+f3"), clips_per_voice=3)  # 4 training clips
+    config = _small_diffusion_config(tmp_path, callbacks=[{
+        "class_path": "pytorch_lightning.callbacks.ModelCheckpoint",
+        "init_args": {"filename": "{epoch}-{step}", "save_last": True, "save_top_k": -1, "every_n_train_steps": 3}}])
+
+    def fit(root, *extra):
+        assert cli_main(["fit", "--config", str(config), "--data.dataset_dir", str(data), "--trainer.max_steps", "6",
+                         "--trainer.default_root_dir", str(root), *extra]) == 0
+        (last,) = root.rglob("last.ckpt")
+        return torch.load(last, weights_only=True)
+
+    full = fit(tmp_path / "full")
+    (mid,) = (tmp_path / "full").rglob("epoch=0-step=3.ckpt")  # after 3 of the epoch's 4 batches
+    resumed = fit(tmp_path / "resumed", "--ckpt_path", str(mid))
+    assert full["global_step"] == resumed["global_step"] == 6 and full["epoch"] == resumed["epoch"]
+    assert "svc_pl_rng" in resumed and resumed["svc_pl_counters"] == full["svc_pl_counters"]
+    _assert_same_tensors(full["state_dict"], resumed["state_dict"], "state_dict")
+    _assert_same_tensors(full["optimizer_states"], resumed["optimizer_states"], "optimizer_states")
+
+
+def test_diffusion_settings_are_typed_and_an_unknown_key_is_named():
+    from svc_pl.diffusion import DiffusionConfig
+    from svc_pl.errors import ConfigError
+    from svc_pl.lightning.diffusion_module import DiffusionModule
+
+    cfg = DiffusionConfig.from_dict({"n_layers": 3, "use_pitch_aug": True})
+    assert (cfg.n_layers, cfg.n_chans, cfg.use_pitch_aug) == (3, 512, True)  # keys not given keep the defaults
+    model = cfg.build(unit_dim=8, n_speakers=2, n_mels=12)
+    assert len(model.decoder.denoise_fn.residual_layers) == 3 and model.aug_shift_embed is not None
+    with pytest.raises(ConfigError, match=r"model.diffusion: unknown key\(s\) \['n_layer'\]; allowed: n_layers, "):
+        DiffusionConfig.from_dict({"n_layer": 3})
+    info = {"speakers": {"a": 0}, "unit_dim": 8, "sampling_rate": 16000, "hop_length": 320, "filter_length": 1024,
+            "win_length": 1024}
+    with pytest.raises(ConfigError, match="n_layer"):
+        DiffusionModule(diffusion={"n_layer": 3}, dataset_info=info, n_mels=12)
+    module = DiffusionModule(diffusion=DiffusionConfig(n_layers=2, n_chans=8, n_hidden=8), dataset_info=info,
+                             n_mels=12)
+    assert module.hparams.diffusion == DiffusionConfig(n_layers=2, n_chans=8, n_hidden=8).to_dict()  # plain data

@@ -181,7 +181,7 @@ def _spy(conv, monkeypatch):
 def test_diffusion_volume_is_the_synthesized_audio_s_without_vol_embedding(files, voice, encoder, monkeypatch):
     """As so-vits-svc 4.1 (``Svc.infer``): a synthesizer without vol_embedding gives the diffusion model the frame
     RMS volume of its own output, not the source's."""
-    from svc_pl.data.preprocess import frame_volume
+    from svc_pl.data.audio import frame_volume
 
     assert not voice.net.vol_embedding
     conv = Converter(voice, encoder, diffusion=_stage(files, voice))
@@ -199,7 +199,7 @@ def test_diffusion_volume_is_the_synthesized_audio_s_without_vol_embedding(files
 def test_diffusion_volume_is_the_source_s_with_vol_embedding_and_only_diffusion(files, encoder, monkeypatch):
     """A synthesizer with vol_embedding and diffusion-only conversion give the diffusion model the source's frame
     RMS volume (the one the synthesizer was driven by), which differs from the synthesized audio's."""
-    from svc_pl.data.preprocess import frame_volume
+    from svc_pl.data.audio import frame_volume
 
     d = files["dir"] / "vol_embedding"
     if not d.exists():

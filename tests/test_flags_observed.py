@@ -10,8 +10,8 @@ import torch
 import yaml
 
 from svc_pl.cli import main as cli_main
+from svc_pl.data.slicer import Slicer
 from svc_pl.infer.converter import Converter, ConvertOptions
-from svc_pl.infer.slicer import Slicer
 
 SR, HOP = 16000, 320  # the tiny voice's rate and hop: inputs at this rate are not resampled
 

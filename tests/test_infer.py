@@ -279,7 +279,7 @@ def test_bf16_and_long_chunks_stay_close_to_fp32(converter, speech):
 def test_clips_cover_voiced_audio_and_crossfades_sum_to_one(converter, speech, monkeypatch):
     """With a synthesizer that outputs 1.0 everywhere, forced clips cross-faded in any synthesis order
     must give exactly 1.0 over every converted chunk: ramps complementary, no gap, no double write."""
-    from svc_pl.infer.slicer import Slicer
+    from svc_pl.data.slicer import Slicer
 
     _, y, sr, _, _ = speech
     net = converter.model.net
@@ -336,3 +336,52 @@ def test_iter_convert_streams_what_convert_returns(converter, speech, monkeypatc
     blocks = list(converter.iter_convert(y, sr, opts))
     assert len(blocks) > 4 and max(len(b) for b in blocks) < len(whole) / 2
     assert np.array_equal(np.concatenate(blocks), whole)
+
+
+# ------------------------------------------------------------------------------------------------ front door
+
+def test_import_svc_pl_is_cheap_until_a_name_is_used():
+    """``import svc_pl`` loads no torch and none of its own submodules; the first use of a name loads its module."""
+    code = ("import sys, svc_pl; "
+            "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'numpy', 'pytorch_lightning') "
+            "or m.startswith('svc_pl.')); assert not heavy, heavy; "
+            "svc_pl.ConvertOptions; assert 'svc_pl.infer.options' in sys.modules and 'svc_pl.synthesizer' not in "
+            "sys.modules and 'svc_pl.infer.converter' not in sys.modules, sorted(sys.modules)")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1])))
+    assert run.returncode == 0, run.stderr[-3000:]
+
+
+def test_each_top_level_name_is_the_one_its_module_defines():
+    import importlib
+
+    import svc_pl
+
+    homes = {"Synthesizer": "svc_pl.synthesizer", "NetConfig": "svc_pl.synthesizer",
+             "load_voice_model": "svc_pl.infer.loading", "Converter": "svc_pl.infer.converter",
+             "ConvertOptions": "svc_pl.infer.options", "build_converter": "svc_pl.infer.build",
+             "load_content_encoder": "svc_pl.data.content", "load_sovits": "svc_pl.compat",
+             "save_sovits": "svc_pl.compat"}
+    assert set(svc_pl.__all__) == set(homes) | {"__version__"} and set(homes) <= set(dir(svc_pl))
+    for name, module in homes.items():
+        assert getattr(svc_pl, name) is getattr(importlib.import_module(module), name), name
+    with pytest.raises(AttributeError, match="no attribute 'Nothing'"):
+        svc_pl.Nothing  # noqa: B018
+
+
+def test_converter_from_files_is_the_front_door(voice, speech):
+    """``Converter.from_files`` loads and checks the files (unit sizes, speakers on convert) and converts as a
+    converter assembled by hand does; ``build_converter`` is the same callable."""
+    import svc_pl
+    from svc_pl.errors import UserFacingError
+    from svc_pl.infer.build import build_converter
+
+    assert build_converter == svc_pl.Converter.from_files
+    conv = svc_pl.Converter.from_files(voice / "G_1.pth", random_encoder=True)
+    by_hand = Converter(load_voice_model(voice / "G_1.pth"), random_content_encoder("vec768l12"))
+    _, y, sr, _, _ = speech
+    opts = ConvertOptions(speaker="bass", seed=3)
+    assert isinstance(conv, Converter) and conv.model.speakers == {"alto": 0, "tenor": 1, "bass": 2}
+    assert np.array_equal(conv.convert(y[: sr * 2], sr, opts), by_hand.convert(y[: sr * 2], sr, opts))
+    with pytest.raises(UserFacingError, match="gives 256-d units"):
+        svc_pl.Converter.from_files(voice / "G_1.pth", random_encoder=True, encoder="hubertsoft")

@@ -106,3 +106,31 @@ def test_cli_refuses_an_encoder_that_runs_code(tmp_path, marker, capsys):
     assert code != 0 and not marker.exists() and "Traceback" not in err, err[-2000:]
     assert "hubert.pt" in err
     assert not list((tmp_path / "out").rglob("*.wav")) if (tmp_path / "out").exists() else True
+
+
+@pytest.mark.parametrize("reader", ["run", "sovits", "diffusion"])
+def test_one_reader_tells_a_file_that_runs_code_from_a_damaged_one(tmp_path, marker, reader):
+    """Run ``.ckpt``, so-vits-svc ``G_*.pth`` and diffusion ``model_*.pt`` go through one weights-only reader: a
+    pickle naming code is refused as unsafe, bytes that are no pickle are named as damaged (not as unsafe)."""
+    from svc_pl.compat.checkpoint import read_checkpoint
+    from svc_pl.compat.diffusion import read_diffusion_checkpoint
+    from svc_pl.errors import UnsafeCheckpointError
+    from svc_pl.run_checkpoint import read_ckpt
+
+    read = {"run": read_ckpt, "sovits": read_checkpoint, "diffusion": read_diffusion_checkpoint}[reader]
+    evil = _evil_torch_file(tmp_path / "evil.pt", marker, state_dict={}, model={})
+    message = _refused(read, evil, marker)
+    with pytest.raises(UnsafeCheckpointError):
+        read(evil)
+    assert "contains objects other than tensors and plain data" in message
+    damaged = tmp_path / "damaged.pt"
+    damaged.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(UserFacingError, match=r"damaged.pt: cannot be read as a checkpoint \(") as info:
+        read(damaged)
+    assert not isinstance(info.value, UnsafeCheckpointError)
+    truncated = tmp_path / "truncated.pt"
+    torch.save({"state_dict": {"w": torch.zeros(1000)}, "model": {"w": torch.zeros(1000)}}, truncated)
+    truncated.write_bytes(truncated.read_bytes()[:700])
+    with pytest.raises(UserFacingError, match=r"truncated.pt: cannot be read as a checkpoint \(") as info:
+        read(truncated)
+    assert not isinstance(info.value, UnsafeCheckpointError)

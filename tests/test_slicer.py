@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from svc_pl.infer.slicer import Chunk, Slicer
+from svc_pl.data.slicer import Chunk, Slicer
 from tests.speech import speech_with_pause, synth_speech
 
 PHRASES = [

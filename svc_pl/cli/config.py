@@ -15,7 +15,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from svc_pl.cli.fit import shipped_configs
+    from svc_pl.configs import shipped_configs
     from svc_pl.errors import UserFacingError
 
     configs = shipped_configs()

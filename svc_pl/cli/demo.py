@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from svc_pl.evaluate import plot_conversion  # (also its old address: svc_pl.cli.demo.plot_conversion)
+
 LOG = logging.getLogger(__name__)
 
 SOURCE, TARGET = "baritone", "alto"
@@ -178,7 +180,7 @@ def evaluate_demo(out: Path, held: list[Path], conv_dir: Path, transpose: int, r
     sung = next((h for h in held if h.name.startswith("sung")), held[0])
     src_audio, src_sr = _load(sung)
     conv_audio, conv_sr = _load(conv_dir / sung.name)
-    plot_conversion(src_audio, src_sr, conv_audio, conv_sr, transpose, out / "conversion.png")
+    plot_conversion(src_audio, src_sr, conv_audio, conv_sr, transpose, out / "conversion.png", f0_method=F0_METHOD)
     write_json_atomic(out / "evaluation.json", report)
     meanings = MEANINGS | WORD_MEANINGS
     width = max(map(len, meanings))
@@ -205,47 +207,6 @@ def _load(path: Path):
     from svc_pl.data.audio import load_audio
 
     return load_audio(path)
-
-
-def plot_conversion(src: np.ndarray, src_sr: int, conv: np.ndarray, conv_sr: int, transpose: float,
-                    png: Path, hop_seconds: float = 0.01) -> Path:
-    """Mel spectrograms of source and conversion with F0 curves on top: the transposed source F0
-    (dashed, on both) and the converted F0 (solid, on the conversion). Written atomically."""
-    import librosa
-    from matplotlib.figure import Figure
-
-    from svc_pl.data.pitch import get_f0_extractor
-    from svc_pl.evaluate import save_figure
-
-    fig = Figure(figsize=(11, 6))
-    axes = fig.subplots(2, 1, sharex=True)
-    target = None
-    for ax, (y, sr, title) in zip(axes, ((src, src_sr, "source (F0 transposed)"), (conv, conv_sr, "converted"))):
-        hop = max(1, int(sr * hop_seconds))
-        mel = librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=sr, n_fft=2048, hop_length=hop, n_mels=128,
-                                                                 fmax=min(8000, sr // 2)), ref=np.max)
-        times = np.arange(mel.shape[1]) * hop / sr
-        mel_f = librosa.mel_frequencies(n_mels=128, fmax=min(8000, sr // 2))
-        ax.pcolormesh(times, mel_f, mel, shading="auto", cmap="magma")
-        ax.set_yscale("symlog", linthresh=500)
-        ax.set_ylim(50, min(8000, sr // 2))
-        track = get_f0_extractor(F0_METHOD, sr, hop).compute(y)
-        f0 = np.where(track.voiced > 0, track.raw, np.nan)
-        t = np.arange(len(f0)) * hop / sr
-        if target is None:
-            target = (t, f0 * 2 ** (transpose / 12))
-        else:
-            ax.plot(t, f0, color="cyan", lw=1.5, label="converted F0")
-        ax.plot(*target, color="white", lw=1.2, ls="--", label="source F0 transposed")
-        ax.set_title(title)
-        ax.set_ylabel("Hz")
-        ax.legend(loc="upper right", fontsize=8)
-    axes[-1].set_xlabel("seconds")
-    fig.tight_layout()
-    save_figure(fig, png)
-    return png
-
-
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

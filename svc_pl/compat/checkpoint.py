@@ -12,13 +12,13 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
 from svc_pl.errors import CheckpointMismatchError, UserFacingError
+from svc_pl.io import read_weights
 
 LOG = logging.getLogger(__name__)
 
@@ -75,15 +75,9 @@ def compare_state_dicts(expected: Mapping[str, torch.Tensor], given: Mapping[str
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """torch.load(weights_only=True) of a so-vits-svc checkpoint, with errors that name the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserFacingError(f"{path}: checkpoint not found")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises RuntimeError/UnpicklingError/EOFError/zipfile errors here
-        raise UserFacingError(f"{path}: cannot be read as a PyTorch checkpoint ({type(err).__name__}: {err}); "
-                              "the file may be truncated or corrupt: download or copy it again") from None
+    """A so-vits-svc ``G_*.pth``/``D_*.pth`` read weights-only (:func:`svc_pl.io.read_weights`), with errors that
+    name the file; a bare state dict is taken as its ``model``."""
+    ckpt = read_weights(path, corrupt="; the file may be truncated or corrupt: download or copy it again")
     if not isinstance(ckpt, dict):
         raise UserFacingError(f"{path}: expected a dict checkpoint, got {type(ckpt).__name__}")
     if "model" not in ckpt and all(torch.is_tensor(v) for v in ckpt.values()):

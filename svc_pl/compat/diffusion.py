@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +19,7 @@ import yaml
 from svc_pl.compat.checkpoint import load_state_into
 from svc_pl.diffusion.model import MelDiffusion
 from svc_pl.errors import CheckpointMismatchError, ConfigError, UserFacingError
-from svc_pl.io import save_torch_atomic, write_text_atomic
+from svc_pl.io import read_weights, save_torch_atomic, write_text_atomic
 
 LOG = logging.getLogger(__name__)
 
@@ -99,26 +97,12 @@ def read_diffusion_config(path: str | os.PathLike) -> SovitsDiffusionConfig:
 
 
 def read_diffusion_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """``torch.load(weights_only=True)`` of a diffusion ``model_*.pt``; nothing in the file can run.
+    """A diffusion ``model_*.pt`` read weights-only (:func:`svc_pl.io.read_weights`); nothing in the file can run.
 
-    Raises :class:`~svc_pl.infer.loading.UnsafeCheckpointError` for a file that pickles code or other objects,
+    Raises :class:`~svc_pl.errors.UnsafeCheckpointError` for a file that pickles code or other objects,
     :class:`~svc_pl.errors.UserFacingError` for a missing, corrupt or foreign file.
     """
-    from svc_pl.infer.loading import UnsafeCheckpointError
-
-    path = Path(path)
-    if not path.is_file():
-        raise UserFacingError(f"{path}: diffusion checkpoint not found")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        refused = re.search(r"GLOBAL (\S+)", str(err))
-        if refused or "weights only" in str(err).lower():
-            raise UnsafeCheckpointError(path, f"it refers to {refused.group(1)}" if refused else "refused") from None
-        raise UserFacingError(f"{path}: cannot be read as a PyTorch checkpoint ({err}); copy it again") from None
-    except Exception as err:  # truncated zip, bad pickle stream, ...
-        raise UserFacingError(f"{path}: cannot be read as a PyTorch checkpoint ({type(err).__name__}: {err}); the "
-                              "file may be truncated or corrupt: copy it again") from None
+    ckpt = read_weights(path, what="diffusion checkpoint")
     if isinstance(ckpt, dict) and "model" not in ckpt and ckpt and all(torch.is_tensor(v) for v in ckpt.values()):
         ckpt = {"model": ckpt}  # a bare state dict
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict):

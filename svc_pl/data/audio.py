@@ -268,3 +268,11 @@ class AudioWriter:
                 raise
             return
         self._stack.__exit__(exc_type, exc, tb)  # renames the file into place, or removes it on an error
+
+
+def frame_volume(y: np.ndarray, hop: int, n_frames: int) -> np.ndarray:
+    """RMS per hop-sized frame, centred like so-vits-svc's volume extractor. (T,) -> (n_frames,)."""
+    padded = np.pad(y, (hop // 2, (hop + 1) // 2), mode="reflect" if len(y) > hop else "constant")
+    frames = np.lib.stride_tricks.sliding_window_view(padded, hop)[::hop][:n_frames]
+    vol = np.sqrt(np.mean(frames.astype(np.float64) ** 2, axis=1)).astype(np.float32)
+    return np.pad(vol, (0, n_frames - len(vol)))

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from svc_pl.data.audio import AUDIO_EXTENSIONS
+from svc_pl.data.audio import AUDIO_EXTENSIONS, frame_volume
 from svc_pl.data.layout import DatasetInfo, save_bundle, write_filelist
 from svc_pl.errors import UserFacingError
 from svc_pl.io import write_json_atomic
@@ -88,14 +88,6 @@ class FileResult:
     skipped_clips: int = 0
 
 
-def frame_volume(y: np.ndarray, hop: int, n_frames: int) -> np.ndarray:
-    """RMS per hop-sized frame, centred like so-vits-svc's volume extractor. (T,) -> (n_frames,)."""
-    padded = np.pad(y, (hop // 2, (hop + 1) // 2), mode="reflect" if len(y) > hop else "constant")
-    frames = np.lib.stride_tricks.sliding_window_view(padded, hop)[::hop][:n_frames]
-    vol = np.sqrt(np.mean(frames.astype(np.float64) ** 2, axis=1)).astype(np.float32)
-    return np.pad(vol, (0, n_frames - len(vol)))
-
-
 def split_long(start: int, end: int, max_len: int) -> Iterator[tuple[int, int]]:
     """Split [start, end) into near-equal pieces no longer than max_len."""
     n = max(1, -(-(end - start) // max_len))
@@ -125,7 +117,7 @@ def _units_in_workers(opts: PreprocessOptions) -> bool:
 def process_file(job: tuple[str, str, str]) -> FileResult:
     """Load, check, slice one source file and compute its clips' F0 and volume (runs in a worker)."""
     from svc_pl.data.audio import check_audio, load_audio, normalize_loudness
-    from svc_pl.infer.slicer import Slicer
+    from svc_pl.data.slicer import Slicer
 
     source, speaker, stem = job
     opts: PreprocessOptions = _WORKER["opts"]

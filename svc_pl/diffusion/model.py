@@ -7,8 +7,11 @@ depth, into a mel for the NSF-HiFiGAN vocoder.
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 import torch
 from torch import nn
@@ -20,6 +23,48 @@ from svc_pl.layers.diffusion import WaveNetDenoiser
 LOG = logging.getLogger(__name__)
 
 Speaker = int | torch.Tensor | Mapping[int, float] | None
+
+
+@dataclass
+class DiffusionConfig:
+    """The diffusion model's architecture: everything about it that the data does not decide (the unit size, the
+    speakers and the vocoder's mel bins do). The defaults are :class:`MelDiffusion`'s: so-vits-svc 4.1's
+    ``diffusion_template.yaml`` sizes, with pitch augmentation off unless asked for (the shipped config asks). This
+    is the ``model.diffusion`` block of a diffusion training config and of its checkpoint's ``hyper_parameters``;
+    the fields are :class:`MelDiffusion`'s arguments of the same names.
+    """
+
+    n_layers: int = 20
+    n_chans: int = 512
+    n_hidden: int = 256
+    timesteps: int = 1000
+    k_step_max: int = 0
+    use_pitch_aug: bool = False
+    max_beta: float = 0.02
+    spec_min: float = -12.0
+    spec_max: float = 2.0
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any] | DiffusionConfig | None) -> DiffusionConfig:
+        """A config from a ``diffusion`` mapping (a YAML block, a checkpoint's hyper-parameters); keys not given keep
+        their defaults. Raises :class:`~svc_pl.errors.ConfigError` naming any key that is not a setting."""
+        if isinstance(values, DiffusionConfig):
+            return values
+        values = dict(values or {})
+        names = [f.name for f in fields(cls)]
+        unknown = sorted(set(values) - set(names))
+        if unknown:
+            from svc_pl.errors import ConfigError
+
+            raise ConfigError(f"model.diffusion: unknown key(s) {unknown}; allowed: {', '.join(names)}")
+        return cls(**{k: copy.deepcopy(v) for k, v in values.items()})
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def build(self, unit_dim: int, n_speakers: int, n_mels: int) -> MelDiffusion:
+        """The model these settings describe, for ``unit_dim``-d units, ``n_speakers`` and ``n_mels`` mel bins."""
+        return MelDiffusion(unit_dim=unit_dim, n_speakers=n_speakers, n_mels=n_mels, **self.to_dict())
 
 
 class MelDiffusion(nn.Module):

@@ -13,6 +13,7 @@ does not grow with the input beyond the input itself.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -22,11 +23,13 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from svc_pl.errors import UserFacingError
 from svc_pl.infer.loading import VoiceModel
 from svc_pl.infer.options import OPTION_GROUPS, ConvertOptions  # noqa: F401  (part of this module's API)
 from svc_pl.infer.runtime import release_free_heap, resolve_precision, warn_if_bf16_is_emulated
 
 LOG = logging.getLogger(__name__)
+PathLike = str | os.PathLike
 _SILENCE_BLOCK = 1 << 20  # samples of silence emitted at a time between converted pieces
 
 
@@ -76,6 +79,76 @@ class Converter:
 
         self.backends = SynthesizerBackends(model, self.device)
         self.timings: dict[str, float] = defaultdict(float)
+
+    @classmethod
+    def from_files(cls, model: PathLike | None, content_encoder: PathLike | None = None, *, encoder: str | None = None,
+                   random_encoder: bool = False, config: PathLike | None = None, device: str | torch.device = "cpu",
+                   options: ConvertOptions | None = None, enhancer: PathLike | None = None,
+                   cluster_model: PathLike | None = None, feature_index: PathLike | None = None) -> Converter:
+        """The front door: a converter from files, with everything a conversion needs loaded and checked before any
+        audio is read (the voice model, its content encoder and their unit sizes, the diffusion stage, the enhancer,
+        the cluster model and the feature index). ``svc-pl infer``, ``svc-pl live`` and the web UI build theirs here
+        (as :func:`svc_pl.infer.build.build_converter`, the same callable).
+
+        Example::
+
+            conv = Converter.from_files("runs/tiny/.../last.ckpt", "whisper-tiny.en.pt")
+            out = conv.convert(audio, sr, ConvertOptions(speaker="alto", transpose=2))
+            # audio (T,) at any rate sr -> out (T',) float32 at conv.model.sampling_rate, of the same duration
+
+        Args:
+            model: svc_pl ``.ckpt`` or so-vits-svc ``G_*.pth`` (None only with ``options.only_diffusion``).
+            content_encoder: weights of the content encoder the model was trained with (see
+                :func:`svc_pl.data.content.load_content_encoder`); unused with ``random_encoder``.
+            encoder: content-encoder name (default: the model's ``speech_encoder``).
+            random_encoder: fixed random encoder weights (models trained with ``--random-encoder``, tests).
+            config: so-vits-svc ``config.json`` (default: beside the model).
+            options: the conversion settings; those that pick files (diffusion model, vocoder) and the speakers the
+                diffusion stage must know are read here.
+            enhancer, cluster_model, feature_index: optional openvpi vocoder folder, k-means file, index folder.
+
+        Raises:
+            UserFacingError: a file is missing or unsafe, or the model and the encoder give different unit sizes.
+        """
+        from svc_pl.data.content import load_content_encoder, random_content_encoder
+        from svc_pl.infer.diffusion import diffusion_stage
+        from svc_pl.infer.loading import load_voice_model
+
+        opts = options or ConvertOptions()
+        device = torch.device(device)
+        if opts.only_diffusion:  # no synthesizer: the diffusion model's yaml names the encoder
+            from svc_pl.compat.diffusion import read_diffusion_config
+            from svc_pl.infer.diffusion import diffusion_config_path
+
+            voice = None
+            name = encoder or read_diffusion_config(diffusion_config_path(opts)).encoder
+        else:
+            voice = load_voice_model(model, config, device=device)
+            name = encoder or voice.content_encoder
+        units = random_content_encoder(name) if random_encoder else load_content_encoder(name, content_encoder,
+                                                                                         device=device)
+        if voice is not None and int(units.dim) != int(voice.net.ssl_dim):
+            raise UserFacingError(
+                f"{model}: the model takes {voice.net.ssl_dim}-d units ({voice.content_encoder}) but the content "
+                f"encoder {content_encoder or name!r} gives {units.dim}-d units: pass the encoder the model was "
+                "trained with (--content-encoder, and --encoder if the name differs)")
+        diffusion = diffusion_stage(opts, voice, int(units.dim), device, enhancer=enhancer)
+        voice = diffusion.voice_model() if voice is None else voice
+        enhancer_net = cluster = index = None
+        if enhancer and diffusion is None:
+            from svc_pl.infer.enhancer import Enhancer
+
+            enhancer_net = Enhancer.from_pretrained(enhancer, device=device)
+        if cluster_model:
+            from svc_pl.infer.cluster import ClusterModel
+
+            cluster = ClusterModel.load(cluster_model)
+        if feature_index:
+            from svc_pl.infer.retrieval import FeatureIndex
+
+            index = FeatureIndex.load(feature_index)
+        return cls(voice, units, device=device, enhancer=enhancer_net, cluster=cluster, index=index,
+                        diffusion=diffusion)
 
     # ------------------------------------------------------------------ helpers
     def _f0_extractor(self, opts: ConvertOptions):
@@ -149,7 +222,7 @@ class Converter:
     def _prepare(self, audio: np.ndarray, sr: int, opts: ConvertOptions):
         """Resample once to the model rate and once to 16 kHz, slice, and cut voiced chunks into pieces."""
         from svc_pl.data.audio import resample
-        from svc_pl.infer.slicer import Slicer
+        from svc_pl.data.slicer import Slicer
 
         if opts.precision not in self._precision_checked:
             warn_if_bf16_is_emulated(opts.precision, self.device)
@@ -246,7 +319,7 @@ class Converter:
     def _piece_inputs(self, p: _Piece, y: np.ndarray, y16: np.ndarray, pad: int, total: int,
                       opts: ConvertOptions) -> _PieceInputs:
         """The synthesizer's inputs for piece ``p`` padded to ``total`` samples (``pad`` before)."""
-        from svc_pl.data.preprocess import frame_volume
+        from svc_pl.data.audio import frame_volume
 
         hop = self.model.hop_length
         n_frames = total // hop

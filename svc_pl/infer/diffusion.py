@@ -27,9 +27,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from svc_pl.data.spectral import LogMelSpectrogram
 from svc_pl.diffusion.model import MelDiffusion
 from svc_pl.errors import UserFacingError
-from svc_pl.infer.enhancer import LogMelSpectrogram, VocoderConfig, load_openvpi_vocoder
+from svc_pl.infer.enhancer import VocoderConfig, load_openvpi_vocoder
 from svc_pl.infer.loading import VoiceModel
 from svc_pl.layers.commons import rows_seeded
 from svc_pl.layers.nsf import NSFHiFiGAN
@@ -214,6 +215,34 @@ def load_diffusion_stage(model_path: str | os.PathLike, config_path: str | os.Pa
     return DiffusionStage(model, vocoder, vcfg, speaker_map, str(model_path))
 
 
+def diffusion_stage(opts, voice: VoiceModel | None, unit_dim: int | None, device: str | torch.device,
+                    enhancer: str | os.PathLike | None = None) -> DiffusionStage | None:
+    """The checked diffusion stage that conversion options ask for (shallow or only diffusion), else None; loaded
+    before any audio.
+
+    Args:
+        opts: the :class:`~svc_pl.infer.options.ConvertOptions` (diffusion model, config, vocoder, sampler, depth).
+        voice: the loaded :class:`~svc_pl.infer.loading.VoiceModel`, or None with ``opts.only_diffusion``.
+        unit_dim: the content encoder's unit size (None: not checked).
+        enhancer: the enhancer folder, the vocoder diffusion renders with when ``opts.vocoder`` is not set.
+    """
+    if not opts.uses_diffusion:
+        if opts.diffusion_model:
+            LOG.warning("--diffusion-model is not used without --shallow-diffusion or --only-diffusion")
+        return None
+    if not opts.diffusion_model:
+        raise UserFacingError("--shallow-diffusion and --only-diffusion need the diffusion model: pass "
+                              "--diffusion-model PATH (so-vits-svc's logs/44k/diffusion/model_<step>.pt)")
+    if enhancer and not opts.vocoder:
+        LOG.info("diffusion renders with the --enhancer vocoder %s (the enhancer itself is not applied)", enhancer)
+    elif enhancer:
+        LOG.info("diffusion replaces the enhancer: --enhancer is not applied")
+    return load_diffusion_stage(opts.diffusion_model, opts.diffusion_config, opts.vocoder or enhancer,
+                                voice=voice, unit_dim=unit_dim, k_step=opts.k_step, only_diffusion=opts.only_diffusion,
+                                speakers=[] if voice is None else requested_speakers(opts),
+                                method=opts.diffusion_method, speedup=opts.diffusion_speedup, device=device)
+
+
 def _speaker_map(model: MelDiffusion, voice: VoiceModel | None, wanted: list[str | int], where: str) -> torch.Tensor:
     """(S_voice, S_diffusion) matrix sending the voice model's speakers to the diffusion model's of the same name
     (by id where one of them names none); raises for a wanted speaker the diffusion model lacks."""
@@ -250,7 +279,7 @@ def frame_volumes(audio: torch.Tensor, hop: int, n_frames: int) -> torch.Tensor:
     """Frame RMS volume of each row of ``audio`` (B, samples), centred as so-vits-svc's volume extractor
     (:func:`svc_pl.data.preprocess.frame_volume`, the volume the data were trained on): (B, n_frames) on
     ``audio``'s device."""
-    from svc_pl.data.preprocess import frame_volume
+    from svc_pl.data.audio import frame_volume
 
     rows = audio.detach().float().cpu().numpy()
     return torch.stack([torch.from_numpy(frame_volume(r, hop, n_frames)) for r in rows]).to(audio.device)

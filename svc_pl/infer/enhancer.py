@@ -24,8 +24,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from svc_pl.compat.checkpoint import load_state_into
-from svc_pl.data.spectral import mel_filterbank
+from svc_pl.data.spectral import LogMelSpectrogram
 from svc_pl.errors import ConfigError, UserFacingError
+from svc_pl.io import read_weights
 from svc_pl.layers.conv import remove_all_weight_norm
 from svc_pl.layers.nsf import NSFHiFiGAN
 
@@ -109,74 +110,9 @@ class VocoderConfig:
         )
 
 
-class LogMelSpectrogram(nn.Module):
-    """openvpi's vocoder front end (``nvSTFT.STFT.get_mel``, with its key shift): reflect padding of
-    (win - hop) / 2 on each side, uncentred Hann STFT, magnitude sqrt(re² + im² + 1e-9), Slaney mel
-    bank, natural log clamped at ``clip_val``. Filters and window are built once, as buffers.
-
-    It differs from so-vits-svc's own mel (:class:`svc_pl.data.spectral.MelSpectrogram`) in the
-    magnitude epsilon (1e-9, not 1e-6), the padding when win_size != n_fft, and very short input.
-
-    forward(audio (B, T), keyshift=0.0) -> (B, num_mels, frames), frames = (T + win - hop - n_fft) // hop + 1.
-    A ``keyshift`` of s semitones analyses with FFT and window stretched by ``2 ** (-s / 12)`` at the same hop, so
-    the spectrum moves up by s semitones (the diffusion model's pitch-shift augmentation).
-    """
-
-    def __init__(
-        self,
-        sampling_rate: int,
-        n_fft: int,
-        win_size: int,
-        hop_size: int,
-        num_mels: int,
-        fmin: float = 0.0,
-        fmax: float | None = None,
-        clip_val: float = 1e-5,
-    ):
-        super().__init__()
-        self.n_fft = n_fft
-        self.win_size = win_size
-        self.hop_size = hop_size
-        self.clip_val = clip_val
-        fmax = None if fmax is None or fmax > sampling_rate / 2 else fmax
-        self.register_buffer(
-            "mel_basis", mel_filterbank(sampling_rate, n_fft, num_mels, fmin, fmax), persistent=False
-        )
-        self.register_buffer("window", torch.hann_window(win_size), persistent=False)
-
-    @classmethod
-    def from_config(cls, cfg: VocoderConfig) -> LogMelSpectrogram:
-        return cls(cfg.sampling_rate, cfg.n_fft, cfg.win_size, cfg.hop_size, cfg.num_mels, cfg.fmin, cfg.fmax)
-
-    def forward(self, audio: torch.Tensor, keyshift: float = 0.0) -> torch.Tensor:
-        n_fft, win, window = self.n_fft, self.win_size, self.window
-        if keyshift:
-            factor = 2 ** (keyshift / 12)
-            n_fft, win = round(self.n_fft * factor), round(self.win_size * factor)
-            window = torch.hann_window(win, device=audio.device)
-        length = audio.size(-1)
-        pad_left = (win - self.hop_size) // 2
-        pad_right = max((win - self.hop_size + 1) // 2, win - length - pad_left)
-        # very short input: reflect padding is impossible, zero-pad to one window as openvpi does
-        mode = "reflect" if pad_right < length else "constant"
-        audio = F.pad(audio.unsqueeze(1), (pad_left, pad_right), mode=mode).squeeze(1)
-        spec = torch.stft(audio, n_fft, hop_length=self.hop_size, win_length=win, window=window, center=False,
-                          normalized=False, onesided=True, return_complex=True)
-        magnitude = torch.sqrt(torch.view_as_real(spec).pow(2).sum(-1) + 1e-9)
-        if keyshift:  # back to the unshifted bin count and level
-            size = self.n_fft // 2 + 1
-            magnitude = F.pad(magnitude, (0, 0, 0, max(0, size - magnitude.size(1))))[:, :size] * (self.win_size / win)
-        return torch.log(torch.clamp(torch.matmul(self.mel_basis, magnitude), min=self.clip_val))
-
-
 def _read_generator_state(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises RuntimeError/UnpicklingError/EOFError/zipfile errors here
-        raise UserFacingError(
-            f"{path}: cannot be read as a PyTorch checkpoint ({type(err).__name__}: {err}); "
-            "the file may be truncated or corrupt: download or copy it again"
-        ) from None
+    ckpt = read_weights(path, what="vocoder checkpoint",
+                        corrupt="; the file may be truncated or corrupt: download or copy it again")
     if isinstance(ckpt, dict) and isinstance(ckpt.get("generator"), dict):
         return ckpt["generator"]
     keys = sorted(ckpt)[:8] if isinstance(ckpt, dict) else type(ckpt).__name__

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
-import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from svc_pl.errors import UserFacingError
+from svc_pl.run_checkpoint import read_ckpt, segment_frames, state_under
 from svc_pl.synthesizer import Synthesizer
 
 LOG = logging.getLogger(__name__)
@@ -75,55 +73,6 @@ def load_voice_model(model_path: str | os.PathLike, config_path: str | os.PathLi
     return vm
 
 
-class UnsafeCheckpointError(UserFacingError):
-    """A model file holds pickled objects other than tensors and plain data; it was refused, nothing in it ran."""
-
-    def __init__(self, path: str | os.PathLike, refused: str):
-        self.path = str(path)
-        self.refused = refused
-        super().__init__(f"{path}: contains objects other than tensors and plain data ({refused}) and was not "
-                         "loaded: nothing in it ran. svc_pl checkpoints hold only tensors and plain data, so this "
-                         "file was made by other code or altered; do not use it")
-
-
-def read_ckpt(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
-    """Read an svc_pl Lightning ``.ckpt`` with ``torch.load(weights_only=True)``: nothing in the file can run.
-
-    Raises :class:`UnsafeCheckpointError` for a file that pickles other objects (code), and
-    :class:`~svc_pl.errors.UserFacingError` naming the file when it is missing, truncated, corrupt or not a
-    training checkpoint.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise UserFacingError(f"{path}: checkpoint not found")
-    try:
-        ckpt = torch.load(path, map_location=map_location or "cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        refused = re.search(r"GLOBAL (\S+)", str(err))
-        if "weights only" in str(err).lower() or refused:
-            raise UnsafeCheckpointError(path, f"it refers to {refused.group(1)}" if refused else "refused") from None
-        raise _unreadable(path, err) from None
-    except Exception as err:  # truncated zip, bad pickle, ...: say which file, never start over silently
-        raise _unreadable(path, err) from None
-    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
-        raise UserFacingError(f"{path}: not an svc_pl training checkpoint (no state_dict); pass the .ckpt that "
-                              "svc-pl fit wrote, or a so-vits-svc G_*.pth with its config.json")
-    return ckpt
-
-
-def _unreadable(path: Path, err: Exception) -> UserFacingError:
-    return UserFacingError(f"{path}: cannot be read as a checkpoint ({type(err).__name__}: {err}). It is truncated "
-                           "or corrupt; resume from another checkpoint in the same folder (--ckpt_path PATH) or "
-                           "delete it.")
-
-
-def segment_frames(hparams: dict[str, Any]) -> int:
-    """The training segment in frames from a checkpoint's hyper-parameters (older ones give it in samples)."""
-    if hparams.get("segment_frames"):
-        return int(hparams["segment_frames"])
-    return int(hparams.get("segment_size") or 10240) // int(hparams["dataset_info"]["hop_length"])
-
-
 def _from_lightning(path: Path) -> VoiceModel:
     """A ``.ckpt`` from ``svc-pl fit``: ``torch.load(weights_only=True)`` and the synthesizer's own builder
     (:meth:`Synthesizer.from_config`), without Lightning."""
@@ -135,8 +84,7 @@ def _from_lightning(path: Path) -> VoiceModel:
         raise UserFacingError(f"{path}: not an svc_pl training checkpoint (no model hyper-parameters)")
     info = hp["dataset_info"]
     net = Synthesizer.from_config(hp["net"], info, segment_frames(hp))
-    state = {k[4:]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
-    load_state_into(net, state, str(path))
+    load_state_into(net, state_under(ckpt["state_dict"], "net."), str(path))
     return VoiceModel(net.eval(), int(info["sampling_rate"]), int(info["hop_length"]), dict(info["speakers"]),
                       str(info["content_encoder"]), str(info.get("unit_interpolate_mode", "nearest")), str(path),
                       dict(info.get("unit_window") or {}) or None)

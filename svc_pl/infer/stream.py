@@ -401,7 +401,7 @@ class StreamConverter:
     def _render(self, a: int, lo: int, hi: int, k: int) -> tuple[int, np.ndarray]:
         """Synthesize frames ``[lo, hi)`` with frames ``[a, lo)`` as left context; returns (first model sample,
         audio). Test doubles replace this method."""
-        from svc_pl.data.preprocess import frame_volume
+        from svc_pl.data.audio import frame_volume
 
         conv, opts, hop, n = self.converter, self.opts, self.hop, hi - a
         f0, uv = self._pitch(a, hi)

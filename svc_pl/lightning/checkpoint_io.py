@@ -16,9 +16,9 @@ from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from svc_pl.errors import UserFacingError
-from svc_pl.infer.loading import read_ckpt
 from svc_pl.io import remove_stale_temp_files as _remove_temp_files
 from svc_pl.io import save_torch_atomic
+from svc_pl.run_checkpoint import read_ckpt
 
 LOG = logging.getLogger(__name__)
 

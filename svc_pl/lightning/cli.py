@@ -34,12 +34,25 @@ _VERSION = re.compile(r"version_(\d+)")
 
 
 class SVCLightningCLI(LightningCLI):
+    """LightningCLI with svc_pl's resume, checkpointing and defaults (see the module's docstring).
+
+    ``model_class_path``: with ``model_class=None`` (any LightningModule, named by ``model.class_path``), the class a
+    config that gives only settings (``model.init_args`` or plain ``model`` keys) is taken to mean.
+    """
+
     _ckpt_request: str | None = None  # --ckpt_path as given
     _resume_version: int | str | None = None  # logger version the resumed checkpoint was written under
 
+    def __init__(self, *args, model_class_path: str | None = None, **kwargs):
+        self.model_class_path = model_class_path
+        super().__init__(*args, **kwargs)
+
     def add_arguments_to_parser(self, parser) -> None:
+        if self.subclass_mode_model and self.model_class_path:
+            parser.set_defaults({"model": {"class_path": self.model_class_path}})
         # Unit dim, speaker table, sample rate, hop and FFT sizes are stated once: by the dataset.
-        parser.link_arguments("data.dataset_info", "model.dataset_info", apply_on="instantiate")
+        target = "model.init_args.dataset_info" if self.subclass_mode_model else "model.dataset_info"
+        parser.link_arguments("data.dataset_info", target, apply_on="instantiate")
 
     def parse_arguments(self, parser, args) -> None:
         """Parse, then hold ``ckpt_path`` back until :meth:`before_instantiate_classes` resolves it.
@@ -67,8 +80,8 @@ class SVCLightningCLI(LightningCLI):
 
     def _resolve_ckpt_path(self, request: str, trainer) -> str:
         """``last`` -> the run's newest last.ckpt (and the logger version to continue); a file -> checked."""
-        from svc_pl.infer.loading import read_ckpt
         from svc_pl.lightning.checkpoint_io import remove_stale_temp_files
+        from svc_pl.run_checkpoint import read_ckpt
 
         if request in _LIGHTNING_CKPT_NAMES or request.startswith("registry:"):
             return request
@@ -249,8 +262,20 @@ def trainer_defaults() -> dict:
 
 
 def main(args: list[str] | None = None) -> None:
-    from svc_pl.lightning.diffusion_module import DiffusionModule, is_diffusion_config
+    """``fit``/``validate`` through :class:`SVCLightningCLI`. The LightningModule is the one the configs name with
+    ``model.class_path`` (settings under ``model.init_args``); without one, the synthesizer's :class:`SVCModule`, or
+    for an older config that sets ``model.diffusion`` the diffusion model's (see :mod:`svc_pl.configs`)."""
+    from svc_pl.configs import model_class_path, trains_diffusion
 
-    model_class = DiffusionModule if is_diffusion_config(args) else SVCModule  # a config with model.diffusion
-    SVCLightningCLI(model_class, SVCDataModule, trainer_defaults=trainer_defaults(), args=args,
-                    save_config_kwargs={"overwrite": True}, seed_everything_default=1234)
+    class_path = model_class_path(args)
+    if class_path:  # the configs name the class: LightningCLI's own class_path/init_args form
+        model_class, subclass_mode = None, True
+    elif trains_diffusion(args):
+        from svc_pl.lightning.diffusion_module import DiffusionModule
+
+        model_class, subclass_mode = DiffusionModule, False
+    else:
+        model_class, subclass_mode = SVCModule, False
+    SVCLightningCLI(model_class, SVCDataModule, subclass_mode_model=subclass_mode, model_class_path=class_path,
+                    trainer_defaults=trainer_defaults(), args=args, save_config_kwargs={"overwrite": True},
+                    seed_everything_default=1234)

@@ -14,27 +14,27 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-import yaml
 
+from svc_pl import warmstart
+from svc_pl.compat.export import export_diffusion
+from svc_pl.compat.export import export_diffusion_checkpoint as export_checkpoint  # noqa: F401  (its old address)
+from svc_pl.data.spectral import LogMelSpectrogram
 from svc_pl.diffusion.gaussian import Method
-from svc_pl.diffusion.model import MelDiffusion
-from svc_pl.errors import ConfigError, UserFacingError
-from svc_pl.infer.enhancer import LogMelSpectrogram
+from svc_pl.diffusion.model import DiffusionConfig
+from svc_pl.errors import UserFacingError
+from svc_pl.lightning.resume import restore_random_state, save_random_state
 
 LOG = logging.getLogger(__name__)
-
-# MelDiffusion arguments a config may set under model.diffusion (unit_dim, n_speakers, n_mels come from the data)
-DIFFUSION_KEYS = ("n_layers", "n_chans", "n_hidden", "timesteps", "k_step_max", "use_pitch_aug", "max_beta",
-                  "spec_min", "spec_max")
 
 
 class DiffusionModule(pl.LightningModule):
     """The diffusion model (:class:`~svc_pl.diffusion.model.MelDiffusion`) as a LightningModule.
 
     Args:
-        diffusion: architecture: ``n_layers``, ``n_chans``, ``n_hidden``, ``timesteps``, ``k_step_max`` (0: all
-            steps; less than ``timesteps``: a shallow-diffusion-only model, trained on steps below it),
-            ``use_pitch_aug``, ``max_beta``, ``spec_min``, ``spec_max``. Unit size and speakers come from the data.
+        diffusion: architecture (:class:`~svc_pl.diffusion.model.DiffusionConfig`): ``n_layers``, ``n_chans``,
+            ``n_hidden``, ``timesteps``, ``k_step_max`` (0: all steps; less than ``timesteps``: a
+            shallow-diffusion-only model, trained on steps below it), ``use_pitch_aug``, ``max_beta``, ``spec_min``,
+            ``spec_max``. Unit size and speakers come from the data.
         dataset_info: speakers, unit dim, sample rate, hop, FFT sizes (linked from the data module).
         n_mels, mel_fmin, mel_fmax: the vocoder's mel (NSF-HiFiGAN 44.1 kHz: 128, 40, 16000).
         learning_rate, weight_decay: AdamW.
@@ -48,7 +48,7 @@ class DiffusionModule(pl.LightningModule):
         max_nonfinite_steps: consecutive non-finite losses tolerated (each skips its step) before stopping.
     """
 
-    def __init__(self, diffusion: dict[str, Any] | None = None, dataset_info: dict[str, Any] | None = None,
+    def __init__(self, diffusion: DiffusionConfig | None = None, dataset_info: dict[str, Any] | None = None,
                  n_mels: int = 128, mel_fmin: float = 40.0, mel_fmax: float | None = 16000.0,
                  learning_rate: float = 1e-4, weight_decay: float = 0.0, decay_step: int = 100000, gamma: float = 0.5,
                  pitch_aug_prob: float = 0.5, pitch_aug_range: float = 5.0, init_from: str | None = None,
@@ -56,19 +56,15 @@ class DiffusionModule(pl.LightningModule):
                  max_nonfinite_steps: int = 10):
         params = {k: v for k, v in locals().items() if k not in ("self", "diffusion", "dataset_info", "__class__")}
         super().__init__()
-        arch = dict(diffusion or {})
-        unknown = sorted(set(arch) - set(DIFFUSION_KEYS))
-        if unknown:
-            raise ConfigError(f"model.diffusion: unknown key(s) {unknown}; allowed: {', '.join(DIFFUSION_KEYS)}")
+        arch = DiffusionConfig.from_dict(diffusion)  # a clear error names any unknown key
         info = dict(dataset_info or {})
         info.setdefault("speakers", {"speaker0": 0})
         info.setdefault("n_speakers", max(info["speakers"].values(), default=0) + 1)
         for k, v in (("unit_dim", 768), ("sampling_rate", 44100), ("hop_length", 512), ("filter_length", 2048),
                      ("win_length", 2048), ("content_encoder", "vec768l12"), ("unit_interpolate_mode", "nearest")):
             info.setdefault(k, v)
-        self.save_hyperparameters({"diffusion": arch, "dataset_info": info} | params)
-        self.model = MelDiffusion(unit_dim=int(info["unit_dim"]), n_speakers=int(info["n_speakers"]), n_mels=n_mels,
-                                  **arch)
+        self.save_hyperparameters({"diffusion": arch.to_dict(), "dataset_info": info} | params)
+        self.model = arch.build(int(info["unit_dim"]), int(info["n_speakers"]), n_mels)
         self.hop_length = int(info["hop_length"])
         self.mel = LogMelSpectrogram(int(info["sampling_rate"]), int(info["filter_length"]), int(info["win_length"]),
                                  self.hop_length, n_mels, mel_fmin, mel_fmax)
@@ -82,21 +78,9 @@ class DiffusionModule(pl.LightningModule):
         return self.model.aug_shift_embed is not None
 
     def load_weights(self, path: str) -> None:
-        """Initialise from a so-vits-svc ``model_*.pt`` or the ``model.*`` weights of an svc_pl ``.ckpt``."""
-        from svc_pl.compat.checkpoint import load_state_into
-        from svc_pl.compat.diffusion import read_diffusion_checkpoint
-
-        if str(path).endswith(".ckpt"):
-            from svc_pl.infer.loading import read_ckpt
-
-            state = {k[len("model."):]: v for k, v in read_ckpt(path)["state_dict"].items() if k.startswith("model.")}
-        else:
-            state = read_diffusion_checkpoint(path)["model"]
-        left = load_state_into(self.model, state, str(path), allow_missing_prefixes=("spk_embed.",),
-                               reinit_prefixes=("spk_embed.",))
-        if left:
-            LOG.warning("%s: %s kept their initial values (speaker table of another size)", path, ", ".join(left))
-        LOG.info("initialised the diffusion model from %s", path)
+        """Initialise from a so-vits-svc ``model_*.pt`` or the ``model.*`` weights of an svc_pl ``.ckpt``
+        (:func:`svc_pl.warmstart.diffusion`)."""
+        warmstart.diffusion(self.model, path)
 
     def _inputs(self, batch, frames: int):
         units = batch.units[:, :, :frames].transpose(1, 2)
@@ -174,58 +158,19 @@ class DiffusionModule(pl.LightningModule):
                                                 gamma=self.hparams.gamma)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
+    # ------------------------------------------------------------------ exact resume (as SVCModule's)
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        save_random_state(checkpoint)
+        checkpoint["svc_pl_counters"] = {"nonfinite": self._nonfinite, "val_runs": self._val_runs}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        restore_random_state(checkpoint)  # a resumed run draws the clips, steps and shifts the whole run would have
+        counters = checkpoint.get("svc_pl_counters", {})
+        self._nonfinite = counters.get("nonfinite", 0)
+        self._val_runs = counters.get("val_runs", 0)
+
     def export_sovits(self, out_dir: str | Path, global_step: int | None = None) -> tuple[Path, Path]:
-        """Write ``model_<step>.pt`` and ``diffusion.yaml`` in so-vits-svc's format into ``out_dir``."""
-        from svc_pl.compat.diffusion import save_sovits_diffusion
-
-        info = self.hparams.dataset_info
-        step = self.global_step if global_step is None else global_step
-        out = Path(out_dir)
-        model_path, config_path = out / f"model_{step}.pt", out / "diffusion.yaml"
-        save_sovits_diffusion(self.model, model_path, config_path, global_step=step, speakers=info["speakers"],
-                              sampling_rate=int(info["sampling_rate"]), block_size=self.hop_length,
-                              encoder=str(info["content_encoder"]),
-                              unit_interpolate_mode=str(info["unit_interpolate_mode"]))
-        return model_path, config_path
-
-
-def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path) -> tuple[Path, Path]:
-    """so-vits-svc ``model_<step>.pt`` + ``diffusion.yaml`` from a ``svc-pl fit --config diffusion`` checkpoint."""
-    from svc_pl.infer.loading import read_ckpt
-
-    ckpt = read_ckpt(ckpt_path)
-    hp = dict(ckpt.get("hyper_parameters") or {})
-    hp.pop("init_from", None)
-    module = DiffusionModule(**hp)
-    module.load_state_dict(ckpt["state_dict"])
-    return module.export_sovits(out_dir, global_step=int(ckpt.get("global_step", 0)))
-
-
-def is_diffusion_config(args: list[str] | None) -> bool:
-    """True when the ``fit``/``validate`` arguments train the diffusion model: a ``--config`` (or a config it starts
-    from with ``config:``) sets ``model.diffusion``, or ``--model.diffusion...`` is given."""
-    import sys
-
-    args = list(sys.argv[1:] if args is None else args)
-    if any(a.startswith("--model.diffusion") for a in args):
-        return True
-    paths = [args[i + 1] for i, a in enumerate(args[:-1]) if a in ("--config", "-c")]
-    paths += [a.split("=", 1)[1] for a in args if a.startswith("--config=")]
-    return any(_sets_diffusion(Path(p), depth=0) for p in paths)
-
-
-def _sets_diffusion(path: Path, depth: int) -> bool:
-    if depth > 8 or not path.is_file():
-        return False
-    try:
-        cfg = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError, UnicodeDecodeError):
-        return False  # LightningCLI reports the bad file
-    if not isinstance(cfg, dict):
-        return False
-    model = cfg.get("model")
-    if isinstance(model, dict) and "diffusion" in model:
-        return True
-    base = cfg.get("config")
-    return isinstance(base, str) and _sets_diffusion((path.parent / base), depth + 1)
-
+        """Write ``model_<step>.pt`` and ``diffusion.yaml`` in so-vits-svc's format into ``out_dir``
+        (:func:`svc_pl.compat.export.export_diffusion`)."""
+        return export_diffusion(self.model, self.hparams.dataset_info, out_dir,
+                                global_step=self.global_step if global_step is None else global_step)

@@ -11,11 +11,13 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
-from svc_pl.errors import CheckpointMismatchError, UserFacingError
+from svc_pl import warmstart
+from svc_pl.errors import UserFacingError
 from svc_pl.layers.commons import slice_segments
 from svc_pl.layers.ddsp import MultiResolutionSTFTLoss
 from svc_pl.layers.discriminator import MultiPeriodDiscriminator
 from svc_pl.lightning.losses import MelLoss, discriminator_loss, feature_loss, generator_loss, kl_loss
+from svc_pl.lightning.resume import restore_random_state, save_random_state
 from svc_pl.synthesizer import NetConfig, Synthesizer
 
 __all__ = ["NetConfig", "NonFiniteLossError", "SVCModule"]
@@ -25,75 +27,6 @@ LOG = logging.getLogger(__name__)
 
 class NonFiniteLossError(UserFacingError, RuntimeError):
     """Training stopped after ``max_nonfinite_steps`` consecutive NaN/inf losses (the message says what to try)."""
-
-
-def _read_run_checkpoint(path: str) -> dict[str, torch.Tensor]:
-    """The state dict of an svc_pl ``.ckpt`` (read weights-only; errors name the file)."""
-    from svc_pl.infer.loading import read_ckpt
-
-    return read_ckpt(path)["state_dict"]
-
-
-def _trained_source_rate(path: str) -> tuple[int, str] | None:
-    """The NSF source rate the generator in ``path`` was trained with, and where that was read; None for the
-    shipped bases (``.safetensors``), whose settings are checked against the run's when they load.
-
-    A so-vits-svc ``G_*.pth``: its ``config.json`` (beside it, where upstream's training keeps it), else
-    so-vits-svc's default 44100 Hz. An svc_pl ``.ckpt``: its ``net.source_sampling_rate``, else its data's rate.
-    """
-    from svc_pl.compat.config import UPSTREAM_SOURCE_RATE, read_sovits_config
-    from svc_pl.pretrained import pretrained_path
-
-    if pretrained_path(str(path)) is not None or str(path).endswith(".safetensors"):
-        return None
-    if str(path).endswith(".ckpt"):
-        from svc_pl.infer.loading import read_ckpt
-
-        hp = read_ckpt(path).get("hyper_parameters") or {}
-        rate = (hp.get("net") or {}).get("source_sampling_rate") or (hp.get("dataset_info") or {}).get("sampling_rate")
-        return (int(rate), f"{path}'s hyper-parameters") if rate else None
-    config = Path(path).with_name("config.json")
-    if config.is_file():
-        return read_sovits_config(config).source_sampling_rate, str(config)
-    return UPSTREAM_SOURCE_RATE, "so-vits-svc's default: no config.json beside it"
-
-
-def _source_rate_for_init(net: dict[str, Any], init_from: str, data_rate: int) -> int | None:
-    """``net.source_sampling_rate`` for a run that starts from ``init_from``: the rate its generator was trained
-    with (None when that is the data's), so fine-tuning keeps the source the weights learned; a rate the run's
-    config sets explicitly wins, with a warning when it differs."""
-    given = net.get("source_sampling_rate")
-    trained = _trained_source_rate(init_from) if net.get("decoder") == "nsf-hifigan" else None
-    if trained is None:
-        return given
-    rate, where = trained
-    if given is not None:
-        if int(given) != rate:
-            LOG.warning("%s was trained with its NSF source at %d Hz (%s) but model.net.source_sampling_rate is %d: "
-                        "fine-tuning with the config's", init_from, rate, where, int(given))
-        return given
-    if rate != data_rate:
-        LOG.info("%s: NSF source at %d Hz (%s), not the data's %d Hz: kept for fine-tuning and export",
-                 init_from, rate, where, data_rate)
-        return rate
-    return None
-
-
-def _load_with_advice(module: torch.nn.Module, state: dict[str, torch.Tensor], path: str, advice: str,
-                      reinit_prefixes: tuple[str, ...] = ()) -> list[str]:
-    """Load ``state`` into ``module`` (tables under ``reinit_prefixes`` of another size keep their initial values);
-    returns the keys left at their initial values. A mismatch lists every tensor, then ``advice``."""
-    from svc_pl.compat.checkpoint import load_state_into
-
-    try:
-        return load_state_into(module, state, str(path), reinit_prefixes=reinit_prefixes)
-    except CheckpointMismatchError as err:
-        raise CheckpointMismatchError(err.path, err.missing, err.unexpected, err.mismatched, f"  {advice}") from None
-
-
-def _same_run_advice(option: str, settings: str) -> str:
-    return (f"{option} takes a run of the same {settings}: train with that run's config.yaml (beside its "
-            "checkpoints/ folder) or drop the option")
 
 
 class SVCModule(pl.LightningModule):
@@ -152,7 +85,7 @@ class SVCModule(pl.LightningModule):
             segment_frames = segment_size // hop
         params.update(segment_frames=int(segment_frames), segment_size=None)
         if init_from:
-            net["source_sampling_rate"] = _source_rate_for_init(net, init_from, int(info["sampling_rate"]))
+            net["source_sampling_rate"] = warmstart.source_sampling_rate(net, init_from, int(info["sampling_rate"]))
         self.save_hyperparameters({"net": net, "dataset_info": info} | params)
         self.automatic_optimization = False
         self.hop_length = hop
@@ -176,83 +109,14 @@ class SVCModule(pl.LightningModule):
         return dict(self.hparams.dataset_info["speakers"])
 
     def load_generator_weights(self, path: str) -> None:
-        """Initialise the generator from a so-vits-svc G_*.pth (speaker table re-initialised if its size
-        differs) or from the ``net.*`` weights of an svc_pl checkpoint."""
-        from svc_pl.compat.checkpoint import load_state_into
-        from svc_pl.pretrained import load_base, pretrained_path
-
-        base = pretrained_path(str(path))
-        if base is not None or str(path).endswith(".safetensors"):
-            state, meta = load_base(base or path)
-            want, have = dict(self.hparams.net), meta.get("net", {})
-            differ = sorted(k for k in have if k in want and have[k] != want[k])
-            if differ:
-                raise UserFacingError(f"{path}: the base was trained with other model settings ({', '.join(differ)}); "
-                                      "fine-tune it with its own config (--config tiny for tiny-base)")
-            base_info, info = meta.get("dataset_info", {}), self.hparams.dataset_info
-            base_rate = (int(base_info.get("sampling_rate", 0)), int(base_info.get("hop_length", 0)))
-            our_rate = (int(info["sampling_rate"]), int(info["hop_length"]))
-            if 0 not in base_rate and base_rate != our_rate:
-                raise UserFacingError(
-                    f"{path}: the base is a {base_rate[0]} Hz / hop {base_rate[1]} model but this dataset is "
-                    f"{our_rate[0]} Hz / hop {our_rate[1]}: preprocess with --sampling-rate {base_rate[0]} "
-                    f"--hop-length {base_rate[1]}, or train without the base")
-            if int(base_info.get("unit_dim", self.net.ssl_dim)) != self.net.ssl_dim:
-                raise UserFacingError(
-                    f"{path}: the base takes {meta['dataset_info']['unit_dim']}-d units "
-                    f"({meta['dataset_info'].get('content_encoder')}) but this dataset has {self.net.ssl_dim}-d units: "
-                    "preprocess with the base's encoder (--encoder whisper-ppg --content-encoder whisper-tiny.en)")
-            base_window, our_window = dict(base_info.get("unit_window") or {}), dict(info.get("unit_window") or {})
-            if base_window != our_window:
-                flag = ",".join(str(base_window[k]) for k in ("window_frames", "chunk_frames", "lookahead_frames")
-                                ) if base_window else "off"
-                raise UserFacingError(
-                    f"{path}: the base was trained on units made {_window_words(base_window)} but this dataset's "
-                    f"units are made {_window_words(our_window)}: preprocess again with --unit-window {flag}")
-            load_state_into(self.net, state, str(path), reinit_prefixes=("emb_g.",))
-            table = state.get("emb_g.weight")
-            if table is not None and table.shape != self.net.emb_g.weight.shape:
-                # new speakers start at the base's average voice (a random vector is far from any it learned)
-                with torch.no_grad():
-                    gen = torch.Generator().manual_seed(0)
-                    noise = torch.randn(self.net.emb_g.weight.shape, generator=gen) * table.std(0) * 0.1
-                    self.net.emb_g.weight.copy_(table.mean(0, keepdim=True) + noise)
-                LOG.info("speaker table re-initialised to the base's mean speaker (%d -> %d speakers)",
-                         table.shape[0], self.net.emb_g.weight.shape[0])
-        elif str(path).endswith(".ckpt"):
-            state = {k[4:]: v for k, v in _read_run_checkpoint(path).items() if k.startswith("net.")}
-            left = _load_with_advice(self.net, state, path, _same_run_advice("--model.init_from", "model.net settings"),
-                                     reinit_prefixes=("emb_g.",))
-            if any(k.startswith("emb_g.") for k in left):
-                LOG.warning("%s: speaker table has %d rows, this dataset %d speakers: re-initialised emb_g",
-                            path, state["emb_g.weight"].shape[0], self.net.emb_g.weight.shape[0])
-        else:
-            from svc_pl.compat import load_sovits_weights
-
-            load_sovits_weights(self.net, path, finetune=True)
-        LOG.info("generator initialised from %s", path)
+        """Initialise the generator from a shipped base, a so-vits-svc G_*.pth or the ``net.*`` weights of an svc_pl
+        checkpoint (:func:`svc_pl.warmstart.generator`)."""
+        warmstart.generator(self.net, path, dict(self.hparams.net), self.hparams.dataset_info)
 
     def load_discriminator_weights(self, path: str) -> None:
         """Initialise the discriminator from a so-vits-svc ``D_*.pth`` or the ``disc.*`` weights of an svc_pl
-        ``.ckpt``; either must have this model's width (``discriminator_width``)."""
-        from svc_pl.compat.checkpoint import read_checkpoint
-
-        if self.disc is None:
-            raise UserFacingError(f"{path}: --model.init_discriminator_from was given but this model trains without "
-                                  "a discriminator (model.use_discriminator: false); drop the option")
-        if str(path).endswith(".ckpt"):
-            state = {k[5:]: v for k, v in _read_run_checkpoint(path).items() if k.startswith("disc.")}
-            if not state:
-                raise UserFacingError(f"{path}: that run trained without a discriminator (no disc.* weights); drop "
-                                      "--model.init_discriminator_from")
-            advice = _same_run_advice("--model.init_discriminator_from", "model.discriminator_width")
-        else:
-            state = read_checkpoint(path)["model"]
-            advice = (f"--model.init_discriminator_from takes a D_*.pth of this model's discriminator width "
-                      f"({self.hparams.discriminator_width}; so-vits-svc's are 1.0): set --model.discriminator_width "
-                      "to the file's")
-        _load_with_advice(self.disc, state, path, advice)
-        LOG.info("discriminator initialised from %s", path)
+        ``.ckpt`` (:func:`svc_pl.warmstart.discriminator`)."""
+        warmstart.discriminator(self.disc, path, self.hparams.discriminator_width)
 
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self):
@@ -361,30 +225,11 @@ class SVCModule(pl.LightningModule):
 
     # ------------------------------------------------------------------ exact resume
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        import random
-
-        import numpy as np
-
-        kind, keys, pos, has_gauss, gauss = np.random.get_state()
-        checkpoint["svc_pl_rng"] = {"torch": torch.get_rng_state(),
-                                    "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
-                                    "python": random.getstate(),
-                                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+        save_random_state(checkpoint)
         checkpoint["svc_pl_counters"] = {"nonfinite": self._nonfinite, "val_runs": self._val_runs}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        import random
-
-        import numpy as np
-
-        rng = checkpoint.get("svc_pl_rng")
-        if rng:  # restore the random state, so a resumed run draws what the uninterrupted one would have
-            torch.set_rng_state(rng["torch"])
-            kind, keys, pos, has_gauss, gauss = rng["numpy"]
-            np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
-            random.setstate(rng["python"])
-            if rng.get("cuda") is not None and torch.cuda.is_available():
-                torch.cuda.set_rng_state_all(rng["cuda"])
+        restore_random_state(checkpoint)  # a resumed run draws what the uninterrupted one would have
         counters = checkpoint.get("svc_pl_counters", {})
         self._nonfinite = counters.get("nonfinite", 0)
         self._val_runs = counters.get("val_runs", 0)
@@ -411,41 +256,13 @@ class SVCModule(pl.LightningModule):
     # ------------------------------------------------------------------ export
     def export_sovits(self, out_dir: str | Path, speech_encoder: str | None = None, global_step: int | None = None,
                       epoch: int | None = None) -> dict[str, Path]:
-        """Write ``G_<step>.pth``, ``D_<step>.pth`` and ``config.json`` that so-vits-svc 4.1 loads.
+        """Write ``G_<step>.pth``, ``D_<step>.pth`` and ``config.json`` that so-vits-svc 4.1 loads
+        (:func:`svc_pl.compat.export.export_synthesizer`).
 
         ``global_step``/``epoch``: the training position (default: this module's, which is 0 outside a trainer;
         pass a checkpoint's ``global_step`` and ``epoch`` when exporting one)."""
-        from svc_pl.compat import save_sovits, save_sovits_discriminator, sovits_config_for, write_json_atomic
-        from svc_pl.synthesizer import synthesizer_kwargs
+        from svc_pl.compat.export import export_synthesizer
 
-        if self.net.decoder != "nsf-hifigan" or self.disc is None:
-            raise UserFacingError("this model uses the DDSP decoder (or no discriminator), which so-vits-svc has no "
-                                  "format for: use the .ckpt with svc-pl infer")
-        out = Path(out_dir)
-        info = self.hparams.dataset_info
-        kwargs = synthesizer_kwargs(dict(self.hparams.net), info, self.segment_frames)
-        cfg = sovits_config_for(kwargs, self.speakers, hop_length=self.hop_length,
-                                filter_length=int(info["filter_length"]), win_length=int(info["win_length"]),
-                                n_mel_channels=self.hparams.n_mels, mel_fmin=self.hparams.mel_fmin,
-                                mel_fmax=self.hparams.mel_fmax, segment_size_samples=self.segment_size,
-                                speech_encoder=speech_encoder or info["content_encoder"],
-                                unit_interpolate_mode=info["unit_interpolate_mode"])
-        cfg.train.update(learning_rate=self.hparams.learning_rate, betas=list(self.hparams.betas), eps=self.hparams.eps,
-                         lr_decay=self.hparams.lr_decay, c_mel=self.hparams.c_mel, c_kl=self.hparams.c_kl,
-                         warmup_epochs=self.hparams.warmup_epochs)
-        global_step = self.global_step if global_step is None else global_step
-        epoch = self.current_epoch if epoch is None else epoch
-        step = int(global_step // 2)
-        paths = {"G": out / f"G_{step}.pth", "D": out / f"D_{step}.pth", "config": out / "config.json"}
-        lr = self.hparams.learning_rate * self.hparams.lr_decay ** max(0, epoch)
-        save_sovits(self.net, paths["G"], iteration=step, learning_rate=lr)
-        save_sovits_discriminator(self.disc, paths["D"], iteration=step, learning_rate=lr)
-        write_json_atomic(paths["config"], cfg.to_dict())
-        return paths
-
-
-def _window_words(window: dict[str, int]) -> str:
-    if not window:
-        return "from whole clips"
-    return (f"in windows of {window['window_frames']} frames, {window['chunk_frames']} at a time with "
-            f"{window['lookahead_frames']} of look-ahead")
+        return export_synthesizer(self.net, self.disc, dict(self.hparams), out_dir, speech_encoder=speech_encoder,
+                                  global_step=self.global_step if global_step is None else global_step,
+                                  epoch=self.current_epoch if epoch is None else epoch)

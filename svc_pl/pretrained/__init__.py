@@ -87,7 +87,7 @@ def write_base_ckpt(path: str | os.PathLike, name_or_path: str | os.PathLike = "
     """A minimal svc_pl checkpoint of a base (by name or file), so ``svc-pl infer`` and ``Converter`` use it."""
     import yaml
 
-    from svc_pl.cli.fit import shipped_configs
+    from svc_pl.configs import shipped_configs
 
     state, meta = load_base(pretrained_path(str(name_or_path)) or Path(name_or_path))
     if "segment_frames" not in meta:  # a base written before its metadata held it: its config's value

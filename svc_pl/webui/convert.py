@@ -195,7 +195,7 @@ class ConvertService:
             r, rsr = load_audio(req.reference)
             figures["similarity"] = _finite(speaker_similarity(c, csr, r, rsr, source=y, sr_source=sr))
         if png_dir is not None:
-            from svc_pl.cli.demo import plot_conversion
+            from svc_pl.evaluate import plot_conversion
 
             result.conversion_png = plot_conversion(y, sr, c, csr, float(req.transpose), png_dir / "conversion.png")
             result.f0_png = png_dir / "f0.png"
