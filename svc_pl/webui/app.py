@@ -34,7 +34,7 @@ from svc_pl.webui.train import Trainer, TrainRequest
 LOG = logging.getLogger(__name__)
 
 COMPARE_SLOTS = 3
-SPEAKER_GROUPS = 4  # upload groups of the Train tab (one speaker each)
+SPEAKER_GROUPS = 4  # upload groups of the Train tab, one speaker each (train_start: speaker_1, recordings_1, ...)
 CONVERT_QUEUE = "convert"  # one conversion at a time, page and API alike
 
 
@@ -128,7 +128,11 @@ def build_app(settings: ServerSettings) -> gr.Blocks:
                             int(log_every), f0_method, uploads=uploads)
 
     @_messages
-    def train_start(dataset, name, config, init_from, max_steps, checkpoint_every, log_every, f0_method, *groups):
+    def train_start(dataset, name, config, init_from, max_steps, checkpoint_every, log_every, f0_method,
+                    speaker_1="", recordings_1=None, speaker_2="", recordings_2=None, speaker_3="", recordings_3=None,
+                    speaker_4="", recordings_4=None):
+        """Preprocess (a folder of speaker folders, or the uploaded groups) and fit, as processes of their own."""
+        groups = (speaker_1, recordings_1, speaker_2, recordings_2, speaker_3, recordings_3, speaker_4, recordings_4)
         return trainer.start(_train_request(dataset, name, config, init_from, max_steps, checkpoint_every, log_every,
                                             f0_method, groups))
 
@@ -275,13 +279,14 @@ def build_app(settings: ServerSettings) -> gr.Blocks:
         with gr.Tab("Train"):
             with gr.Row():
                 with gr.Column():
-                    t_data = gr.Textbox(label="Dataset folder (one sub-folder per speaker, or a preprocessed "
+                    t_data = gr.Textbox("", label="Dataset folder (one sub-folder per speaker, or a preprocessed "
                                               "dataset)", elem_id="train-dataset")
                     groups = []
                     with gr.Accordion("or upload recordings (one group per speaker)", open=False):
                         for i in range(SPEAKER_GROUPS):
                             with gr.Row():
-                                groups += [gr.Textbox(label=f"Speaker {i + 1}", scale=1, elem_id=f"train-speaker-{i}"),
+                                groups += [gr.Textbox("", label=f"Speaker {i + 1}", scale=1,
+                                                      elem_id=f"train-speaker-{i}"),
                                            gr.File(label="its recordings", file_count="multiple", scale=3,
                                                    elem_id=f"train-files-{i}")]
                     t_name = gr.Textbox(label="Run name", value="my-voice", elem_id="train-name")
