@@ -135,6 +135,7 @@ def _first_seen_delays(client, run: Path, wanted: int, timeout: float) -> dict[i
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # preprocessing, fit's start and two batches: minutes each at low priority on a busy CPU
 def test_train_from_uploads_shows_losses_within_seconds_and_exports(app, recordings):
     from svc_pl.infer.loading import load_voice_model
 
@@ -142,10 +143,10 @@ def test_train_from_uploads_shows_losses_within_seconds_and_exports(app, recordi
     try:
         assert "starting from-uploads" in client.predict(**_form(recordings), api_name="/train_start")
         assert sorted(p.name for p in (run / "raw").iterdir()) == ["alto", "tenor"]
-        delays = _first_seen_delays(client, run, wanted=3, timeout=1200)
-        assert len(delays) >= 3, (delays, client.predict(api_name="/train_status")[-1]["log"])
+        delays = _first_seen_delays(client, run, wanted=2, timeout=1500)
+        assert len(delays) >= 2, (delays, client.predict(api_name="/train_status")[-1]["log"])
         # without the flush setting the writer flushes every 120 s: steps show up minutes late, in bursts
-        assert max(delays.values()) < 2 * FLUSH_SECONDS + 4, delays
+        assert max(delays.values()) < 2 * FLUSH_SECONDS + 4, delays  # seconds, the time of a /train_status call included
         assert _wait(lambda: list(run.rglob("last.ckpt")), 120, 1.0)
     finally:
         assert client.predict(api_name="/train_stop") in ("stopped from-uploads", "nothing is running")
@@ -154,7 +155,8 @@ def test_train_from_uploads_shows_losses_within_seconds_and_exports(app, recordi
     names = sorted(Path(f).name for f in files)
     g = next(Path(f) for f in files if Path(f).name.startswith("G_"))
     assert names[0] == "D_" + g.name[2:] and "config.json" in names and "from-uploads-sovits.zip" in names, names
-    voice = load_voice_model(g)  # what so-vits-svc and svc-pl infer load: the uploaded speakers by name
+    config = next(Path(f) for f in files if f.endswith("config.json"))  # each download has a folder of its own
+    voice = load_voice_model(g, config)  # what so-vits-svc and svc-pl infer load: the uploaded speakers by name
     assert voice.speakers == {"alto": 0, "tenor": 1}, voice.speakers
     with zipfile.ZipFile(next(f for f in files if f.endswith(".zip"))) as z:
         assert sorted(z.namelist()) == sorted(n for n in names if not n.endswith(".zip"))
