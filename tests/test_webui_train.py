@@ -1,7 +1,7 @@
 """The web UI's Train tab beyond start/stop/resume (tests/test_webui.py): recordings uploaded in one group per
 speaker become the folder layout ``svc-pl preprocess`` reads (bad groups are one message), a run trained from
-them shows its losses in the page within seconds of the step (the fit process's TensorBoard logger flushes every
-second, not every two minutes), and Export gives the so-vits-svc model ``svc-pl export`` writes."""
+them shows each logged step in the page within seconds (Lightning flushes the event file at every logging step,
+whatever the writer's flush_secs), and Export gives the so-vits-svc model ``svc-pl export`` writes."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ gr = pytest.importorskip("gradio")
 gradio_client = pytest.importorskip("gradio_client")
 
 from svc_pl.errors import UserFacingError  # noqa: E402
-from svc_pl.webui.train import FLUSH_SECONDS, write_uploaded_dataset  # noqa: E402
+from svc_pl.webui.train import write_uploaded_dataset  # noqa: E402
 from tests.test_infer import write_tiny_voice  # noqa: E402
 from tests.test_webui import _wait, free_port  # noqa: E402
 
@@ -145,8 +145,9 @@ def test_train_from_uploads_shows_losses_within_seconds_and_exports(app, recordi
         assert sorted(p.name for p in (run / "raw").iterdir()) == ["alto", "tenor"]
         delays = _first_seen_delays(client, run, wanted=2, timeout=1500)
         assert len(delays) >= 2, (delays, client.predict(api_name="/train_status")[-1]["log"])
-        # without the flush setting the writer flushes every 120 s: steps show up minutes late, in bursts
-        assert max(delays.values()) < 2 * FLUSH_SECONDS + 4, delays  # seconds, the time of a /train_status call included
+        # seconds from the step's event to the page, a /train_status call included (a page that read the events
+        # only as the writer's 120 s timer flushes them would show steps up to two minutes late)
+        assert max(delays.values()) < 6, delays
         assert _wait(lambda: list(run.rglob("last.ckpt")), 120, 1.0)
     finally:
         assert client.predict(api_name="/train_stop") in ("stopped from-uploads", "nothing is running")

@@ -1,13 +1,12 @@
 """What the web UI's Train tab does, without Gradio: preprocess a dataset folder and train on it as ``svc-pl``
 processes of their own (a closed browser or a reloaded page loses nothing), stop them, resume with
-``--ckpt_path last``, read the progress and losses from the run's TensorBoard events (written by a logger that
-flushes every :data:`FLUSH_SECONDS`), turn uploaded recordings into the dataset folder ``svc-pl preprocess``
-reads, and export a run as ``svc-pl export`` does."""
+``--ckpt_path last``, read the progress and losses from the run's TensorBoard events (Lightning flushes them at
+every logging step), turn uploaded recordings into the dataset folder ``svc-pl preprocess`` reads, and export a run
+as ``svc-pl export`` does."""
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import re
@@ -26,8 +25,6 @@ LOG = logging.getLogger(__name__)
 LOSS_TAGS = ("loss/g/total", "loss/d/total", "loss/g/mel", "val/mel")
 _RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _SPEAKER = re.compile(r"[^\W_][\w.-]{0,63}")  # a folder name: letters (any script), digits, '.', '_', '-'
-# TensorBoard's writer flushes every 120 s by default: the page would show a run's losses minutes late
-FLUSH_SECONDS = 1
 
 
 @dataclass
@@ -150,8 +147,8 @@ class Trainer:
                     data = pre
                 if resume:
                     data = _recorded_dataset(run) or data
-                ckpt = run / "webui-trainer.yaml"
-                ckpt.write_text(_trainer_yaml(run, req.checkpoint_every), encoding="utf-8")
+                ckpt = run / "webui-checkpoint.yaml"
+                ckpt.write_text(_checkpoint_yaml(req.checkpoint_every), encoding="utf-8")
                 (run / "webui-dataset.txt").write_text(str(data), encoding="utf-8")
                 cmd = [*_svc_pl(), "fit", "--config", req.config, "--config", str(ckpt),
                        f"--data.dataset_dir={data}", f"--trainer.default_root_dir={run}",
@@ -280,14 +277,10 @@ def _recorded_dataset(run: Path) -> Path | None:
     return Path(p.read_text(encoding="utf-8").strip()) if p.is_file() else None
 
 
-def _trainer_yaml(run: Path, every: int) -> str:
-    """The run's checkpoints (every ``every`` steps, and last.ckpt) and Lightning's default TensorBoard logger
-    (``run/lightning_logs/version_N``, continued on resume) flushing every :data:`FLUSH_SECONDS`."""
+def _checkpoint_yaml(every: int) -> str:
     return ("trainer:\n  callbacks:\n    - class_path: pytorch_lightning.callbacks.ModelCheckpoint\n"
             "      init_args: {filename: '{step}', save_last: true, save_top_k: 1, monitor: step, mode: max, "
-            f"every_n_train_steps: {int(every)}}}\n"
-            "  logger:\n    class_path: pytorch_lightning.loggers.TensorBoardLogger\n"
-            f"    init_args: {{save_dir: {json.dumps(str(run))}, flush_secs: {FLUSH_SECONDS:g}}}\n")
+            f"every_n_train_steps: {int(every)}}}\n")
 
 
 def read_scalars(run: Path, tags: tuple[str, ...] = LOSS_TAGS) -> dict[str, list[list[float]]]:
