@@ -188,8 +188,11 @@ def _device(sd, spec, kind: str):
     return value
 
 
-def _run_devices(args):
-    """Duplex device stream: the callback only copies blocks in and out; conversion runs in this thread."""
+def _run_devices(args, stop=None, on_stream=None):
+    """Duplex device stream: the callback only copies blocks in and out; conversion runs in this thread.
+
+    ``stop`` (a :class:`threading.Event`, the web UI's Stop button) ends the stream when set; ``on_stream`` is
+    called with the stream once it is built (the web UI reads its stats while it runs)."""
     import queue
 
     import numpy as np
@@ -206,6 +209,8 @@ def _run_devices(args):
         raise UserFacingError(f"the audio device refuses {rate} Hz mono ({err}): pass --sample-rate with a rate "
                               "it supports (see --list-devices)") from None
     stream = _build(args, rate)
+    if on_stream is not None:
+        on_stream(stream)
     d = stream.device_block
     inq: queue.Queue = queue.Queue()
     outq: queue.Queue = queue.Queue()
@@ -225,8 +230,11 @@ def _run_devices(args):
         with sd.Stream(device=(dev_in, dev_out), samplerate=rate, blocksize=d, channels=1, dtype="float32",
                        callback=callback):
             shown = 0.0
-            while time.monotonic() < t_end:
-                block = inq.get()
+            while time.monotonic() < t_end and not (stop is not None and stop.is_set()):
+                try:
+                    block = inq.get(timeout=None if stop is None else 0.5)
+                except queue.Empty:
+                    continue
                 y = stream.process(block)
                 if late[0]:  # the device played silence for a block we were late with: keep the delay constant
                     late[0] -= 1

@@ -1,4 +1,4 @@
-"""Convert, compare and train in a browser (Gradio; the optional extra svc_pl[webui]).
+"""Convert, compare, train and stream live in a browser (Gradio; the optional extra svc_pl[webui]).
 
 Listens on 127.0.0.1 unless --host says otherwise and never makes a public share link. Serves only the files
 it wrote (under --workdir) and the uploads it was given; uploads are limited to --max-file-size. The content

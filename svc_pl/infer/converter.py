@@ -398,8 +398,13 @@ class Converter:
         msr, hop = self.model.sampling_rate, self.model.hop_length
         enhanced = []
         for i in range(audio.shape[0]):
-            e, esr = self.enhancer.enhance(audio[i:i + 1], msr, f0_used[i:i + 1, :, None], hop,
-                                           adaptive_key=opts.enhancer_adaptive_key)
+            # its NSF source draws noise: seeded per clip as the synthesizer is, so a conversion repeats exactly
+            with torch.random.fork_rng(devices=[audio.device] if audio.device.type == "cuda" else [],
+                                       enabled=opts.seed is not None):
+                if opts.seed is not None:
+                    torch.manual_seed(opts.seed)
+                e, esr = self.enhancer.enhance(audio[i:i + 1], msr, f0_used[i:i + 1, :, None], hop,
+                                               adaptive_key=opts.enhancer_adaptive_key)
             if esr != msr:
                 from svc_pl.data.audio import resample
 

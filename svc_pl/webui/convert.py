@@ -39,7 +39,8 @@ class ServerSettings:
 
 @dataclass
 class ConvertRequest:
-    """One press of Convert: the files and the settings (named as :class:`~svc_pl.infer.options.ConvertOptions`)."""
+    """One press of Convert: the files and the settings, named as :class:`~svc_pl.infer.options.ConvertOptions`
+    (``speaker_mix`` as ``svc-pl infer --speaker-mix``; ``enhancer`` as ``--enhancer``)."""
 
     files: list[str]
     model: str
@@ -52,6 +53,20 @@ class ConvertRequest:
     cluster_ratio: float = 0.0
     output_format: str = "wav"
     reference: str | None = None  # a recording of the target voice, for speaker similarity
+    speaker_mix: str = ""  # "NAME:W,NAME:W" (svc-pl infer --speaker-mix): replaces the speaker when given
+    loudness_mix: float = 1.0
+    slice_db: float = -40.0
+    pad_seconds: float = 0.5
+    clip_seconds: float = 0.0
+    crossfade_seconds: float = 0.0
+    diffusion_model: str | None = None
+    shallow_diffusion: bool = False
+    k_step: int = 100
+    diffusion_method: str = "dpm-solver++"
+    diffusion_speedup: int = 10
+    second_encoding: bool = False
+    enhancer: str | None = None  # an openvpi NSF-HiFiGAN folder (model + config.json)
+    enhancer_adaptive_key: float = 0.0
 
     def settings(self) -> dict:
         """The settings (not the files), for the Compare list and the figures' JSON."""
@@ -59,6 +74,46 @@ class ConvertRequest:
         d.pop("files")
         d["model"] = str(self.model)
         return d
+
+    def options(self):
+        """The :class:`~svc_pl.infer.options.ConvertOptions` ``svc-pl infer`` builds from the same settings."""
+        from svc_pl.infer.options import ConvertOptions
+
+        mix = parse_speaker_mix(self.speaker_mix)
+        return ConvertOptions(
+            speaker=mix or (self.speaker if self.speaker not in (None, "") else 0), transpose=float(self.transpose),
+            f0_method=self.f0_method, auto_predict_f0=bool(self.auto_predict_f0), noise_scale=float(self.noise_scale),
+            retrieval_ratio=float(self.retrieval_ratio), cluster_ratio=float(self.cluster_ratio),
+            loudness_mix=float(self.loudness_mix), slice_db=float(self.slice_db), pad_seconds=float(self.pad_seconds),
+            clip_seconds=float(self.clip_seconds), crossfade_seconds=float(self.crossfade_seconds),
+            diffusion_model=self.diffusion_model or None, shallow_diffusion=bool(self.shallow_diffusion),
+            k_step=int(self.k_step), diffusion_method=self.diffusion_method,
+            diffusion_speedup=int(self.diffusion_speedup), second_encoding=bool(self.second_encoding),
+            enhancer_adaptive_key=float(self.enhancer_adaptive_key))
+
+
+def parse_speaker_mix(text: str | None) -> dict[str, float] | None:
+    """``"alto:0.7, tenor:0.3"`` -> ``{"alto": 0.7, "tenor": 0.3}`` as ``svc-pl infer --speaker-mix`` reads it (a
+    name without a weight weighs 1); None for an empty text.
+
+    Raises:
+        UserFacingError: a weight that is not a number, or no weight above 0.
+    """
+    if not text or not str(text).strip():
+        return None
+    mix: dict[str, float] = {}
+    for part in str(text).split(","):
+        name, _, w = part.partition(":")
+        if not name.strip():
+            raise UserFacingError(f"speaker mix {text!r}: an entry without a speaker name (write NAME:WEIGHT, ...)")
+        try:
+            mix[name.strip()] = float(w or 1)
+        except ValueError:
+            raise UserFacingError(f"speaker mix {text!r}: weight {w.strip()!r} of {name.strip()!r} is not a "
+                                  "number (write NAME:WEIGHT, ...)") from None
+    if not any(v > 0 for v in mix.values()):
+        raise UserFacingError(f"speaker mix {text!r}: give at least one speaker a weight above 0")
+    return mix
 
 
 @dataclass
@@ -76,6 +131,21 @@ def find_models(runs: Path | None) -> list[str]:
         return []
     found = {p for pattern in MODEL_PATTERNS for p in Path(runs).rglob(pattern) if p.is_file()}
     return [str(p) for p in sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)]
+
+
+def find_diffusion_models(runs: Path | None) -> list[str]:
+    """so-vits-svc diffusion models under ``runs`` (``model_*.pt`` with a ``diffusion.yaml`` beside them)."""
+    if runs is None or not Path(runs).is_dir():
+        return []
+    return sorted(str(p) for p in Path(runs).rglob("model_*.pt") if p.with_name("diffusion.yaml").is_file())
+
+
+def find_enhancers(runs: Path | None) -> list[str]:
+    """openvpi NSF-HiFiGAN folders under ``runs`` (a ``model`` file and its ``config.json``)."""
+    if runs is None or not Path(runs).is_dir():
+        return []
+    return sorted(str(p.parent) for p in Path(runs).rglob("model") if p.is_file() and
+                  p.with_name("config.json").is_file())
 
 
 def find_index(model: str | os.PathLike) -> tuple[Path | None, Path | None]:
@@ -114,14 +184,18 @@ class ConvertService:
         self._lock = threading.Lock()
         self._cached: tuple[tuple, object] | None = None
 
-    def converter(self, model: str, retrieval: bool, cluster: bool):
-        """The converter of ``model`` (kept for the next request with the same file and the same index use)."""
+    def converter(self, model: str, opts, enhancer: str | None = None):
+        """The converter of ``model`` for the options ``opts`` (:class:`~svc_pl.infer.options.ConvertOptions`),
+        built by :func:`svc_pl.infer.build.build_converter` as ``svc-pl infer`` builds it, with the index files
+        found beside the model and ``enhancer`` (a folder); kept for the next request that needs the same."""
         from svc_pl.infer.build import build_converter
+        from svc_pl.infer.diffusion import requested_speakers
 
         path = Path(model)
         if not path.is_file():
             raise UserFacingError(f"{model}: model file not found (pick one of the list or give a .ckpt or G_*.pth "
                                   "path)")
+        retrieval, cluster = opts.retrieval_ratio > 0, opts.cluster_ratio > 0
         kmeans, index = find_index(path)
         if retrieval and index is None:
             raise UserFacingError(f"{model}: the retrieval ratio needs the feature index of svc-pl train-index "
@@ -129,12 +203,22 @@ class ConvertService:
         if cluster and kmeans is None:
             raise UserFacingError(f"{model}: the cluster ratio needs kmeans.pt of svc-pl train-index beside the "
                                   "model; none was found")
+        for what, p, kind in (("diffusion model", opts.diffusion_model, "file"), ("enhancer", enhancer, "folder")):
+            if p and not (Path(p).is_file() if kind == "file" else Path(p).is_dir()):
+                raise UserFacingError(f"{p}: {what} {kind} not found")
+        if opts.shallow_diffusion and not opts.diffusion_model:
+            raise UserFacingError("shallow diffusion needs a diffusion model (so-vits-svc's model_<step>.pt with "
+                                  "its diffusion.yaml beside it)")
         s = self.settings
-        key = (str(path.resolve()), path.stat().st_mtime_ns, retrieval, cluster)
+        diffusion = ((str(opts.diffusion_model), Path(opts.diffusion_model).stat().st_mtime_ns, opts.k_step,
+                      opts.diffusion_method, opts.diffusion_speedup, tuple(map(str, requested_speakers(opts))))
+                     if opts.uses_diffusion else None)
+        key = (str(path.resolve()), path.stat().st_mtime_ns, retrieval, cluster, diffusion, enhancer or None)
         if self._cached is None or self._cached[0] != key:
             self._cached = None  # free the old one before loading the new one
             conv = build_converter(path, s.content_encoder, encoder=s.encoder, random_encoder=s.random_encoder,
-                                   device=s.device, cluster_model=kmeans if cluster else None,
+                                   device=s.device, options=opts, enhancer=enhancer or None,
+                                   cluster_model=kmeans if cluster else None,
                                    feature_index=index if retrieval else None)
             self._cached = (key, conv)
         return self._cached[1]
@@ -150,18 +234,14 @@ class ConvertService:
         """
         from svc_pl.infer.batch import Job, convert_file
         from svc_pl.infer.build import check_speakers
-        from svc_pl.infer.options import ConvertOptions
-
         report = progress or (lambda *_: None)
         files = [f for f in req.files if f]
         if not files:
             raise UserFacingError("no audio file given: upload or record one")
-        opts = ConvertOptions(speaker=req.speaker, transpose=float(req.transpose), f0_method=req.f0_method,
-                              auto_predict_f0=bool(req.auto_predict_f0), noise_scale=float(req.noise_scale),
-                              retrieval_ratio=float(req.retrieval_ratio), cluster_ratio=float(req.cluster_ratio))
+        opts = req.options()
         with self._lock:
             report(0.0, "loading the model")
-            conv = self.converter(req.model, opts.retrieval_ratio > 0, opts.cluster_ratio > 0)
+            conv = self.converter(req.model, opts, req.enhancer)
             check_speakers(conv.model, opts)
             out_dir = Path(tempfile.mkdtemp(prefix="convert-", dir=self.settings.workdir))
             outputs = []

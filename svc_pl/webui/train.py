@@ -1,12 +1,16 @@
 """What the web UI's Train tab does, without Gradio: preprocess a dataset folder and train on it as ``svc-pl``
 processes of their own (a closed browser or a reloaded page loses nothing), stop them, resume with
-``--ckpt_path last``, and read the progress and losses from the run's TensorBoard events."""
+``--ckpt_path last``, read the progress and losses from the run's TensorBoard events (Lightning flushes them at
+every logging step), turn uploaded recordings into the dataset folder ``svc-pl preprocess`` reads, and export a run
+as ``svc-pl export`` does."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,14 +24,16 @@ LOG = logging.getLogger(__name__)
 
 LOSS_TAGS = ("loss/g/total", "loss/d/total", "loss/g/mel", "val/mel")
 _RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_SPEAKER = re.compile(r"[^\W_][\w.-]{0,63}")  # a folder name: letters (any script), digits, '.', '_', '-'
 
 
 @dataclass
 class TrainRequest:
     """One training run: ``dataset`` is either a folder of ``<speaker>/*.wav`` (preprocessed first into
-    ``RUN/data``) or a preprocessed dataset (with ``dataset.json``)."""
+    ``RUN/data``) or a preprocessed dataset (with ``dataset.json``); or, with no ``dataset``, ``uploads`` gives
+    ``[(speaker, [files])]``, copied into ``RUN/raw/<speaker>/`` first."""
 
-    dataset: str
+    dataset: str | None
     name: str
     config: str = "tiny"
     init_from: str | None = "tiny-base"
@@ -35,6 +41,7 @@ class TrainRequest:
     checkpoint_every: int = 100
     log_every: int = 10
     f0_method: str = "pm"
+    uploads: list[tuple[str, list[str]]] | None = None
 
 
 class Trainer:
@@ -62,8 +69,16 @@ class Trainer:
                 raise UserFacingError(f"{self.run_dir.name} is still running: stop it first")
             run = self.runs / req.name
             data = Path(req.dataset) if req.dataset else None
+            uploads = [(n, f) for n, f in req.uploads or [] if (n or "").strip() or f]
+            if not resume and uploads:
+                if data is not None:
+                    raise UserFacingError("give either a dataset folder or uploaded recordings, not both")
+                data = write_uploaded_dataset(uploads, run / "raw")
+                req = dataclasses.replace(req, dataset=str(data), uploads=None)
             if not resume:
-                if data is None or not data.is_dir():
+                if data is None:
+                    raise UserFacingError("give a dataset folder, or upload recordings (one group per speaker)")
+                if not data.is_dir():
                     raise UserFacingError(f"dataset folder {req.dataset!r} not found")
                 if not (data / "dataset.json").is_file() and not any(p.is_dir() for p in data.iterdir()):
                     raise UserFacingError(f"{data}: expected one sub-folder of recordings per speaker, or a "
@@ -92,6 +107,15 @@ class Trainer:
         if self._thread is not None:
             self._thread.join(timeout=10)
         return f"stopped {self.run_dir.name}"
+
+    def export(self, name: str) -> list[Path]:
+        """:func:`export_run` of the run ``name`` (the newest checkpoint; a running run goes on training)."""
+        if not _RUN_NAME.fullmatch(name or ""):
+            raise UserFacingError(f"run name {name!r}: use letters, digits, '.', '_' or '-' (at most 64)")
+        run = self.runs / name
+        if not run.is_dir():
+            raise UserFacingError(f"no run {name!r} under {self.runs}")
+        return export_run(run)
 
     @property
     def running(self) -> bool:
@@ -151,6 +175,90 @@ class Trainer:
         rc = self._proc.wait()
         self.state = "stopped" if self._stopping else "finished" if rc == 0 else f"failed (exit status {rc})"
         return rc
+
+
+def write_uploaded_dataset(groups: list[tuple[str, list[str]]], dest: Path) -> Path:
+    """Copy uploaded recordings into ``dest/<speaker>/<file>`` (the layout ``svc-pl preprocess`` reads), one group
+    per speaker; returns ``dest``. Groups without a name and without files are skipped.
+
+    Raises:
+        UserFacingError: a group without files or without a valid name, a name given twice, a file that is not
+            audio; nothing is written then.
+    """
+    from svc_pl.data.audio import AUDIO_EXTENSIONS
+
+    named: dict[str, list[Path]] = {}
+    for name, files in groups:
+        name, files = (name or "").strip(), [Path(f) for f in files or [] if f]
+        if not name and not files:
+            continue
+        if not files:
+            raise UserFacingError(f"speaker {name!r}: upload at least one recording for it")
+        if not _SPEAKER.fullmatch(name):
+            raise UserFacingError(f"speaker name {name!r}: use letters, digits, '.', '_' or '-' (at most 64; it "
+                                  "names the speaker in the model)")
+        if name in named:
+            raise UserFacingError(f"speaker {name!r} is given twice: put all its recordings in one group")
+        for f in files:
+            if f.suffix.lower() not in AUDIO_EXTENSIONS:
+                raise UserFacingError(f"{f.name} (speaker {name!r}): not an audio file this tool reads (one of "
+                                      f"{', '.join(sorted(AUDIO_EXTENSIONS))})")
+            _check_audio(f)
+        named[name] = files
+    if not named:
+        raise UserFacingError("no recordings: give a dataset folder, or a speaker name and its recordings")
+    dest = Path(dest)
+    if dest.exists():
+        shutil.rmtree(dest)  # the uploads of an earlier start of this run: replaced, never mixed in
+    for name, files in named.items():
+        taken: set[str] = set()
+        (dest / name).mkdir(parents=True)
+        for f in files:
+            stem, k = re.sub(r"[^\w.-]", "_", f.stem) or "clip", 1
+            target = f"{stem}{f.suffix.lower()}"
+            while target in taken:
+                k += 1
+                target = f"{stem}-{k}{f.suffix.lower()}"
+            taken.add(target)
+            shutil.copyfile(f, dest / name / target)
+    return dest
+
+
+def _check_audio(f: Path) -> None:
+    import soundfile as sf
+
+    if not f.is_file() or f.stat().st_size == 0:
+        raise UserFacingError(f"{f.name}: the file is empty")
+    try:
+        info = sf.info(str(f))
+    except Exception as err:  # soundfile raises RuntimeError/LibsndfileError/TypeError for foreign bytes
+        if f.suffix.lower() in (".mp3", ".opus"):
+            return  # formats libsndfile may not read: preprocess decodes them (and reports a bad one)
+        raise UserFacingError(f"{f.name}: cannot be read as audio ({err})") from None
+    if info.frames == 0:
+        raise UserFacingError(f"{f.name}: the recording is empty (0 samples)")
+
+
+def export_run(run: Path, out: Path | None = None) -> list[Path]:
+    """``svc-pl export`` of the newest ``last.ckpt`` of ``run`` into ``out`` (default ``run/export``), as its own
+    process: the so-vits-svc ``G_<step>.pth``, ``D_<step>.pth`` and ``config.json``; returns the files written.
+
+    Raises:
+        UserFacingError: no checkpoint yet, or the export failed (its message).
+    """
+    run = Path(run)
+    ckpts = sorted(run.rglob("last*.ckpt"), key=lambda p: p.stat().st_mtime)
+    if not ckpts:
+        raise UserFacingError(f"{run}: no checkpoint to export yet (train until the first checkpoint is written)")
+    out = Path(out) if out else run / "export"
+    if out.exists():
+        shutil.rmtree(out)  # one export per run: the newest
+    proc = subprocess.run([*_svc_pl(), "export", str(ckpts[-1]), "-o", str(out)], capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL)
+    if proc.returncode != 0:
+        lines = [x for x in (proc.stderr or proc.stdout).splitlines() if x.strip()]
+        raise UserFacingError(f"export of {ckpts[-1]} failed: {lines[-1] if lines else f'exit {proc.returncode}'}")
+    return sorted(p for p in out.iterdir() if p.is_file())
 
 
 def _svc_pl() -> list[str]:
