@@ -223,7 +223,7 @@ def write_card(work: Path, summary: dict) -> Path:
         f"{summary['gross_error_rate_mean']:.3f} mean",
         f"- voicing agreement: {summary['voicing_agreement']:.3f}",
         "- per-file figures: `tiny-base-eval.json`; conversion figures (similarity, MCD, word error rate): the "
-        "README's quality section (`bench/bench_quality.py`)", "",
+        "docs/quality.md (`bench/bench_quality.py`, `bench/bench_words.py`)", "",
         "## Limits", "",
         "- Trained on synthetic voices only: real singers will need fine-tuning on their own recordings, and the "
         "output keeps some of the buzzy, vocoder-like timbre of its training data.",
