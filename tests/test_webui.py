@@ -31,6 +31,19 @@ REPO = Path(__file__).resolve().parents[1]
 ENCODER = ["--random-encoder", "--encoder", "vec768l12"]  # the tiny voice's encoder, as tests/test_cli.py runs it
 
 
+def random_encoder_client(files):
+    """A web UI on a free port over ``files["runs"]`` with the random vec768l12 encoder, and its client;
+    closes the app when the generator is closed (for module fixtures: ``yield from``)."""
+    from svc_pl.webui.app import launch
+    from svc_pl.webui.convert import ServerSettings
+
+    settings = ServerSettings(workdir=files["dir"] / "work", runs=files["runs"], encoder="vec768l12",
+                              random_encoder=True)
+    demo, url = launch(settings, port=free_port(), block=False)
+    yield gradio_client.Client(url, verbose=False)
+    demo.close()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -21,7 +21,7 @@ from svc_pl.cli import main as cli_main  # noqa: E402
 from svc_pl.errors import UserFacingError  # noqa: E402
 from tests.speech import synth_speech  # noqa: E402
 from tests.test_infer import write_tiny_voice  # noqa: E402
-from tests.test_webui import ENCODER, _wait, free_port  # noqa: E402
+from tests.test_webui import ENCODER, _wait, random_encoder_client  # noqa: E402
 
 BLOCK = 0.4
 
@@ -56,14 +56,7 @@ def files(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client(files):
-    from svc_pl.webui.app import launch
-    from svc_pl.webui.convert import ServerSettings
-
-    settings = ServerSettings(workdir=files["dir"] / "work", runs=files["runs"], encoder="vec768l12",
-                              random_encoder=True)
-    demo, url = launch(settings, port=free_port(), block=False)
-    yield gradio_client.Client(url, verbose=False)
-    demo.close()
+    yield from random_encoder_client(files)
 
 
 VOICE = dict(uploaded_model=None, speaker="tenor", speaker_mix="", transpose=2, f0_method="pm", noise_scale=0.4,

@@ -16,7 +16,7 @@ gradio_client = pytest.importorskip("gradio_client")
 from svc_pl.cli import main as cli_main  # noqa: E402
 from tests.speech import synth_speech  # noqa: E402
 from tests.test_diffusion_infer import _diffusion, write_voice_and_vocoder  # noqa: E402
-from tests.test_webui import ENCODER, free_port  # noqa: E402
+from tests.test_webui import ENCODER, random_encoder_client  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -39,14 +39,7 @@ def files(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client(files):
-    from svc_pl.webui.app import launch
-    from svc_pl.webui.convert import ServerSettings
-
-    settings = ServerSettings(workdir=files["dir"] / "work", runs=files["runs"], encoder="vec768l12",
-                              random_encoder=True)
-    demo, url = launch(settings, port=free_port(), block=False)
-    yield gradio_client.Client(url, verbose=False)
-    demo.close()
+    yield from random_encoder_client(files)
 
 
 def page_convert(client, files, **settings) -> np.ndarray:
