@@ -163,3 +163,19 @@ def test_malicious_checkpoint_is_refused_and_nothing_runs(tmp_path):
         load_content_encoder("whisper-ppg", tmp_path / "evil.pt")
     assert not is_whisper_weights(tmp_path / "evil.pt")
     assert not _Evil.marker.exists()
+
+
+def test_real_tiny_en_units_equal_the_ctranslate2_runtime():
+    """Our reader and encoder against an outside implementation: the CTranslate2 runtime's own encoder output on the
+    real tiny.en weights, stored once (tests/data/whisper_ct2_runtime/make_fixture.py), for the same features."""
+    stored = np.load(Path(__file__).parent / "data" / "whisper_ct2_runtime" / "encoder_out.npy")  # (1, n, 384)
+    enc = load_whisper_encoder("whisper-tiny.en")
+    x = torch.from_numpy(np.load(DATA / "input.npy"))[None]
+    units = enc(x)  # (1, 384, n): our mel front end, reader and encoder, padded to 30 s as the runtime was fed
+    assert units.shape == (1, 384, stored.shape[1])
+    ours = units[0].T.numpy()
+    rel = np.abs(ours - stored[0]).max() / np.abs(stored).max()
+    assert rel < 1e-3, rel
+    # the check can fail: a layer missing from the encoder is far off
+    enc.model.blocks = enc.model.blocks[:-1]
+    assert np.abs(enc(x)[0].T.numpy() - stored[0]).max() / np.abs(stored).max() > 0.05
