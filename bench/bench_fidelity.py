@@ -25,7 +25,7 @@ from pathlib import Path
 import _common as C
 import numpy as np
 
-FIXTURE = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "sovits41-small"
+FIXTURE = Path(__file__).resolve().parents[1] / "tests" / "data" / "sovits41-small"
 
 
 def log_mel_db(y: np.ndarray, sr: int) -> np.ndarray:

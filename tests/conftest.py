@@ -8,8 +8,9 @@ _SLOW_LEFT_OUT = pytest.StashKey[int]()
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-FIXTURE = SHARED / "fixtures" / "sovits41-small"
+# the so-vits-svc 4.1 parity fixture (a real small checkpoint, its config, inputs and upstream's outputs), a copy of
+# the project's shared/fixtures/sovits41-small kept in the repo so the tests need nothing beside it
+FIXTURE = Path(__file__).resolve().parent / "data" / "sovits41-small"
 # the README's test command, which CI (.ci/run) runs: every test, the slow ones included
 RUN_EVERYTHING = "python -m pytest -q --run-slow"
 
@@ -69,5 +70,5 @@ def _onnx_cache_outside_home(tmp_path_factory):
 @pytest.fixture(scope="session")
 def fixture_dir() -> Path:
     if not FIXTURE.is_dir():
-        raise FileNotFoundError(f"{FIXTURE} is missing: the tests need ../shared beside the repo")
+        raise FileNotFoundError(f"{FIXTURE} is missing: restore tests/data/sovits41-small from git")
     return FIXTURE
