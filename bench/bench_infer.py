@@ -57,8 +57,7 @@ def worker_prepare_ort(args) -> dict:
 
     t0 = time.perf_counter()
     ort = SynthesizerBackends(_load_model(Path(args.model_dir)), "cpu").ort()
-    for window in args.decode_window:
-        ort.prepare(window)
+    ort.prepare()
     return {"impl": "export-ort", "seconds": 0.0, "export": time.perf_counter() - t0,
             "graphs": [str(p) for p in ort.exported]}
 
@@ -84,7 +83,7 @@ def worker_ours(args) -> dict:
     vm = _load_model(Path(args.model_dir), args.device)
     converter = Converter(vm, random_content_encoder(vm.content_encoder), device=args.device)
     if args.backend[0] == "onnxruntime":  # the sessions (graphs were exported by worker_prepare_ort)
-        converter.backends.ort().prepare(args.decode_window[0])
+        converter.backends.ort().prepare()
     t_load = time.perf_counter() - t0
     speaker = C.SPEAKER if C.SPEAKER in vm.speakers else 0  # the base's first voice with --model tiny-base
     opts = ConvertOptions(speaker=speaker, transpose=0, slice_db=-40, cluster_ratio=0, auto_predict_f0=False,
@@ -252,7 +251,7 @@ def worker_synth(args) -> dict:
             from svc_pl.infer.onnx_backend import OrtSynthesizer, file_sha256
 
             ort = OrtSynthesizer(net, file_sha256(model_dir / "G_0.pth"))
-            ort.prepare(window)
+            ort.prepare()
             infer = ort.infer
 
         def call():

@@ -275,13 +275,23 @@ def test_windowed_decode_equals_whole(per_frame_g):
     with torch.no_grad():
         har = gen.m_source(f0, gen.upp)
         whole = gen.decode(x, har, g)
-        for window in (1, 10, 33, 96, 500):
-            windowed = gen.decode_windowed(x, har, g, window=window)
-            assert windowed.shape == whole.shape
-            assert torch.allclose(windowed, whole, atol=1e-6), (window, (windowed - whole).abs().max())
-        for lo, hi in ((0, n), (0, 30), (20, 97), (40, 41), (5, 90)):
-            part = gen.decode_windowed(x, har, g, window=16, frames=(lo, hi))
-            assert torch.allclose(part, whole[..., lo * gen.upp:hi * gen.upp], atol=1e-6), (lo, hi)
+        widths = []
+        for balanced in (False, True):
+            for window in (1, 10, 33, 96, 500):
+                windowed = gen.decode_windowed(x, har, g, window=window, balanced=balanced)
+                assert windowed.shape == whole.shape
+                assert torch.allclose(windowed, whole, atol=1e-6), (window, (windowed - whole).abs().max())
+            for lo, hi in ((0, n), (0, 30), (20, 97), (40, 41), (5, 90)):
+                part = gen.decode_windowed(x, har, g, window=16, frames=(lo, hi), balanced=balanced)
+                assert torch.allclose(part, whole[..., lo * gen.upp:hi * gen.upp], atol=1e-6), (lo, hi)
+            widths.append([])
+            gen.decode_windowed(x, har, g, window=33, balanced=balanced,
+                                decode=lambda z, *a: widths[-1].append(z.size(-1)) or gen.decode(z, *a))
+        # fixed windows: 3 of 33 + 2 x context, the last shifted inwards; balanced: 3 of 33 / 33 / 31 frames
+        # with the context that exists, so fewer frames in all
+        c = gen.context_frames
+        assert widths[0] == [33 + 2 * c] * 3
+        assert widths[1] == [33 + c, 33 + 2 * c, 31 + c] and sum(widths[1]) < sum(widths[0])
         with pytest.raises(ValueError, match="frames"):
             gen.decode_windowed(x, har, g, window=16, frames=(50, 40))
         # too little context is visibly different: the receptive field is what makes it exact

@@ -47,7 +47,8 @@ def own_cache(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_ort_equals_torch_fp32_on_the_41_default_model():
-    """Windowed decoding (the static-shape decoder graph) and a keyframed speaker, as the converter runs them."""
+    """Windowed decoding (equal windows through the dynamic decoder graph) and a keyframed speaker, as the converter
+    runs them."""
     from svc_pl.compat import sovits_config_for
     from svc_pl.compat.config import TEMPLATE_41
 
@@ -68,7 +69,7 @@ def test_ort_equals_torch_fp32_on_the_41_default_model():
         out, _ = backend.infer(c, f0, uv, speaker, **kw)
         assert out.shape == ref.shape == (1, 1, (frames - 20) * 512)
         assert _rel_err(ref, out) < 1e-4  # another seed moves it by about 1
-    assert [p.name.split("-")[1] for p in backend.exported] == ["prior", f"decoder{span}"]
+    assert [p.name.split("-")[1] for p in backend.exported] == ["prior", "decoder"]
 
 
 def _tiny_base_ckpt(path):

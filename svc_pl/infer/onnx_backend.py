@@ -7,15 +7,17 @@ draws stay in PyTorch, drawn in the order ``infer`` draws them, so a seeded conv
   (B, inter, T) for the so-vits-svc decoder, or the DDSP decoder's controls (amplitudes, noise gains). Batch and
   frame axes are dynamic: the converter pads clips to a few length buckets, so ONNX Runtime sees few shapes.
 - ``decoder`` (NSF-HiFiGAN): ``z``, the NSF excitation (computed by PyTorch, with its random phases and noise) and
-  the speaker -> audio; exported twice, with the frame axis fixed at the decode window's span (every window of
-  every clip has that shape) and dynamic (clips shorter than one window, ``decode_window`` 0).
+  the speaker -> audio; frame axis dynamic. With ``decode_window`` it decodes a clip in windows of equal size (at
+  most the window, :meth:`NSFHiFiGAN.decode_windowed` ``balanced``): no window is shifted inwards to keep one shape,
+  which costs ONNX Runtime nothing (a 10 s clip at window 256: 957 frames decoded instead of a fixed-shape
+  graph's 1152, 20 % less time, measured in docs/benchmarks.md).
 
 What stays in PyTorch: the speaker embedding, the random draws, the NSF excitation, the DDSP decoder's additive
 and noise synthesis (float64 phase, STFT filtering) and, with ``auto_predict_f0``, the whole synthesizer.
 
 Graphs are exported on first use into the cache folder (:func:`cache_dir`) under a name made from the model
 file's sha256 and a digest of everything else they depend on (this exporter's version, torch, onnx, opset,
-window span), written atomically; a graph made for other versions or settings of the same model is stale and
+settings), written atomically; a graph made for other versions or settings of the same model is stale and
 replaced. If exporting, building or running a graph fails, conversion continues in PyTorch after one warning.
 """
 
@@ -165,23 +167,18 @@ def _example(synth: Synthesizer, graph: str, frames: int) -> tuple[list[str], tu
     return ["z", "har_source", "g"], (z, har, g), ["audio"]
 
 
-def export_graph(synth: Synthesizer, graph: str, path: str | os.PathLike, static_frames: int | None = None) -> Path:
-    """Export ``graph`` ("prior" or "decoder") of ``synth`` to ``path``, atomically.
-
-    Batch is dynamic; frames too unless ``static_frames`` is given (the decode window's span)."""
+def export_graph(synth: Synthesizer, graph: str, path: str | os.PathLike) -> Path:
+    """Export ``graph`` ("prior" or "decoder") of ``synth`` to ``path``, atomically; batch and time axes dynamic."""
     from svc_pl.io import atomic_path
 
     module = PriorGraph(synth) if graph == "prior" else DecoderGraph(synth)
-    frames = static_frames or 64
-    names, args, outputs = _example(synth, graph, frames)
+    names, args, outputs = _example(synth, graph, 64)
     time_axis = {"c": 2, "f0": 1, "uv": 1, "g": 2, "noise": 2, "vol": 1, "z": 2, "amps": 2, "gains": 2,
                  "har_source": 2, "audio": 2}
     axes = {}
     for n in names + outputs:
         if n != "noise_scale":
-            axes[n] = {0: "batch"}
-            if not static_frames:
-                axes[n][time_axis[n]] = "samples" if n in ("har_source", "audio") else "frames"
+            axes[n] = {0: "batch", time_axis[n]: "samples" if n in ("har_source", "audio") else "frames"}
     path = Path(path)
     with atomic_path(path) as tmp, torch.no_grad(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
@@ -225,24 +222,22 @@ class OrtSynthesizer:
         self.digest = model_digest or state_sha256(synth)
         self.cache = Path(cache) if cache is not None else cache_dir()
         self.threads = threads
-        self._sessions: dict[tuple[str, int | None], object] = {}
+        self._sessions: dict[str, object] = {}
         self.exported: list[Path] = []  # graphs this object exported (not found in the cache)
 
     # ------------------------------------------------------------------ graphs and sessions
-    def graph_path(self, graph: str, static_frames: int | None = None) -> Path:
-        """The cache file of ``graph`` for this model and these versions and settings."""
-        key = {**_versions(), "graph": graph, "static_frames": static_frames, "model": self.digest}
+    def graph_path(self, graph: str) -> Path:
+        """The cache file of ``graph`` for this model and these versions."""
+        key = {**_versions(), "graph": graph, "model": self.digest}
         tag = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-        kind = graph if static_frames is None else f"{graph}{static_frames}"
-        return self.cache / f"{self.digest[:16]}-{kind}-{tag}.onnx"
+        return self.cache / f"{self.digest[:16]}-{graph}-{tag}.onnx"
 
-    def session(self, graph: str, static_frames: int | None = None):
+    def session(self, graph: str):
         """The session of ``graph``, exported first if the cache has no current copy (stale copies of the same
         model's graph are removed)."""
-        k = (graph, static_frames)
-        if k in self._sessions:
-            return self._sessions[k]
-        path = self.graph_path(graph, static_frames)
+        if graph in self._sessions:
+            return self._sessions[graph]
+        path = self.graph_path(graph)
         sess = None
         if path.is_file():
             try:
@@ -254,20 +249,18 @@ class OrtSynthesizer:
                 if stale != path:
                     stale.unlink(missing_ok=True)
             LOG.info("exporting the synthesizer's %s graph for onnxruntime to %s", graph, path)
-            export_graph(self.synth, graph, path, static_frames)
+            export_graph(self.synth, graph, path)
             self.exported.append(path)
             sess = build_session(path, self.threads)
-        self._sessions[k] = sess
+        self._sessions[graph] = sess
         return sess
 
-    def prepare(self, decode_window: int = 256) -> OrtSynthesizer:
-        """Export (if not cached) and load every graph a conversion with ``decode_window`` may use, so that the
-        first conversion does not pay for it."""
+    def prepare(self) -> OrtSynthesizer:
+        """Export (if not cached) and load every graph a conversion uses, so that the first conversion does not
+        pay for it."""
         self.session("prior")
         if self.synth.decoder != "ddsp":
             self.session("decoder")
-            if decode_window > 0:
-                self.session("decoder", decode_window + 2 * self.synth.dec.context_frames)
         return self
 
     @staticmethod
@@ -315,17 +308,15 @@ class OrtSynthesizer:
         (z,) = self._run(self.session("prior"), **feeds)
         har_source = s.dec.m_source(f0, s.dec.upp)
         if decode_window > 0:
-            span = decode_window + 2 * s.dec.context_frames
             return s.dec.decode_windowed(z, har_source, g, window=decode_window, frames=decode_frames,
-                                         decode=lambda *a: self._decode(*a, span=span)), f0
+                                         decode=self._decode, balanced=True), f0
         if decode_frames is not None:
             raise ValueError("decode_frames needs decode_window > 0")
         return self._decode(z, har_source, g), f0
 
-    def _decode(self, z, har_source, g, span: int | None = None) -> torch.Tensor:
-        """The decoder graph: the static one when ``z`` has ``span`` frames, else the dynamic one."""
-        static = span if span is not None and z.size(-1) == span else None
-        (audio,) = self._run(self.session("decoder", static), z=z, har_source=har_source, g=g)
+    def _decode(self, z, har_source, g) -> torch.Tensor:
+        """The decoder graph."""
+        (audio,) = self._run(self.session("decoder"), z=z, har_source=har_source, g=g)
         return audio
 
 

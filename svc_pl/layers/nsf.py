@@ -237,7 +237,7 @@ class NSFHiFiGAN(nn.Module):
 
     def decode_windowed(self, x: torch.Tensor, har_source: torch.Tensor, g: torch.Tensor | None = None,
                         window: int = 256, context: int | None = None,
-                        frames: tuple[int, int] | None = None, decode=None) -> torch.Tensor:
+                        frames: tuple[int, int] | None = None, decode=None, balanced: bool = False) -> torch.Tensor:
         """:meth:`decode` in fixed-length windows of ``window + 2 * context`` frames; same output.
 
         Every window is decoded with ``context`` frames of real input on both sides (at least the
@@ -254,6 +254,12 @@ class NSFHiFiGAN(nn.Module):
         returning (B, 1, (hi - lo) * upp): the same samples as the full output's slice, without the
         work for the rest (the converter's padding, for one). ``decode`` replaces :meth:`decode` (same
         arguments and result; the ONNX Runtime backend passes its graph).
+
+        ``balanced=True`` cuts the sequence into ``ceil(n / window)`` windows of equal size instead (at most
+        ``window`` frames each) and decodes each with the context that exists (none beyond the ends): no
+        window is shifted inwards, so the frames decoded are ``n`` plus the context of the inner joins (a 10 s
+        clip of 861 frames at window 256: 957 frames instead of 1152). Their widths change with ``n``, which
+        costs PyTorch's oneDNN a kernel build per shape but not ONNX Runtime's dynamic graph, which uses it.
         """
         decode = decode or self.decode
         context = self.context_frames if context is None else int(context)
@@ -267,12 +273,21 @@ class NSFHiFiGAN(nn.Module):
                 raise ValueError(f"frames must satisfy 0 <= lo < hi <= {n}, got {frames}")
             a, b = max(0, lo - context), min(n, hi + context)
             y = self.decode_windowed(x[..., a:b], har_source[..., a * upp:b * upp], g[..., a:b] if per_frame_g else g,
-                                     window, context, decode=decode)
+                                     window, context, decode=decode, balanced=balanced)
             return y[..., (lo - a) * upp:(hi - a) * upp]
         span = window + 2 * context
         if n <= span:
             return decode(x, har_source, g)
         pieces = []
+        if balanced:
+            size = -(-n // -(-n // window))  # ceil(n / ceil(n / window))
+            for start in range(0, n, size):
+                end = min(n, start + size)
+                lo, hi = max(0, start - context), min(n, end + context)
+                gw = g[..., lo:hi] if per_frame_g else g
+                y = decode(x[..., lo:hi], har_source[..., lo * upp:hi * upp], gw)
+                pieces.append(y[..., (start - lo) * upp:(end - lo) * upp])
+            return torch.cat(pieces, dim=-1)
         for start in range(0, n, window):
             end = min(n, start + window)
             lo = min(max(0, start - context), n - span)
