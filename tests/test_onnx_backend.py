@@ -162,6 +162,8 @@ def test_auto_picks_by_device_and_precision(monkeypatch):
     assert resolve_backend("auto", "fp32", "cuda")[0] == "torch"
     assert resolve_backend("onnxruntime", "fp32", "cuda")[0] == "torch"
     assert resolve_backend("torch", "fp32", "cpu")[0] == "torch"
+    assert resolve_backend("auto", "fp32", "cpu", "ddsp")[0] == "torch"  # tiny voices: no faster in ONNX Runtime
+    assert resolve_backend("onnxruntime", "fp32", "cpu", "ddsp")[0] == "onnxruntime"
     monkeypatch.setattr("svc_pl.infer.runtime.cpu_has_native_bf16", lambda: False)
     assert resolve_backend("auto", "auto", "cpu")[0] == "onnxruntime"  # an AVX2 CPU: ORT fp32
     monkeypatch.setattr("svc_pl.infer.runtime.cpu_has_native_bf16", lambda: True)

@@ -52,12 +52,15 @@ def onnxruntime_available() -> bool:
     return True
 
 
-def resolve_backend(backend: str, precision: str, device: str | torch.device) -> tuple[str, str]:
+def resolve_backend(backend: str, precision: str, device: str | torch.device,
+                    decoder: str = "nsf-hifigan") -> tuple[str, str]:
     """("torch" or "onnxruntime", why) for ``backend`` ("auto", "torch" or "onnxruntime").
 
     ``auto`` is torch on GPUs and on CPUs with native bf16 when the precision resolves to bf16 (bf16 torch
     is about twice as fast as fp32 there), and onnxruntime for fp32 on the CPU (about 1.4x faster than torch fp32
-    on the 4.1 synthesizer, ``bench/bench_infer.py --backend``); torch if onnxruntime is not installed.
+    on the 4.1 synthesizer, ``bench/bench_infer.py --backend``); torch if onnxruntime is not installed, and torch
+    for a DDSP ``decoder`` (``tiny`` voices: their synthesizer is a sixth of a conversion and ONNX Runtime runs it
+    no faster, 1.30 s against 1.15 s for 60 s of ``tiny-base``, while its sessions add a second to loading).
     ``onnxruntime`` on a GPU device falls back to torch (only the CPU provider is used).
     """
     from svc_pl.infer.runtime import resolve_precision
@@ -73,6 +76,8 @@ def resolve_backend(backend: str, precision: str, device: str | torch.device) ->
         return "torch", "onnxruntime is not installed (pip install onnxruntime)"
     if backend == "onnxruntime":
         return "onnxruntime", "asked for"
+    if decoder == "ddsp":
+        return "torch", "a DDSP voice, which ONNX Runtime does not run faster"
     if resolve_precision(precision, device) == "bf16":
         return "torch", "bf16 on a CPU that computes it natively"
     return "onnxruntime", "fp32 on the CPU"
@@ -340,7 +345,7 @@ class SynthesizerBackends:
         """"torch" or "onnxruntime" for these options (logged the first time)."""
         key = (backend, precision)
         if key not in self._chosen:
-            name, why = resolve_backend(backend, precision, self.device)
+            name, why = resolve_backend(backend, precision, self.device, self.model.net.decoder)
             LOG.info("synthesizer backend: %s (%s%s)", name, "" if backend == "auto" else "--backend ", why)
             self._chosen[key] = name
         return self._chosen[key]

@@ -63,7 +63,8 @@ class ConvertOptions:
     backend: Literal["auto", "torch", "onnxruntime"] = _option(
         "auto", "speed", "what runs the synthesizer: onnxruntime (CPU, fp32, the same audio as torch fp32 to 1e-6; "
         "its graphs are exported once per model into ~/.cache/svc_pl/onnx or $SVC_PL_CACHE), torch, or auto: "
-        "torch on GPUs and where --precision resolves to bf16, onnxruntime for fp32 on the CPU")
+        "torch on GPUs, where --precision resolves to bf16 and for DDSP (tiny) voices, onnxruntime for fp32 on the "
+        "CPU")
     decode_window: int = _option(
         256, "speed", "frames the decoder works on at a time (0: whole clips); same audio up to float rounding, "
         "one kernel shape for every clip length, less set-up and memory")
