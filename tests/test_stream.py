@@ -271,3 +271,35 @@ def test_trained_voice_streams_like_its_offline_conversion(monkeypatch):
     # track on our frame grid (Praat centres its frames, half a frame off for some segment lengths)
     assert cents < 5, cents
     assert d_stream < 0.75 * d_seed, (d_stream, d_seed)
+
+
+def test_stream_runs_the_backend_the_options_name(tmp_path, monkeypatch, caplog):
+    """`--backend onnxruntime` reaches the live path: a so-vits-svc (NSF) voice streamed through ONNX Runtime gives
+    the audio of the same stream in PyTorch fp32, its graphs exported in warm_up (not in a block)."""
+    pytest.importorskip("onnxruntime")
+    import logging
+
+    from svc_pl.data.content import random_content_encoder
+    from svc_pl.infer.converter import Converter, ConvertOptions
+    from svc_pl.infer.loading import load_voice_model
+    from tests.test_infer import write_tiny_voice
+
+    monkeypatch.setenv("SVC_PL_CACHE", str(tmp_path / "cache"))
+    voice = write_tiny_voice(tmp_path)
+    conv = Converter(load_voice_model(voice / "G_1.pth"), random_content_encoder("vec768l12"))
+    rate = 16000
+    x = _band_limited_noise(rate * 2, rate, 3000.0) * np.hanning(rate * 2).astype(np.float32)
+    outs = {}
+    for backend in ("torch", "onnxruntime"):
+        opts = ConvertOptions(speaker="tenor", precision="fp32", backend=backend, noise_scale=0.4)
+        s = StreamConverter.from_converter(conv, opts, device_rate=rate, block_seconds=0.1, drop_late=False)
+        with caplog.at_level(logging.INFO, logger="svc_pl.infer.onnx_backend"):
+            s.warm_up()
+            exported = list((tmp_path / "cache").rglob("*.onnx"))
+            outs[backend] = _stream(s, x)
+        assert bool(exported) == (backend == "onnxruntime")
+    assert conv.backends.failed is None
+    assert "synthesizer backend: onnxruntime (--backend asked for)" in caplog.text
+    ref, ort = outs["torch"], outs["onnxruntime"]
+    assert np.abs(ref).max() > 0.01
+    assert np.abs(ort - ref).max() <= 1e-4 * np.abs(ref).max() + 1e-6, np.abs(ort - ref).max()

@@ -345,7 +345,8 @@ class SynthesizerBackends:
         """"torch" or "onnxruntime" for these options (logged the first time)."""
         key = (backend, precision)
         if key not in self._chosen:
-            name, why = resolve_backend(backend, precision, self.device, self.model.net.decoder)
+            name, why = resolve_backend(backend, precision, self.device,
+                                       getattr(self.model.net, "decoder", "nsf-hifigan"))
             LOG.info("synthesizer backend: %s (%s%s)", name, "" if backend == "auto" else "--backend ", why)
             self._chosen[key] = name
         return self._chosen[key]

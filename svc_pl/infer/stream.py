@@ -418,9 +418,10 @@ class StreamConverter:
             return lo * hop, audio
         window = opts.decode_window if opts.decode_window > 0 else 256
         with torch.inference_mode(), conv._autocast(opts):
-            audio, _ = net.infer(c_t, f0t, uv_t, speaker, noise_scale=opts.noise_scale, seed=seed,
-                                 predict_f0=opts.auto_predict_f0, vol=vol_t, decode_window=window,
-                                 decode_frames=(lo - a, n))
+            # the backend the offline converter uses (--backend: ONNX Runtime exports during warm_up, not in a block)
+            audio, _ = conv.backends.infer(opts, c_t, f0t, uv_t, speaker, noise_scale=opts.noise_scale, seed=seed,
+                                           predict_f0=opts.auto_predict_f0, vol=vol_t, decode_window=window,
+                                           decode_frames=(lo - a, n))
         return lo * hop, audio[0, 0].float().cpu().numpy()
 
     def _render_ddsp(self, a: int, lo: int, c, f0, uv, speaker, vol, seed) -> np.ndarray:
