@@ -14,7 +14,7 @@ from svc_pl.data.content import random_content_encoder
 from svc_pl.infer import onnx_backend
 from svc_pl.infer.converter import Converter, ConvertOptions
 from svc_pl.infer.loading import load_voice_model
-from svc_pl.infer.onnx_backend import OrtSynthesizer, resolve_backend
+from svc_pl.infer.onnx_backend import OrtContentEncoder, OrtSynthesizer, resolve_backend
 from svc_pl.synthesizer import Synthesizer
 from tests.speech import synth_speech
 from tests.test_infer import write_tiny_voice
@@ -150,8 +150,10 @@ def test_a_failing_graph_falls_back_to_torch_with_one_warning(voice, monkeypatch
         out = conv.convert(y, sr, opts)
         conv.convert(y, sr, opts)
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert warned == ["onnxruntime backend failed (RuntimeError: no kernel for this node); converting with torch "
-                      "instead"]
+    assert warned == ["onnxruntime content encoder failed (RuntimeError: no kernel for this node); encoding with "
+                      "torch instead",
+                      "onnxruntime backend failed (RuntimeError: no kernel for this node); converting with torch "
+                      "instead"]  # each once
     ref = conv.convert(y, sr, ConvertOptions(speaker="alto", precision="fp32", backend="torch"))
     assert np.array_equal(out, ref)
 
@@ -180,5 +182,39 @@ def test_cli_backend_flag(voice, tmp_path, caplog):
                        "--backend", "onnxruntime", "--precision", "fp32", "--random-encoder", "--no-progress"])
     assert rc == 0 and (tmp_path / "out" / "in.wav").is_file()
     assert "synthesizer backend: onnxruntime" in caplog.text
-    assert len(list((tmp_path / "cache" / "onnx").glob("*.onnx"))) == 2  # prior + decoder window
+    graphs = sorted(p.name.split("-")[1] for p in (tmp_path / "cache" / "onnx").glob("*.onnx"))
+    assert graphs == ["content", "decoder", "prior"]
     assert os.environ["SVC_PL_CACHE"] == str(tmp_path / "cache")
+
+
+@pytest.mark.parametrize("name", ["vec768l12", "hubertsoft"])
+def test_content_encoder_in_onnxruntime_equals_torch_and_is_cached(name, own_cache, monkeypatch):
+    """HuBERT/ContentVec units from ONNX Runtime are the module's (any length, batch of 2), exported once per
+    encoder; a second wrapper of the same weights reuses the cached graph."""
+    enc = random_content_encoder(name).eval()
+    ort = OrtContentEncoder(enc)
+    for n in (400, 16000, 37 * 320 + 11):
+        wav = torch.randn(2, n, generator=torch.Generator().manual_seed(n)) * 0.1
+        with torch.no_grad():
+            ref = enc(wav)
+        out = ort(wav)
+        assert out.shape == ref.shape and _rel_err(ref, out) < 1e-4, (n, _rel_err(ref, out))
+    assert [p.name.split("-")[1] for p in ort.exported] == ["content"]
+    exports = []
+    monkeypatch.setattr(torch.onnx, "export", lambda *a, **k: exports.append(a))
+    again = OrtContentEncoder(enc)
+    assert torch.equal(again(wav), out) and exports == [] and again.exported == []
+    with pytest.raises(ValueError, match="too short"):  # the module's own message for bad input
+        again(torch.zeros(1, 100))
+
+
+def test_nsf_conversion_with_ort_units_and_synthesizer_equals_torch(voice, tmp_path):
+    """A whole seeded conversion of an NSF voice with ContentVec units, both stages in ONNX Runtime: torch fp32's
+    audio."""
+    conv = Converter(load_voice_model(voice / "G_1.pth"), random_content_encoder("vec768l12"))
+    y, sr = sf.read(synth_speech(tmp_path / "in.wav", "Singing in the rain."), dtype="float32")
+    ref = conv.convert(y, sr, ConvertOptions(speaker="tenor", precision="fp32", backend="torch"))
+    out = conv.convert(y, sr, ConvertOptions(speaker="tenor", precision="fp32", backend="onnxruntime"))
+    assert len(conv.backends._ort_encoders) == 1 and conv.backends.encoder_failed is None
+    assert np.abs(ref).max() > 0.01
+    assert np.abs(out - ref).max() / np.abs(ref).max() < 1e-4

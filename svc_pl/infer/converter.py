@@ -353,7 +353,7 @@ class Converter:
         part = y16[a16:b16][: len(seg16) - pad16]
         seg16[pad16:pad16 + len(part)] = part
         with self._autocast(opts):
-            c = self.encoder(torch.from_numpy(seg16).to(self.device).unsqueeze(0)).float()
+            c = self.backends.encode(opts, self.encoder, torch.from_numpy(seg16).to(self.device).unsqueeze(0)).float()
         c = self._mix_units(units_to_frames(c, n_frames, mode=self.model.unit_interpolate_mode), opts)
         self.timings["units"] += time.perf_counter() - t0
         return c[0]
