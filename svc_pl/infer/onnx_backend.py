@@ -177,8 +177,6 @@ def _example(synth: Synthesizer, graph: str, frames: int) -> tuple[list[str], tu
 
 def export_graph(synth: Synthesizer, graph: str, path: str | os.PathLike) -> Path:
     """Export ``graph`` ("prior" or "decoder") of ``synth`` to ``path``, atomically; batch and time axes dynamic."""
-    from svc_pl.io import atomic_path
-
     module = PriorGraph(synth) if graph == "prior" else DecoderGraph(synth)
     names, args, outputs = _example(synth, graph, 64)
     time_axis = {"c": 2, "f0": 1, "uv": 1, "g": 2, "noise": 2, "vol": 1, "z": 2, "amps": 2, "gains": 2,
@@ -187,6 +185,14 @@ def export_graph(synth: Synthesizer, graph: str, path: str | os.PathLike) -> Pat
     for n in names + outputs:
         if n != "noise_scale":
             axes[n] = {0: "batch", time_axis[n]: "samples" if n in ("har_source", "audio") else "frames"}
+    return _export(module, args, path, names, outputs, axes)
+
+
+def _export(module: nn.Module, args: tuple, path: str | os.PathLike, names: list[str], outputs: list[str],
+            axes: dict) -> Path:
+    """``torch.onnx.export`` (TorchScript exporter, :data:`OPSET`) to ``path`` atomically, its chatter silenced."""
+    from svc_pl.io import atomic_path
+
     path = Path(path)
     with atomic_path(path) as tmp, torch.no_grad(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
@@ -196,6 +202,24 @@ def export_graph(synth: Synthesizer, graph: str, path: str | os.PathLike) -> Pat
         torch.onnx.export(module.eval(), args, str(tmp), input_names=names, output_names=outputs,
                           dynamic_axes=axes, opset_version=OPSET, dynamo=False)
     return path
+
+
+def cached_session(path: Path, export, what: str, threads: int | None = None) -> tuple[object, bool]:
+    """(session, exported): the ONNX Runtime session of the cached graph ``path``, made first by ``export(path)``
+    when the cache has no loadable copy; other copies of the same graph (same name up to the last ``-``: other
+    versions or settings) are removed then. ``what`` names the graph in the log."""
+    if path.is_file():
+        try:
+            return build_session(path, threads), False
+        except Exception as err:  # a damaged cache file: export it again
+            LOG.warning("cached ONNX graph %s does not load (%s): exporting it again", path, err)
+    for stale in path.parent.glob(path.name.rsplit("-", 1)[0] + "-*.onnx"):
+        if stale != path:
+            stale.unlink(missing_ok=True)
+    LOG.info("exporting %s for onnxruntime to %s", what, path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    export(path)
+    return build_session(path, threads), True
 
 
 def build_session(path: str | os.PathLike, threads: int | None = None):
@@ -246,20 +270,10 @@ class OrtSynthesizer:
         if graph in self._sessions:
             return self._sessions[graph]
         path = self.graph_path(graph)
-        sess = None
-        if path.is_file():
-            try:
-                sess = build_session(path, self.threads)
-            except Exception as err:  # a damaged cache file: export it again
-                LOG.warning("cached ONNX graph %s does not load (%s): exporting it again", path, err)
-        if sess is None:
-            for stale in path.parent.glob(path.name.rsplit("-", 1)[0] + "-*.onnx"):
-                if stale != path:
-                    stale.unlink(missing_ok=True)
-            LOG.info("exporting the synthesizer's %s graph for onnxruntime to %s", graph, path)
-            export_graph(self.synth, graph, path)
+        sess, exported = cached_session(path, lambda p: export_graph(self.synth, graph, p),
+                                        f"the synthesizer's {graph} graph", self.threads)
+        if exported:
             self.exported.append(path)
-            sess = build_session(path, self.threads)
         self._sessions[graph] = sess
         return sess
 
@@ -350,30 +364,13 @@ class OrtContentEncoder:
             key = {**_versions(), "graph": "content", "name": getattr(self.encoder, "name", ""), "model": digest}
             tag = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
             path = self.cache / f"{digest[:16]}-content-{tag}.onnx"
-            if path.is_file():
-                try:
-                    self._session = build_session(path, self.threads)
-                except Exception as err:  # a damaged cache file: export it again
-                    LOG.warning("cached ONNX graph %s does not load (%s): exporting it again", path, err)
-            if self._session is None:
-                from svc_pl.io import atomic_path
-
-                for stale in path.parent.glob(f"{digest[:16]}-content-*.onnx"):
-                    stale.unlink(missing_ok=True)
-                LOG.info("exporting the content encoder's graph for onnxruntime to %s", path)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                wav = torch.randn(1, 16000, generator=torch.Generator().manual_seed(0)) * 0.1
-                with atomic_path(path) as tmp, torch.no_grad(), warnings.catch_warnings():
-                    warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-                    warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
-                    warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
-                    warnings.filterwarnings("ignore", message=".*Constant folding.*")
-                    torch.onnx.export(self.encoder.eval(), (wav,), str(tmp), input_names=["wav"],
-                                      output_names=["units"], opset_version=OPSET, dynamo=False,
-                                      dynamic_axes={"wav": {0: "batch", 1: "samples"},
-                                                    "units": {0: "batch", 2: "frames"}})
+            wav = torch.randn(1, 16000, generator=torch.Generator().manual_seed(0)) * 0.1
+            axes = {"wav": {0: "batch", 1: "samples"}, "units": {0: "batch", 2: "frames"}}
+            self._session, exported = cached_session(
+                path, lambda p: _export(self.encoder, (wav,), p, ["wav"], ["units"], axes),
+                "the content encoder's graph", self.threads)
+            if exported:
                 self.exported.append(path)
-                self._session = build_session(path, self.threads)
         return self._session
 
     @torch.inference_mode()
