@@ -52,7 +52,7 @@ def test_infer_keeps_every_flag():
 
 def test_every_convert_option_is_reachable_with_its_default(tmp_path):
     parser = _infer_parser()
-    assert infer_cli._options(parser.parse_args(MINIMAL)) == ConvertOptions()
+    assert infer_cli.options_from_args(parser.parse_args(MINIMAL)) == ConvertOptions()
     by_dest = {a.dest: a for a in parser._actions}
     for f in dataclasses.fields(ConvertOptions):
         if f.name in ("speaker", "speaker_keyframes"):
@@ -68,16 +68,17 @@ def test_every_convert_option_is_reachable_with_its_default(tmp_path):
         else:
             value = action.type("3")
             argv = [action.option_strings[-1], "3"]
-        opts = infer_cli._options(parser.parse_args(MINIMAL + argv))
+        opts = infer_cli.options_from_args(parser.parse_args(MINIMAL + argv))
         changed = {g.name for g in dataclasses.fields(ConvertOptions)
                    if getattr(opts, g.name) != getattr(ConvertOptions(), g.name)}
         assert changed == {f.name} and getattr(opts, f.name) == value, (f.name, argv, changed)
     keyframes = tmp_path / "mix.json"
     keyframes.write_text(json.dumps([[0, {"alto": 1}], [2.5, {"alto": 0.5, "tenor": 0.5}]]))
-    opts = infer_cli._options(parser.parse_args(MINIMAL + ["-s", "tenor", "--speaker-keyframes", str(keyframes)]))
+    argv = MINIMAL + ["-s", "tenor", "--speaker-keyframes", str(keyframes)]
+    opts = infer_cli.options_from_args(parser.parse_args(argv))
     assert opts.speaker == "tenor"
     assert opts.speaker_keyframes == [(0.0, {"alto": 1}), (2.5, {"alto": 0.5, "tenor": 0.5})]
-    opts = infer_cli._options(parser.parse_args(MINIMAL + ["--speaker-mix", "alto:0.7,tenor:0.3"]))
+    opts = infer_cli.options_from_args(parser.parse_args(MINIMAL + ["--speaker-mix", "alto:0.7,tenor:0.3"]))
     assert opts.speaker == {"alto": 0.7, "tenor": 0.3}
 
 

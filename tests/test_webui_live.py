@@ -16,9 +16,9 @@ import soundfile as sf
 gr = pytest.importorskip("gradio")
 gradio_client = pytest.importorskip("gradio_client")
 
-from svc_pl.cli import live as live_cli  # noqa: E402
 from svc_pl.cli import main as cli_main  # noqa: E402
 from svc_pl.errors import UserFacingError  # noqa: E402
+from svc_pl.infer import live as live_engine  # noqa: E402
 from tests.speech import synth_speech  # noqa: E402
 from tests.test_infer import write_tiny_voice  # noqa: E402
 from tests.test_webui import ENCODER, _wait, random_encoder_client  # noqa: E402
@@ -104,16 +104,16 @@ def test_device_list_says_why_it_is_empty(client, monkeypatch):
     def no_portaudio():
         raise UserFacingError("svc-pl live needs python-sounddevice and PortAudio (libportaudio.so not found)")
 
-    monkeypatch.setattr(live_cli, "_sounddevice", no_portaudio)
+    monkeypatch.setattr(live_engine, "load_sounddevice", no_portaudio)
     _, _, message = client.predict(api_name="/live_devices")
     assert "PortAudio" in message
-    monkeypatch.setattr(live_cli, "_sounddevice", lambda: FakeSoundDevice([]))
+    monkeypatch.setattr(live_engine, "load_sounddevice", lambda: FakeSoundDevice([]))
     _, _, message = client.predict(api_name="/live_devices")
     assert "no audio input device on this server" in message, message
 
 
 def test_start_without_devices_is_a_message(client, files, monkeypatch):
-    monkeypatch.setattr(live_cli, "_sounddevice", lambda: FakeSoundDevice([]))
+    monkeypatch.setattr(live_engine, "load_sounddevice", lambda: FakeSoundDevice([]))
     with pytest.raises(gradio_client.exceptions.AppError) as info:
         client.predict(model=str(files["model"]), **VOICE, input_device=None, output_device=None,
                        api_name="/live_start")
@@ -124,7 +124,7 @@ def test_start_without_devices_is_a_message(client, files, monkeypatch):
 
 
 class FakeSoundDevice:
-    """What :mod:`svc_pl.cli.live` uses of python-sounddevice, over a 16 kHz tone: ``Stream`` calls its callback
+    """What :mod:`svc_pl.infer.live` uses of python-sounddevice, over a 16 kHz tone: ``Stream`` calls its callback
     from a thread of its own, as PortAudio does, and keeps what the callback plays. Its blocks come ``slower``
     times slower than real time: the random encoder cannot keep up with real time on a busy CPU, and a stream
     that cannot plays silence (the page would say so: deadline misses)."""
@@ -186,7 +186,7 @@ def _live_status(client) -> tuple[str, dict]:
 
 def test_start_see_stats_stop_on_server_devices(client, files, monkeypatch, steady_clock):
     card = FakeSoundDevice(DEVICES)
-    monkeypatch.setattr(live_cli, "_sounddevice", lambda: card)
+    monkeypatch.setattr(live_engine, "load_sounddevice", lambda: card)
     ins, outs, message = client.predict(api_name="/live_devices")
     assert [c[0] for c in ins["choices"]] == ["0: Fake mic (in 1, 16000 Hz)"], ins
     assert [c[0] for c in outs["choices"]] == ["1: Fake speakers (out 2, 16000 Hz)"], outs

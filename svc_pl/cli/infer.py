@@ -8,27 +8,16 @@ A file that cannot be read is reported and skipped; the exit status is non-zero 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
+
+from svc_pl.infer.flags import ConverterFactory, add_option_flags, check_speaker, option_groups, options_from_args
 
 LOG = logging.getLogger(__name__)
 
 
-# ConvertOptions fields whose flags are not --field-name: short forms and the names users know
-_FLAGS: dict[str, tuple[str, ...]] = {
-    "transpose": ("-t", "--transpose"),
-    "noise_scale": ("-n", "--noise-scale"),
-    "f0_method": ("--f0",),
-    "f0_model_path": ("--f0-model",),
-}
-_METAVARS = {"f0_model_path": "PATH", "diffusion_model": "PATH", "diffusion_config": "PATH", "vocoder": "DIR"}
-# fields set by flags of their own (see _options): a name or id, a mix, or a keyframe file
-_SPEAKER_FIELDS = ("speaker", "speaker_keyframes")
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    groups = _groups(p)
+    groups = option_groups(p)
     io = groups["input/output"]
     io.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files or folders")
     io.add_argument("-o", "--output", "--output-dir", dest="output", required=True, metavar="OUTPUT_DIR")
@@ -60,85 +49,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     quality.add_argument("--feature-index", metavar="DIR",
                          help="feature index folder from svc-pl train-index, for --retrieval-ratio")
     quality.add_argument("--enhancer", metavar="DIR", help="openvpi NSF-HiFiGAN vocoder folder (model + config.json)")
-    _add_option_flags(groups)
+    add_option_flags(groups)
     speed = groups["speed"]
     speed.add_argument("--device", default=None, help="device for single-device runs (cpu, cuda, cuda:1)")
     speed.add_argument("--devices", default="1", help="number of devices: >1 splits the files across them")
     speed.add_argument("--accelerator", default="auto", help="cpu, gpu, ... for --devices")
-
-
-def _groups(p: argparse.ArgumentParser) -> dict[str, argparse._ArgumentGroup]:
-    from svc_pl.infer.options import OPTION_GROUPS
-
-    return {name: p.add_argument_group(name) for name in OPTION_GROUPS}
-
-
-def _add_option_flags(groups: dict[str, argparse._ArgumentGroup]) -> None:
-    """One flag per :class:`ConvertOptions` field (but the speaker's), its type, default, choices and help
-    taken from the field."""
-    import dataclasses
-    import typing
-
-    from svc_pl.data.pitch import METHODS
-    from svc_pl.infer.options import ConvertOptions
-
-    hints = typing.get_type_hints(ConvertOptions)
-    for f in dataclasses.fields(ConvertOptions):
-        if f.name in _SPEAKER_FIELDS:
-            continue
-        flags = _FLAGS.get(f.name, ("--" + f.name.replace("_", "-"),))
-        kwargs = {"dest": f.name, "default": f.default, "help": f.metadata["help"]}
-        kind = hints[f.name]
-        if kind is bool:
-            kwargs["action"] = argparse.BooleanOptionalAction if f.default else "store_true"
-        else:
-            if typing.get_origin(kind) is typing.Literal:
-                kwargs["choices"], kind = typing.get_args(kind), str
-            elif f.name == "f0_method":
-                kwargs["choices"] = METHODS
-            args = [a for a in typing.get_args(kind) if a is not type(None)]
-            kwargs["type"] = args[0] if args else kind
-            if f.default is not None:
-                kwargs["help"] += " (default: %(default)s)"
-            if f.name in _METAVARS:
-                kwargs["metavar"] = _METAVARS[f.name]
-        groups[f.metadata["group"]].add_argument(*flags, **kwargs)
-
-
-def _options(args):
-    import dataclasses
-
-    from svc_pl.infer.options import ConvertOptions
-
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(ConvertOptions)
-              if f.name not in _SPEAKER_FIELDS}
-    if args.speaker is not None:
-        values["speaker"] = args.speaker
-    if args.speaker_mix:
-        mix = {}
-        for part in args.speaker_mix.split(","):
-            name, _, w = part.partition(":")
-            mix[name.strip()] = float(w or 1)
-        values["speaker"] = mix
-    if args.speaker_keyframes:
-        with open(args.speaker_keyframes, encoding="utf-8") as f:
-            values["speaker_keyframes"] = [(float(t), dict(w)) for t, w in json.load(f)]
-    return ConvertOptions(**values)
-
-
-class ConverterFactory:
-    """Builds the converter on a given device (picklable, for multi-process runs)."""
-
-    def __init__(self, args):
-        self.args = args
-
-    def __call__(self, device):
-        from svc_pl.infer.build import build_converter
-
-        a = self.args
-        return build_converter(a.model, a.content_encoder, encoder=a.encoder, random_encoder=a.random_encoder,
-                               config=a.config, device=device, options=_options(a), enhancer=a.enhancer,
-                               cluster_model=a.cluster_model, feature_index=a.feature_index)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -151,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.content_encoder and not args.random_encoder:
         raise UserFacingError("pass --content-encoder PATH (the content-encoder weights the model was trained "
                               "with, e.g. checkpoint_best_legacy_500.pt, or whisper-tiny.en for tiny-base models)")
-    opts = _options(args)
+    opts = options_from_args(args)
     jobs = collect_jobs(args.inputs, args.output, args.format)
     if not jobs:
         raise UserFacingError("no input audio files found")
@@ -169,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     converter = factory(device)
-    _check_speaker(converter, opts)
+    check_speaker(converter, opts)
     m = converter.model
     print(f"model {m.source}: {m.sampling_rate} Hz, {len(m.speakers) or m.net.n_speakers} speaker(s); converting "
           f"{len(jobs)} file(s) on {device}", file=sys.stderr)
@@ -190,12 +105,6 @@ def run(args: argparse.Namespace) -> int:
     for f in failures:
         print(f"  failed: {f}", file=sys.stderr)
     return 1 if failures else 0
-
-
-def _check_speaker(converter, opts) -> None:
-    from svc_pl.infer.build import check_speakers
-
-    check_speakers(converter.model, opts)
 
 
 def _probe(factory, opts, device) -> None:

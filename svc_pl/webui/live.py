@@ -1,7 +1,7 @@
 """What the web UI's Live tab does, without Gradio: ``svc-pl live`` on the server's audio devices (list them,
 start, read the stats while it runs, stop) and on a given file (``svc-pl live --input-file/--output-file``: the
 streamed output and its stats). Every action builds the ``svc-pl live`` command line and runs it through the
-command's own code (:mod:`svc_pl.cli.live`), so the page streams exactly as the command does."""
+command's own engine (:mod:`svc_pl.infer.live`), so the page streams exactly as the command does."""
 
 from __future__ import annotations
 
@@ -66,12 +66,13 @@ def _device_number(label: str) -> str:
 
 
 def parse_live_args(argv: list[str]):
-    """``argv`` parsed by the ``svc-pl`` parser, as the command would see it."""
-    from svc_pl.cli import build_parser
+    """``argv`` (``["live", ...]``) parsed as ``svc-pl live`` parses it."""
+    from svc_pl.infer.live import parse_args
 
-    parser = build_parser()
+    if not argv or argv[0] != "live":
+        raise ValueError(f"not an svc-pl live command line: {argv}")
     try:
-        return parser.parse_args(argv)
+        return parse_args(argv[1:])
     except SystemExit:  # argparse already printed why: say it in one line
         raise UserFacingError(f"svc-pl {' '.join(argv)}: arguments refused (see the server's log)") from None
 
@@ -79,10 +80,10 @@ def parse_live_args(argv: list[str]):
 def list_devices() -> tuple[list[str], list[str], str]:
     """The server's input and output devices as ``"N: name (in C, R Hz)"`` labels, and a one-line message that
     says what was found, or why there is nothing (no PortAudio, no devices); never raises."""
-    from svc_pl.cli.live import _sounddevice
+    from svc_pl.infer.live import load_sounddevice
 
     try:
-        sd = _sounddevice()
+        sd = load_sounddevice()
         devices = list(sd.query_devices())
     except UserFacingError as err:
         return [], [], str(err)
@@ -121,7 +122,7 @@ class LiveService:
     def stream_file(self, audio: str, req: LiveRequest) -> tuple[Path, dict, str]:
         """``svc-pl live --input-file audio --output-file OUT --stats-json STATS --as-fast-as-possible``: returns
         ``(OUT, stats, message)``; the message says when blocks missed their deadline (the output has gaps)."""
-        from svc_pl.cli import live
+        from svc_pl.infer import live
 
         if not audio:
             raise UserFacingError("no audio file given: upload or record one")
@@ -143,19 +144,19 @@ class LiveService:
 
     def start(self, req: LiveRequest) -> str:
         """Stream from the input device to the output device until :meth:`stop` (in a thread of this server)."""
-        from svc_pl.cli import live
+        from svc_pl.infer import live
 
         args = parse_live_args(req.argv(self.settings))
         with self._lock:
             if self.running:
                 raise UserFacingError("live conversion is already running: stop it first")
-            sd = live._sounddevice()  # no PortAudio: the message now, not in the thread
+            sd = live.load_sounddevice()  # no PortAudio: the message now, not in the thread
             if not req.input_device or not req.output_device:
                 ins, outs, message = list_devices()
                 if not ins or not outs:
                     raise UserFacingError(message)
-            live._device(sd, args.input_device, "input")
-            live._device(sd, args.output_device, "output")
+            live.check_device(sd, args.input_device, "input")
+            live.check_device(sd, args.output_device, "output")
             self._stop = threading.Event()
             self._stream, self.state = None, "starting (loading the model)"
             self._thread = threading.Thread(target=self._work, args=(args, self._stop), daemon=True)
@@ -163,13 +164,13 @@ class LiveService:
         return self.state
 
     def _work(self, args, stop: threading.Event) -> None:
-        from svc_pl.cli import live
+        from svc_pl.infer import live
 
         def started(stream):
             self._stream, self.state = stream, "running"
 
         try:
-            live._run_devices(args, stop=stop, on_stream=started)
+            live.run_devices(args, stop=stop, on_stream=started)
             self.state = "stopped"
         except UserFacingError as err:
             self.state = f"stopped: {err}"
