@@ -301,9 +301,11 @@ def worker_synth(args) -> dict:
 def _variants(args) -> list[tuple[str, str, str, int]]:
     """(worker, precision, backend, window) to run: ours at each ``--precision``, ``--backend`` and
     ``--decode-window`` (ONNX Runtime in fp32 only), then the reference (fp32)."""
-    ours = [("ours", p, b, w) for w in args.decode_window for b in args.backend for p in args.precision
-            if b == "torch" or p == "fp32"]
-    return ours + ([("reference", "fp32", "torch", args.decode_window[0])] if args.reference else [])
+    from svc_pl.infer.options import DECODE_WINDOW
+
+    ours = [("ours", p, b, w) for b in args.backend for w in (args.decode_window or [DECODE_WINDOW[b]])
+            for p in args.precision if b == "torch" or p == "fp32"]
+    return ours + ([("reference", "fp32", "torch", 0)] if args.reference else [])
 
 
 def _worker_args(args, impl: str, seconds: float, model_dir: Path, tmp: Path, extra: list[str],
@@ -311,7 +313,7 @@ def _worker_args(args, impl: str, seconds: float, model_dir: Path, tmp: Path, ex
     out = ["--worker", impl, "--model-dir", str(model_dir), "--tmp", str(tmp), "--seconds", str(seconds),
            "--repeats", str(args.repeats), "--f0", args.f0, "--precision", precision, "--backend", backend,
            "--decode-window", str(window), "--device", args.device, *extra]
-    if len(args.decode_window) > 1:
+    if args.decode_window and len(args.decode_window) > 1:
         out.append("--label-window")
     if args.reference:
         out += ["--reference", args.reference]
@@ -402,8 +404,9 @@ def parse_args(argv=None):
     p.add_argument("--f0", default="pm", help="F0 method for end to end (default pm)")
     p.add_argument("--precision", nargs="+", choices=["fp32", "bf16"], default=["fp32", "bf16"],
                    help="svc_pl precisions to run (the reference always runs fp32)")
-    p.add_argument("--decode-window", type=int, nargs="+", default=[256],
-                   help="svc_pl decoder window(s) in frames (0: whole clips)")
+    p.add_argument("--decode-window", type=int, nargs="+", default=None,
+                   help="svc_pl decoder window(s) in frames (0: whole clips; default: the converter's for each "
+                        "backend, 256 torch / 512 onnxruntime)")
     p.add_argument("--backend", nargs="+", choices=["torch", "onnxruntime"], default=["torch"],
                    help="svc_pl synthesizer backend(s) to run (onnxruntime: fp32 only)")
     p.add_argument("--repeats", type=int, default=1, help="timed runs per process (median reported)")
@@ -455,7 +458,8 @@ def main(argv=None) -> None:
             os.environ["SVC_PL_CACHE"] = str(tmp / "cache")
             print("exporting the ONNX Runtime graphs ...", flush=True)
             export = C.run_worker(SCRIPT, ["--worker", "ours", "--prepare-ort", "--model-dir", str(model_dir),
-                                           "--seconds", "0", "--decode-window", *map(str, args.decode_window)])
+                                           "--seconds", "0", "--decode-window",
+                                           *map(str, args.decode_window or [512])])
             print(f"  exported in {export['export']:.1f} s", flush=True)
         payload = main_synth(args, model_dir, tmp) if args.synth_only else main_e2e(args, model_dir, tmp)
     payload["ort_export"] = export

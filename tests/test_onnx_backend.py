@@ -218,3 +218,37 @@ def test_nsf_conversion_with_ort_units_and_synthesizer_equals_torch(voice, tmp_p
     assert len(conv.backends._ort_encoders) == 1 and conv.backends.encoder_failed is None
     assert np.abs(ref).max() > 0.01
     assert np.abs(out - ref).max() / np.abs(ref).max() < 1e-4
+
+
+def test_default_decode_window_follows_the_backend(voice, tmp_path, monkeypatch):
+    """``decode_window=None`` (the default) decodes in windows of 512 frames under ONNX Runtime and 256 under torch
+    (also after ONNX Runtime failed); a window given is used as given."""
+    seen = []
+    real_ort, real_torch = OrtSynthesizer.infer, Synthesizer.infer
+
+    def spy(name, real):
+        def infer(self, *args, **kwargs):
+            seen.append((name, kwargs["decode_window"]))
+            return real(self, *args, **kwargs)
+        return infer
+
+    monkeypatch.setattr(OrtSynthesizer, "infer", spy("onnxruntime", real_ort))
+    monkeypatch.setattr(Synthesizer, "infer", spy("torch", real_torch))
+    assert ConvertOptions().decode_window is None
+    conv = Converter(load_voice_model(voice / "G_1.pth"), random_content_encoder("vec768l12"))
+    y, sr = sf.read(synth_speech(tmp_path / "in.wav", "Hello there."), dtype="float32")
+    for backend, window in (("torch", None), ("onnxruntime", None), ("onnxruntime", 64), ("torch", 0)):
+        seen.clear()
+        conv.convert(y, sr, ConvertOptions(speaker="alto", precision="fp32", backend=backend, decode_window=window))
+        expected = {"torch": 256, "onnxruntime": 512}[backend] if window is None else window
+        assert seen and set(seen) == {(backend, expected)}, (backend, window, seen)
+
+    def broken(path, threads=None):
+        raise RuntimeError("no kernel for this node")
+
+    monkeypatch.setattr(onnx_backend, "build_session", broken)
+    conv = Converter(load_voice_model(voice / "G_1.pth"), random_content_encoder("vec768l12"))
+    seen.clear()
+    conv.convert(y, sr, ConvertOptions(speaker="alto", precision="fp32", backend="onnxruntime"))
+    conv.convert(y, sr, ConvertOptions(speaker="alto", precision="fp32", backend="onnxruntime"))
+    assert seen[-1] == ("torch", 256)  # once ONNX Runtime failed, torch's default

@@ -25,7 +25,7 @@ import torch
 
 from svc_pl.errors import UserFacingError
 from svc_pl.infer.loading import VoiceModel
-from svc_pl.infer.options import OPTION_GROUPS, ConvertOptions  # noqa: F401  (part of this module's API)
+from svc_pl.infer.options import DECODE_WINDOW, OPTION_GROUPS, ConvertOptions  # noqa: F401  (part of this module's API)
 from svc_pl.infer.runtime import release_free_heap, resolve_precision, warn_if_bf16_is_emulated
 
 LOG = logging.getLogger(__name__)
@@ -383,14 +383,15 @@ class Converter:
         # receptive field is a fraction of it); the enhancer wants the whole padded clip
         frames = None
         offset = pad
-        if opts.decode_window > 0 and self.enhancer is None and not self._diffusion_on(opts):
+        window = self.backends.decode_window(opts)
+        if window > 0 and self.enhancer is None and not self._diffusion_on(opts):
             frames = (pad // hop, min(c.size(-1), -(-(pad + max(p.end - p.start for p in group)) // hop)))
             offset = 0
         with self._autocast(opts):
             audio, f0_used = self.backends.infer(opts, c, f0, uv, speaker, noise_scale=opts.noise_scale,
                                                  seed=opts.seed, predict_f0=opts.auto_predict_f0,
                                                  vol=vol if net.vol_embedding else None,
-                                                 decode_window=opts.decode_window, decode_frames=frames)
+                                                 decode_window=window, decode_frames=frames)
         return audio[:, 0].float(), f0_used, offset
 
     def _enhance(self, audio: torch.Tensor, f0_used: torch.Tensor, opts: ConvertOptions) -> torch.Tensor:
@@ -433,7 +434,8 @@ class Converter:
         return self.diffusion.render(units, f0_used.float() if f0_used is not None else f0, vol, speaker,
                                      k_step=opts.k_step, method=opts.diffusion_method, speedup=opts.diffusion_speedup,
                                      seed=opts.seed, audio=audio, autocast=self._autocast(opts),
-                                     decode_window=opts.decode_window)
+                                     decode_window=DECODE_WINDOW["torch"] if opts.decode_window is None
+                                     else opts.decode_window)
 
     def _trim(self, audio: np.ndarray, p: _Piece, offset: int, y: np.ndarray, opts: ConvertOptions) -> np.ndarray:
         """Piece ``p``'s samples out of its padded output ``audio`` (samples,), loudness-matched to the input."""

@@ -36,6 +36,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from svc_pl.infer.options import DECODE_WINDOW
 from svc_pl.layers.commons import randn_rows, rows_seeded
 from svc_pl.synthesizer import Synthesizer
 
@@ -408,6 +409,14 @@ class SynthesizerBackends:
             LOG.info("synthesizer backend: %s (%s%s)", name, "" if backend == "auto" else "--backend ", why)
             self._chosen[key] = name
         return self._chosen[key]
+
+    def decode_window(self, opts) -> int:
+        """``opts.decode_window``, or when it is None the default of the backend that runs the synthesizer:
+        :data:`DECODE_WINDOW` (after an ONNX Runtime failure, torch's)."""
+        if opts.decode_window is not None:
+            return int(opts.decode_window)
+        ort = self.failed is None and self.resolve(opts.backend, opts.precision) == "onnxruntime"
+        return DECODE_WINDOW["onnxruntime" if ort else "torch"]
 
     def ort(self) -> OrtSynthesizer:
         if self._ort is None:

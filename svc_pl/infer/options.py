@@ -17,6 +17,11 @@ def _option(default, group: str, help: str):
 
 
 OPTION_GROUPS = ("input/output", "pitch", "speaker", "quality", "diffusion", "speed")
+# the decoder's default window per backend (frames). ONNX Runtime decodes equal windows of up to 512 frames about as
+# fast as whole clips and faster than 256 (decoder alone, 10 s of the 4.1 default: 3.9-4.5 s, whole 3.8-3.9 s, 256:
+# 4.4-5.0 s; RSS 1298 / 1535 / 1172 MiB; end to end 1.76x the reference against 1.58x at 256,
+# bench/results/infer-ort-windows.json); torch's 256 keeps one kernel shape for every length
+DECODE_WINDOW = {"torch": 256, "onnxruntime": 512}
 
 
 @dataclass
@@ -65,9 +70,10 @@ class ConvertOptions:
         "its graphs are exported once per model into ~/.cache/svc_pl/onnx or $SVC_PL_CACHE), torch, or auto: "
         "torch on GPUs, where --precision resolves to bf16 and for DDSP (tiny) voices, onnxruntime for fp32 on the "
         "CPU")
-    decode_window: int = _option(
-        256, "speed", "frames the decoder works on at a time (0: whole clips); same audio up to float rounding, "
-        "one kernel shape for every clip length, less set-up and memory")
+    decode_window: int | None = _option(
+        None, "speed", "frames the decoder works on at a time (0: whole clips); same audio up to float rounding, "
+        "less memory (default: 512 when ONNX Runtime runs the synthesizer, in equal windows about as fast as whole "
+        "clips; 256 for torch, one kernel shape for every clip length)")
     length_bucket_seconds: float = _option(
         0.5, "speed", "pad clips with silence to a multiple of this length (0: a whole frame): few distinct "
         "shapes, so kernels are set up once per length and clips of one length share a batch")

@@ -416,7 +416,7 @@ class StreamConverter:
         if getattr(net, "decoder", None) == "ddsp" and not opts.auto_predict_f0:
             audio = self._render_ddsp(a, lo, c_t, f0t, uv_t, speaker, vol_t, seed)
             return lo * hop, audio
-        window = opts.decode_window if opts.decode_window > 0 else 256
+        window = conv.backends.decode_window(opts) or 256  # a block is always decoded in windows
         with torch.inference_mode(), conv._autocast(opts):
             # the backend the offline converter uses (--backend: ONNX Runtime exports during warm_up, not in a block)
             audio, _ = conv.backends.infer(opts, c_t, f0t, uv_t, speaker, noise_scale=opts.noise_scale, seed=seed,
