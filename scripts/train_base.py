@@ -100,10 +100,17 @@ def stage_export(work: Path, minutes: float) -> Path:
     state = {k[4:]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
     meta = {"net": dict(hp["net"]), "dataset_info": dict(hp["dataset_info"]), "global_step": int(ckpt["global_step"]),
             "segment_frames": segment_frames(hp), "epoch": int(ckpt["epoch"]), "train_minutes": minutes,
-            "config": "tiny", "init_from": _warm_start_of(work, hp.get("init_from"))}
+            "config": "tiny", "init_from": _warm_start_of(work, hp.get("init_from") or _warm_start_file_of(work))}
     path = save_base(state, OUT / "tiny-base.safetensors", meta)
     print(f"base: {path} ({path.stat().st_size / 1e6:.1f} MB, step {meta['global_step']})", flush=True)
     return path
+
+
+def _warm_start_file_of(work: Path) -> str | None:
+    """The warm-start file :func:`stage_fit` wrote, if it did: a resumed run's hparams no longer name it (a resume
+    is started with ``--ckpt_path`` alone, so its hparams, saved in every later checkpoint, have ``init_from`` None)."""
+    path = work / "warm_start.safetensors"
+    return str(path) if path.is_file() else None
 
 
 def _warm_start_of(work: Path, init_from: str | None) -> str | None:
