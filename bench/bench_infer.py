@@ -455,11 +455,13 @@ def main(argv=None) -> None:
             C.make_default_model(model_dir)
         export = None
         if "onnxruntime" in args.backend:  # graphs exported once into a cache of this run, before any timing
+            from svc_pl.infer.options import DECODE_WINDOW
+
             os.environ["SVC_PL_CACHE"] = str(tmp / "cache")
             print("exporting the ONNX Runtime graphs ...", flush=True)
             export = C.run_worker(SCRIPT, ["--worker", "ours", "--prepare-ort", "--model-dir", str(model_dir),
                                            "--seconds", "0", "--decode-window",
-                                           *map(str, args.decode_window or [512])])
+                                           *map(str, args.decode_window or [DECODE_WINDOW["onnxruntime"]])])
             print(f"  exported in {export['export']:.1f} s", flush=True)
         payload = main_synth(args, model_dir, tmp) if args.synth_only else main_e2e(args, model_dir, tmp)
     payload["ort_export"] = export

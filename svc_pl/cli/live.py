@@ -6,4 +6,21 @@ pacing); OUT.wav is what an output device would play: the input's length, delaye
 The conversion options are those of svc-pl infer (the slicer, clip and diffusion settings do not apply to a stream).
 """
 
-from svc_pl.infer.live import add_arguments, run  # noqa: F401  (the command's two functions)
+import argparse
+import sys
+
+from svc_pl.infer.live import add_arguments  # noqa: F401  (the command's flags)
+
+
+def run(args: argparse.Namespace) -> int:
+    """``--list-devices``, or the stream with its model line and a status line redrawn in place on stderr."""
+    from svc_pl.infer import live
+
+    if args.list_devices:
+        print(live.load_sounddevice().query_devices())
+        return 0
+    return live.run(args, show=_print)
+
+
+def _print(text: str, final: bool) -> None:
+    print(f"\r{text}", end="\n" if final else "", file=sys.stderr, flush=True)

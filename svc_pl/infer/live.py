@@ -11,10 +11,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 import time
+from collections.abc import Callable
 
 LOG = logging.getLogger(__name__)
+
+# what receives the stream's text: (line, final); the CLI prints it over one terminal line, final lines end it
+Show = Callable[[str, bool], None]
 
 # ConvertOptions fields that mean nothing to a stream: hidden from --help here (svc-pl infer documents them)
 _NOT_LIVE = ("slice_db", "max_silence_kept", "min_chunk_seconds", "pad_seconds", "clip_seconds", "crossfade_seconds",
@@ -87,13 +90,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, show: Show | None = None) -> int:
+    """Stream as ``args`` say (a file, or the audio devices until ``--seconds`` or Ctrl-C); ``show(text, final)``
+    receives the model line and the running status line (``final`` for the last one), for a terminal to print."""
     from svc_pl.errors import UserFacingError
 
-    if args.list_devices:
-        sd = load_sounddevice()
-        print(sd.query_devices())
-        return 0
     if args.input_file and not args.output_file:
         raise UserFacingError("--input-file needs --output-file OUT.wav (where the streamed output goes)")
     if args.output_file and not args.input_file:
@@ -108,18 +109,18 @@ def run(args: argparse.Namespace) -> int:
         from svc_pl.data.audio import load_audio
 
         audio, rate = load_audio(args.input_file)
-        stream = _build(args, rate)
-        out = _run_file(stream, audio, rate, paced=not args.as_fast_as_possible)
+        stream = _build(args, rate, show)
+        out = _run_file(stream, audio, rate, paced=not args.as_fast_as_possible, show=show)
         from svc_pl.data.audio import save_audio
 
         save_audio(args.output_file, out, rate)
     else:
-        stream = run_devices(args)
+        stream = run_devices(args, show=show)
     _finish(args, stream)
     return 0
 
 
-def _build(args, rate: int):
+def _build(args, rate: int, show: Show | None = None):
     from svc_pl.infer.stream import PassThrough, StreamConverter
 
     kw = dict(device_rate=rate, block_seconds=args.block_seconds, context_seconds=args.context_seconds,
@@ -135,21 +136,27 @@ def _build(args, rate: int):
     stream = StreamConverter.from_converter(converter, opts, **kw)
     stream.warm_up()  # the first blocks build the kernels: not part of the stream, so not counted as misses
     m = converter.model
-    print(f"model {m.source}: {m.sampling_rate} Hz; device rate {rate} Hz, block {stream.block_seconds * 1000:.0f} ms, "
-          f"latency {stream.latency_seconds * 1000:.1f} ms", file=sys.stderr)
+    if show is not None:
+        show(f"model {m.source}: {m.sampling_rate} Hz; device rate {rate} Hz, block "
+             f"{stream.block_seconds * 1000:.0f} ms, latency {stream.latency_seconds * 1000:.1f} ms", True)
     return stream
 
 
-def _status(stream, final: bool = False) -> None:
+def status_line(stream) -> str:
+    """The stream's figures on one line: latency, block, blocks, misses, block compute p50 / p95 / max."""
     s = stream.stats()
-    line = (f"\rlatency {s['latency_seconds'] * 1000:.1f} ms  block {s['block_seconds'] * 1000:.0f} ms  "
+    return (f"latency {s['latency_seconds'] * 1000:.1f} ms  block {s['block_seconds'] * 1000:.0f} ms  "
             f"blocks {s['blocks']}  misses {s['deadline_misses']}  "
             f"compute p50 {s['block_compute_p50_seconds'] * 1000:.1f}"
             f" / p95 {s['block_compute_p95_seconds'] * 1000:.1f} / max {s['block_compute_max_seconds'] * 1000:.1f} ms")
-    print(line, end="\n" if final else "", file=sys.stderr, flush=True)
 
 
-def _run_file(stream, audio, rate: int, paced: bool):
+def _status(stream, show: Show | None, final: bool = False) -> None:
+    if show is not None:
+        show(status_line(stream), final)
+
+
+def _run_file(stream, audio, rate: int, paced: bool, show: Show | None = None):
     """Stream ``audio`` through ``stream`` in device blocks (the last one padded); returns the input's length of
     output, as a device would play it."""
     import numpy as np
@@ -166,9 +173,9 @@ def _run_file(stream, audio, rate: int, paced: bool):
                 time.sleep(wait)
         out[i:i + d] = stream.process(x[i:i + d])
         if time.perf_counter() - shown > 0.5:
-            _status(stream)
+            _status(stream, show)
             shown = time.perf_counter()
-    _status(stream, final=True)
+    _status(stream, show, final=True)
     return out[:n]
 
 
@@ -196,7 +203,7 @@ def check_device(sd, spec, kind: str):
     return value
 
 
-def run_devices(args, stop=None, on_stream=None):
+def run_devices(args, stop=None, on_stream=None, show: Show | None = None):
     """Duplex device stream: the callback only copies blocks in and out; conversion runs in this thread.
 
     ``stop`` (a :class:`threading.Event`, the web UI's Stop button) ends the stream when set; ``on_stream`` is
@@ -216,7 +223,7 @@ def run_devices(args, stop=None, on_stream=None):
     except (ValueError, sd.PortAudioError) as err:
         raise UserFacingError(f"the audio device refuses {rate} Hz mono ({err}): pass --sample-rate with a rate "
                               "it supports (see --list-devices)") from None
-    stream = _build(args, rate)
+    stream = _build(args, rate, show)
     if on_stream is not None:
         on_stream(stream)
     d = stream.device_block
@@ -249,14 +256,14 @@ def run_devices(args, stop=None, on_stream=None):
                     continue
                 outq.put(y)
                 if time.monotonic() - shown > 0.5:
-                    _status(stream)
+                    _status(stream, show)
                     shown = time.monotonic()
                 _check_keeps_up(stream, args)
     except KeyboardInterrupt:
         pass
     except sd.PortAudioError as err:
         raise UserFacingError(f"audio device error: {err}") from None
-    _status(stream, final=True)
+    _status(stream, show, final=True)
     return stream
 
 

@@ -36,6 +36,7 @@ import torch
 from svc_pl.errors import UserFacingError
 from svc_pl.infer.converter import Converter, ConvertOptions
 from svc_pl.infer.loading import VoiceModel
+from svc_pl.infer.options import DECODE_WINDOW
 from svc_pl.infer.resample import StreamResampler
 
 LOG = logging.getLogger(__name__)
@@ -416,7 +417,7 @@ class StreamConverter:
         if getattr(net, "decoder", None) == "ddsp" and not opts.auto_predict_f0:
             audio = self._render_ddsp(a, lo, c_t, f0t, uv_t, speaker, vol_t, seed)
             return lo * hop, audio
-        window = conv.backends.decode_window(opts) or 256  # a block is always decoded in windows
+        window = conv.backends.decode_window(opts) or DECODE_WINDOW["torch"]  # a block is always windowed
         with torch.inference_mode(), conv._autocast(opts):
             # the backend the offline converter uses (--backend: ONNX Runtime exports during warm_up, not in a block)
             audio, _ = conv.backends.infer(opts, c_t, f0t, uv_t, speaker, noise_scale=opts.noise_scale, seed=seed,

@@ -69,8 +69,6 @@ def parse_live_args(argv: list[str]):
     """``argv`` (``["live", ...]``) parsed as ``svc-pl live`` parses it."""
     from svc_pl.infer.live import parse_args
 
-    if not argv or argv[0] != "live":
-        raise ValueError(f"not an svc-pl live command line: {argv}")
     try:
         return parse_args(argv[1:])
     except SystemExit:  # argparse already printed why: say it in one line
