@@ -79,7 +79,10 @@ def stage_fit(work: Path, minutes: float, max_steps: int, init_from: Path | None
             str(runs), "--trainer.max_steps", str(max_steps), "--trainer.max_time", f"00:{h:02d}:{m:02d}:00",
             "--trainer.logger.class_path", "pytorch_lightning.loggers.TensorBoardLogger",
             "--trainer.logger.init_args.save_dir", str(runs), "--trainer.logger.init_args.name", "base",
-            "--trainer.logger.init_args.version", "0", "--trainer.enable_progress_bar", "false"]
+            "--trainer.logger.init_args.version", "0", "--trainer.enable_progress_bar", "false",
+            # the shipped bases' recipe: every speaker is seen thousands of times, at the shared rate (the config's
+            # larger speaker rate is for fine-tunes, whose new speaker must travel from the mean in a few hundred steps)
+            "--model.speaker_lr_scale", "1"]
     if last:
         args += ["--ckpt_path", str(last[-1])]
     elif init_from is not None:
