@@ -3,6 +3,7 @@ model and cached, stale graphs re-exported, and a failing graph falling back to 
 
 import logging
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -109,6 +110,8 @@ def test_graphs_are_cached_and_reused(voice, own_cache, monkeypatch):
     mtimes = {p: p.stat().st_mtime_ns for p in own_cache.glob("*.onnx")}
     exports = []
     monkeypatch.setattr(onnx_backend, "export_graph", lambda *a, **k: exports.append(a))
+    # a cached graph is found without importing onnx (about a second of every conversion's load, with ml_dtypes)
+    monkeypatch.setitem(sys.modules, "onnx", None)
     second = Converter(load_voice_model(voice / "G_1.pth"), random_content_encoder("vec768l12")).backends.ort()
     out, _ = second.infer(c, f0, uv, 0, decode_window=0)
     assert exports == [] and second.exported == []

@@ -115,9 +115,15 @@ def state_sha256(module: nn.Module) -> str:
 
 
 def _versions() -> dict:
-    import onnx
+    """What a cached graph depends on besides the model. The onnx version is read from the installed package's
+    metadata: importing onnx (and ml_dtypes with it) costs about a second, which a cached graph never needs."""
+    from importlib import metadata
 
-    return {"exporter": EXPORTER_VERSION, "torch": torch.__version__, "onnx": onnx.__version__, "opset": OPSET}
+    try:
+        onnx_version = metadata.version("onnx")
+    except metadata.PackageNotFoundError:
+        raise ModuleNotFoundError("No module named 'onnx'", name="onnx") from None
+    return {"exporter": EXPORTER_VERSION, "torch": torch.__version__, "onnx": onnx_version, "opset": OPSET}
 
 
 # ================================================================================================ graphs
