@@ -55,3 +55,24 @@ def test_constant_init_gives_the_initialisers_back_after_an_error():
     except RuntimeError:
         pass
     assert torch.nn.Linear(64, 64).weight.unique().numel() > 1
+
+
+def test_other_threads_keep_drawing_while_a_model_loads():
+    import threading
+
+    seen = {}
+    inside, done = threading.Event(), threading.Event()
+
+    def other():
+        inside.wait(10)
+        seen["weight"] = torch.nn.Linear(64, 64).weight  # built while the main thread is in constant_init
+        done.set()
+
+    t = threading.Thread(target=other)
+    t.start()
+    with constant_init():
+        inside.set()
+        assert done.wait(10)
+        assert torch.equal(torch.nn.Linear(4, 4).weight, torch.ones(4, 4))
+    t.join()
+    assert seen["weight"].unique().numel() > 1
