@@ -141,8 +141,7 @@ class SVCModule(pl.LightningModule):
         """Two groups: every generator weight but the speaker table, then the speaker table at its own rate."""
         table = self.net.emb_g.weight
         rest = [p for p in self.net.parameters() if p is not table]
-        scale = float(self.hparams.get("speaker_lr_scale", 1.0))
-        return [{"params": rest}, {"params": [table], "lr": self.hparams.learning_rate * scale}]
+        return [{"params": rest}, {"params": [table], "lr": self.hparams.learning_rate * self.hparams.speaker_lr_scale}]
 
     def _upgrade_optimizer_state(self, checkpoint: dict[str, Any]) -> None:
         """A checkpoint from before the speaker table had its own group (one generator group) resumes: its group
@@ -158,7 +157,7 @@ class SVCModule(pl.LightningModule):
         if len(ids) != len(names):
             return  # not this network's layout: let the optimizer report the mismatch
         k = names.index("emb_g.weight")
-        scale = float(self.hparams.get("speaker_lr_scale", 1.0))
+        scale = self.hparams.speaker_lr_scale
         table_group = dict(group, params=[ids[k]])
         for key in ("lr", "initial_lr"):
             if key in table_group:
