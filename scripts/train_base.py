@@ -28,21 +28,34 @@ OUT = REPO / "svc_pl" / "pretrained"
 PREPROCESS = ["--encoder", "whisper-ppg", "--content-encoder", "whisper-tiny.en", "--sampling-rate", "16000",
               "--hop-length", "320", "--filter-length", "1024", "--f0", "pm", "--unit-window", "50,4,2",
               "--perturb-copies", "2"]
+# voices per Harvard sentence (spoken) and per sentence of SUNG_SENTENCES (sung)
+SPOKEN_PER_SENTENCE, SUNG_PER_SENTENCE = 5, 4
 
 
 def stage_data(work: Path, workers: int) -> None:
     from svc_pl.cli import main as cli
-    from svc_pl.corpus import (BASE_VOICES, TRAIN_MELODIES, TRAIN_SENTENCES, extra_sentences_of, render_corpus,
-                               render_voice)
+    from svc_pl.corpus import (
+        BASE_VOICES,
+        SUNG_SENTENCE_IDS,
+        TRAIN_MELODIES,
+        TRAIN_SENTENCES,
+        extra_sentences_of,
+        render_corpus,
+        render_voice,
+        spread_over,
+    )
 
     t = time.time()
     files = render_corpus(work / "raw", BASE_VOICES, TRAIN_SENTENCES, TRAIN_MELODIES, extra_shift=5.0,
                           transposes=(0, -7, 7), workers=workers)
-    # more words: the 80 Harvard sentences, each spoken by 3 of the voices (about 17 per voice, unshifted)
+    # more words: the 80 Harvard sentences, each spoken by 5 of the voices (about 29 per voice, unshifted), and 36
+    # more sentences, each sung by 4 voices on a training melody (about 10 per voice)
     from concurrent.futures import ProcessPoolExecutor
 
+    n = len(BASE_VOICES)
     with ProcessPoolExecutor(workers) as pool:
-        jobs = [pool.submit(render_voice, work / "raw", v, extra_sentences_of(i, len(BASE_VOICES)), [])
+        jobs = [pool.submit(render_voice, work / "raw", v, extra_sentences_of(i, n, SPOKEN_PER_SENTENCE), [],
+                            sung_sentences=spread_over(SUNG_SENTENCE_IDS, i, n, SUNG_PER_SENTENCE))
                 for i, v in enumerate(BASE_VOICES)]
         files += [p for j in jobs for p in j.result()]
     print(f"corpus: {len(files)} files from {len(BASE_VOICES)} voices in {time.time() - t:.0f} s", flush=True)
@@ -216,8 +229,10 @@ def write_card(work: Path, summary: dict) -> Path:
         "## Data", "",
         f"- {len(BASE_VOICES)} Debian voices ({', '.join(v.name for v in BASE_VOICES)}): espeak-ng variants and "
         "festival kal/slt; per voice 16 sentences spoken (and again with F0 moved 5 semitones by WORLD), about "
-        "17 of the 80 Harvard sentences (each spoken by 3 voices, for more words) and 5 melodies sung at three "
-        "transpositions (WORLD re-synthesis of slow speech on a melody; C2 to about D6 over the corpus). "
+        f"{80 * SPOKEN_PER_SENTENCE // len(BASE_VOICES)} of the 80 Harvard sentences (each spoken by "
+        f"{SPOKEN_PER_SENTENCE} voices, for more words), about {36 * SUNG_PER_SENTENCE // len(BASE_VOICES)} of 36 "
+        f"more sentences sung on a training melody (each by {SUNG_PER_SENTENCE} voices) and 5 melodies sung at "
+        "three transpositions (WORLD re-synthesis of slow speech on a melody; C2 to about D6 over the corpus). "
         f"{hours} clips, {data.get('speakers') and len(data['speakers'])} speakers.",
         f"- Held out (never trained on): voices {', '.join(v.name for v in HELD_OUT_VOICES)}; sentences 16-19 and "
         "melody 5.", "",

@@ -163,6 +163,48 @@ HARVARD_SENTENCES = [
     'The fruit peel was cut in thick slices.',
 ]
 SENTENCES += HARVARD_SENTENCES
+# More words, sung: sentences written for this corpus (indices 100-135 of SENTENCES), each sung on a training melody
+# by a few base voices (see spread_over and render_voice's ``sung_sentences``), so the base hears sung words it
+# cannot have learned from the five training lyrics
+SUNG_SENTENCES = [
+    "Carry the lantern down to the boat before dark.",
+    "I remember the garden where the roses grew wild.",
+    "Wake me gently when the morning bells are ringing.",
+    "The baker whistled a tune while the oven cooled.",
+    "Follow the road that winds along the cliffs.",
+    "Thunder rolled across the valley all night long.",
+    "Your laughter filled the kitchen like the summer sun.",
+    "We painted the fence a cheerful shade of yellow.",
+    "Children chased the kite across the windy beach.",
+    "The fisherman mended his nets beside the pier.",
+    "Quiet footsteps echoed through the marble hall.",
+    "Jump over the puddle and keep your shoes dry.",
+    "A velvet curtain hid the stage from the crowd.",
+    "The teacher wrote a riddle on the chalk board.",
+    "Sleepy owls were hooting in the pine trees.",
+    "Pour a glass of water for the thirsty traveller.",
+    "The engine hummed as the plane climbed higher.",
+    "She tied a ribbon in her daughter's hair.",
+    "Dancing shadows flickered on the cabin wall.",
+    "Measure the flour twice before you bake the cake.",
+    "Every dream begins with a single brave thought.",
+    "The zebra grazed near the edge of the jungle.",
+    "Fresh snow covered the village in the valley.",
+    "Hurry home before the shops close for the night.",
+    "The choir sang softly in the ancient chapel.",
+    "Throw the pebble far across the frozen pond.",
+    "Gather the apples that fell from the branches.",
+    "Seven silver coins were hidden in the drawer.",
+    "The puppy chewed a hole in my favourite glove.",
+    "Listen closely to the whisper of the waves.",
+    "Thick fog rolled in from the grey harbour.",
+    "Bring your guitar and we will sing until dawn.",
+    "The judge asked the witness to speak clearly.",
+    "Vivid colours burst across the evening sky.",
+    "Shut the gate so the sheep cannot escape.",
+    "Our journey ended at the foot of the mountain.",
+]
+SENTENCES += SUNG_SENTENCES
 LYRICS = [
     "la la la la la la la la",
     "shine on over the silver sea",
@@ -183,6 +225,7 @@ MELODIES = [
 # what each purpose uses (held-out material: never in the base)
 TRAIN_SENTENCES, EVAL_SENTENCES = list(range(16)), list(range(16, 20))
 EXTRA_SENTENCES = list(range(20, 20 + len(HARVARD_SENTENCES)))
+SUNG_SENTENCE_IDS = list(range(20 + len(HARVARD_SENTENCES), 20 + len(HARVARD_SENTENCES) + len(SUNG_SENTENCES)))
 TRAIN_MELODIES, EVAL_MELODIES = list(range(5)), [5]
 TRAIN_LYRICS = list(range(len(LYRICS)))
 
@@ -306,11 +349,21 @@ def world_resynth(y: np.ndarray, f0_fn, frame_ms: float = 5.0) -> np.ndarray:
 
 def sung_line(voice: Voice, melody: int, lyric: int, transpose: int = 0) -> np.ndarray:
     """Lyric ``lyric`` sung by ``voice`` on melody ``melody`` (WORLD resynthesis of slow speech)."""
-    y = speak(voice, LYRICS[lyric], speed=85)
+    return _sing(voice, LYRICS[lyric], melody, melody * 31 + lyric, transpose)
+
+
+def sung_sentence(voice: Voice, sentence: int, transpose: int = 0) -> np.ndarray:
+    """Sentence ``sentence`` of :data:`SENTENCES` sung by ``voice`` on training melody ``sentence % 5``."""
+    return _sing(voice, SENTENCES[sentence], TRAIN_MELODIES[sentence % len(TRAIN_MELODIES)], 1000 + sentence,
+                 transpose)
+
+
+def _sing(voice: Voice, text: str, melody: int, seed: int, transpose: int) -> np.ndarray:
+    y = speak(voice, text, speed=85)
     notes, beats = MELODIES[melody]
 
     def f0_fn(f0: np.ndarray) -> np.ndarray:
-        melody_hz = melody_f0(len(f0), notes, beats, voice.register + transpose, seed=melody * 31 + lyric)
+        melody_hz = melody_f0(len(f0), notes, beats, voice.register + transpose, seed=seed)
         return np.where(f0 > 0, melody_hz, 0.0)
 
     return world_resynth(y, f0_fn)
@@ -332,12 +385,14 @@ def _write(path: Path, y: np.ndarray) -> None:
 
 
 def render_voice(out_dir: str | Path, voice: Voice, sentences: list[int], melodies: list[int],
-                 extra_shift: float = 0.0, transposes: tuple[int, ...] = (0,)) -> list[Path]:
+                 extra_shift: float = 0.0, transposes: tuple[int, ...] = (0,),
+                 sung_sentences: list[int] = ()) -> list[Path]:
     """Render ``voice``'s speech and sung lines into ``out_dir/<voice.name>/``; existing files are kept.
 
     Files: ``speech_<i>.wav``; with ``extra_shift`` also ``speech_<i>_shift.wav`` (F0 moved by
     +extra_shift semitones for even i, -extra_shift for odd i); ``sung_<m>.wav`` per melody, and
-    ``sung_<m>_<t>.wav`` for the other ``transposes`` (kept within C2-D6).
+    ``sung_<m>_<t>.wav`` for the other ``transposes`` (kept within C2-D6); ``sungs_<i>.wav`` per sung sentence
+    (:func:`sung_sentence`).
     """
     d = Path(out_dir) / voice.name
     d.mkdir(parents=True, exist_ok=True)
@@ -355,6 +410,8 @@ def render_voice(out_dir: str | Path, voice: Voice, sentences: list[int], melodi
                 continue
             name = f"sung_{m}.wav" if t == 0 else f"sung_{m}_{t:+d}.wav"
             jobs.append((d / name, lambda m=m, t=t: sung_line(voice, m, m % len(LYRICS), transpose=t)))
+    for i in sung_sentences:
+        jobs.append((d / f"sungs_{i}.wav", lambda i=i: sung_sentence(voice, i)))
     for path, make in jobs:
         if not path.is_file():
             _write(path, make())
@@ -366,7 +423,7 @@ def text_of(path: str | Path) -> str | None:
     lyric of melody m), or None for another name."""
     parts = Path(path).stem.split("_")
     if len(parts) >= 2 and parts[1].isdigit():
-        if parts[0] == "speech" and int(parts[1]) < len(SENTENCES):
+        if parts[0] in ("speech", "sungs") and int(parts[1]) < len(SENTENCES):
             return SENTENCES[int(parts[1])]
         if parts[0] == "sung":
             return LYRICS[int(parts[1]) % len(LYRICS)]
@@ -376,9 +433,15 @@ def text_of(path: str | Path) -> str | None:
 def extra_sentences_of(voice_index: int, n_voices: int, speakers_per_sentence: int = 3) -> list[int]:
     """The :data:`EXTRA_SENTENCES` that base voice ``voice_index`` (of ``n_voices``) speaks: each sentence is
     spoken by ``speakers_per_sentence`` voices spread over the list, so the base hears many words in few files."""
-    step = max(1, n_voices // speakers_per_sentence)
-    return [s for j, s in enumerate(EXTRA_SENTENCES)
-            if any((j + r * step) % n_voices == voice_index for r in range(speakers_per_sentence))]
+    return spread_over(EXTRA_SENTENCES, voice_index, n_voices, speakers_per_sentence)
+
+
+def spread_over(items: list[int], voice_index: int, n_voices: int, voices_per_item: int) -> list[int]:
+    """The ``items`` that voice ``voice_index`` (of ``n_voices``) renders when each item goes to ``voices_per_item``
+    voices spread evenly over the list (item j to voices j, j + step, ...)."""
+    step = max(1, n_voices // voices_per_item)
+    return [s for j, s in enumerate(items)
+            if any((j + r * step) % n_voices == voice_index for r in range(voices_per_item))]
 
 
 def render_corpus(out_dir: str | Path, voices: list[Voice], sentences: list[int], melodies: list[int],

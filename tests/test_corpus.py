@@ -1,0 +1,54 @@
+"""The base's corpus: which voice renders which sentence, and the sung sentences (words beyond the five lyrics)."""
+
+import numpy as np
+import pytest
+
+from svc_pl.corpus import (
+    BASE_VOICES,
+    EXTRA_SENTENCES,
+    MELODIES,
+    SENTENCES,
+    SUNG_SENTENCE_IDS,
+    SUNG_SENTENCES,
+    TRAIN_MELODIES,
+    VOICES,
+    render_voice,
+    spread_over,
+    text_of,
+)
+
+
+@pytest.mark.parametrize("items,k", [(EXTRA_SENTENCES, 3), (EXTRA_SENTENCES, 5), (SUNG_SENTENCE_IDS, 4)])
+def test_each_item_goes_to_k_different_voices_and_the_load_is_even(items, k):
+    n = len(BASE_VOICES)
+    per_voice = [spread_over(items, i, n, k) for i in range(n)]
+    for item in items:
+        assert sum(item in got for got in per_voice) == k, item
+    sizes = [len(got) for got in per_voice]
+    assert max(sizes) - min(sizes) <= 2, sizes
+
+
+def test_sung_sentences_are_new_words_at_their_own_indices():
+    assert SENTENCES[SUNG_SENTENCE_IDS[0]:] == SUNG_SENTENCES and len(set(SENTENCES)) == len(SENTENCES)
+    assert text_of(f"raw/es_m1/sungs_{SUNG_SENTENCE_IDS[3]}.wav") == SUNG_SENTENCES[3]
+
+
+def test_a_sung_sentence_is_rendered_on_its_training_melody(tmp_path):
+    import parselmouth
+
+    voice, i = VOICES["es_f2"], SUNG_SENTENCE_IDS[1]
+    (path,) = render_voice(tmp_path, voice, [], [], sung_sentences=[i])
+    assert path.name == f"sungs_{i}.wav" and text_of(path) == SENTENCES[i]
+    from svc_pl.data.audio import load_audio
+
+    y, sr = load_audio(path, 16000)
+    assert 2.0 < len(y) / sr < 12.0
+    f0 = parselmouth.Sound(y.astype(np.float64), sr).to_pitch(0.01, 60, 1100).selected_array["frequency"]
+    voiced = f0[f0 > 0]
+    assert len(voiced) > 50
+    notes = MELODIES[TRAIN_MELODIES[i % len(TRAIN_MELODIES)]][0]
+    midi = 69 + 12 * np.log2(voiced / 440.0) - voice.register
+    # sung on the melody's notes: 92-98 % of voiced frames within half a semitone of one (the same sentence spoken
+    # at the same speed: 0-38 %)
+    near = np.min(np.abs(midi[:, None] - np.asarray(notes, dtype=float)[None]), axis=1)
+    assert np.mean(near < 0.5) > 0.8
