@@ -6,7 +6,8 @@ import torch
 from torch.nn import init
 
 from svc_pl.compat import load_sovits
-from svc_pl.infer.loading import constant_init, load_voice_model
+from svc_pl.infer.loading import load_voice_model
+from svc_pl.layers.fast_init import constant_init
 from svc_pl.pretrained import load_base_synthesizer, write_base_ckpt
 from tests.test_infer import write_tiny_voice
 

@@ -83,6 +83,16 @@ def test_units_equal_sovits_whisper_ppg():
     assert enc.dim == 64 and enc.name == "whisper-ppg"
 
 
+def test_loading_draws_no_random_numbers(tmp_path):
+    """The encoder is built without the random draws its file's weights would replace (constant_init); the units
+    above show the weights are the file's."""
+    _write_ct2(tmp_path / "ct2", DATA / "random_whisper.pt", 0)
+    for path in (DATA / "random_whisper.pt", tmp_path / "ct2"):
+        state = torch.random.get_rng_state()
+        load_content_encoder("whisper-ppg", path)
+        assert torch.equal(state, torch.random.get_rng_state()), path
+
+
 @pytest.mark.parametrize("dtype_id,tol", [(0, 1e-5), (4, 2e-2), (5, 1e-1)])
 def test_ctranslate2_folder_gives_the_same_units(tmp_path, dtype_id, tol):
     """The same weights as an OpenAI checkpoint and as a CTranslate2 folder (float32/float16/bfloat16)."""

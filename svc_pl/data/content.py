@@ -27,6 +27,7 @@ Pickled files are read with ``content_fairseq.read_torch_pickle``: foreign class
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import pickle
@@ -48,6 +49,7 @@ from svc_pl.data.content_fairseq import (
     read_torch_pickle,
 )
 from svc_pl.errors import CheckpointMismatchError, ConfigError, UserFacingError
+from svc_pl.layers.fast_init import constant_init
 
 LOG = logging.getLogger(__name__)
 
@@ -155,8 +157,10 @@ def _assemble(name: str, arch: HubertArch, state: Mapping[str, torch.Tensor] | N
     if wanted is not None and arch.num_layers < wanted:
         reason = f"{name} reads transformer layer {wanted}; these weights have only {arch.num_layers} layers"
         raise ContentWeightsError(path, reason)
-    model = arch.build()
-    proj = nn.Linear(arch.embed_dim, arch.proj_dim) if _USES_PROJ[name] else None
+    # with weights to load, every tensor is replaced at once (the load below is strict): no random draws first
+    with constant_init() if state is not None else contextlib.nullcontext():
+        model = arch.build()
+        proj = nn.Linear(arch.embed_dim, arch.proj_dim) if _USES_PROJ[name] else None
     if state is not None:
         expected = dict(model.state_dict())
         if proj is not None:

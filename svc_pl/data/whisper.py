@@ -39,6 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from svc_pl.layers.fast_init import constant_init
+
 SAMPLE_RATE = 16000
 N_FFT = 400
 MEL_HOP = 160
@@ -262,7 +264,8 @@ def load_whisper_encoder(path: str | Path, name: str = "whisper-ppg", device: st
         dims, state = read_ct2_whisper(p if p.is_dir() else p.parent)
     else:
         dims, state = read_openai_whisper(p)
-    encoder = WhisperAudioEncoder(dims)
+    with constant_init():  # the load below must fill every tensor, so no random draws first
+        encoder = WhisperAudioEncoder(dims)
     state = dict(state)
     state.setdefault("positional_embedding", encoder.positional_embedding)
     missing, unexpected = encoder.load_state_dict(state, strict=False)
