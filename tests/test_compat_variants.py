@@ -7,6 +7,7 @@ import json
 import logging
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -130,7 +131,17 @@ def test_coarse_pitch_table(version):
     ours = f0_to_coarse(table["f0"], version)
     want = table[f"coarse_{version.replace('.', '')}"].long()
     bad = (ours != want).nonzero().flatten()
-    assert bad.numel() == 0, [(table["f0"][i].item(), ours[i].item(), want[i].item()) for i in bad[:5]]
+    # The table was made on an AVX2 CPU; float32 log differs by an ulp between CPUs (upstream's own function on an
+    # AVX-512 Xeon gives 186 for 721.46 Hz where the table says 187), so a bin may differ only where the exact
+    # mel value is within float32 rounding of a half-bin tie, and only by one
+    f0 = table["f0"].double()
+    lo, hi = 1127 * np.log(1 + 50 / 700), 1127 * np.log(1 + 1100 / 700)
+    exact = (1127 * torch.log1p(f0 / 700) - lo) * 254 / (hi - lo) + 1
+    tie = ((exact - exact.floor() - 0.5).abs() < 1e-4) & (f0 > 0)
+    off = [(table["f0"][i].item(), ours[i].item(), want[i].item()) for i in bad]
+    assert all(tie[i] and abs(ours[i] - want[i]) == 1 for i in bad), off
+    assert bad.numel() <= 2, off
+    assert tie.sum() >= 10  # the table does hold ties, where the rounding rule is tested
 
 
 # mel_processing: svc_pl computes with the same torch ops, and here the numbers are bit-identical. The tolerances

@@ -288,7 +288,9 @@ def test_clips_cover_voiced_audio_and_crossfades_sum_to_one(converter, speech, m
         return torch.ones(c.size(0), 1, c.size(2) * converter.model.hop_length), f0
 
     monkeypatch.setattr(net, "infer", ones)
-    out = converter.convert(y, sr, ConvertOptions(clip_seconds=0.7, crossfade_seconds=0.1, min_chunk_seconds=1.0))
+    # torch: the stand-in replaces the torch synthesizer (on an fp32 CPU, auto would run ONNX Runtime's graph)
+    out = converter.convert(y, sr, ConvertOptions(clip_seconds=0.7, crossfade_seconds=0.1, min_chunk_seconds=1.0,
+                                                  backend="torch"))
     from svc_pl.data.audio import resample
 
     chunks = Slicer(16000, threshold=-40, max_sil_kept=500, min_length=1000).slice(resample(y, sr, 16000))
