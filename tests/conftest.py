@@ -6,13 +6,16 @@ import torch
 
 _SLOW_LEFT_OUT = pytest.StashKey[int]()
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# two threads per test process; under pytest-xdist (the README's test command runs one worker per core) the cores
+# are shared among the workers, so that parallel tests do not oversubscribe the CPU
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // _WORKERS)))
 
 # the so-vits-svc 4.1 parity fixture (a real small checkpoint, its config, inputs and upstream's outputs), a copy of
 # the project's shared/fixtures/sovits41-small kept in the repo so the tests need nothing beside it
 FIXTURE = Path(__file__).resolve().parent / "data" / "sovits41-small"
 # the README's test command, which CI (.ci/run) runs: every test, the slow ones included
-RUN_EVERYTHING = "python -m pytest -q --run-slow"
+RUN_EVERYTHING = "python -m pytest -q --run-slow -n auto --dist loadfile"
 
 
 def pytest_addoption(parser):
@@ -35,9 +38,17 @@ def _named(item, config) -> bool:
     return False
 
 
+# The test files that take minutes (2026-12-03, 2 cores): run first, so that with one pytest-xdist worker per core
+# (each file in one worker) none of them starts last and leaves the other cores idle while it finishes
+LONGEST_FILES = ("test_webui_train.py", "test_demo.py", "test_training.py", "test_webui_options.py",
+                 "test_crash_safe.py", "test_infer.py")
+
+
 def pytest_collection_modifyitems(config, items):
-    """A plain ``pytest`` deselects the tests marked slow (minutes each), unless asked for by id; the summary says how
-    to run them."""
+    """The longest files first (a stable sort: each file's tests keep their order). A plain ``pytest`` deselects the
+    tests marked slow (minutes each), unless asked for by id; the summary says how to run them."""
+    rank = {name: i for i, name in enumerate(LONGEST_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
     if _runs_slow(config):
         return
     slow = [item for item in items if item.get_closest_marker("slow") is not None and not _named(item, config)]
