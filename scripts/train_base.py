@@ -184,7 +184,7 @@ def write_card(work: Path, summary: dict) -> Path:
     """The model card beside the weights: recipe, run time, final losses, evaluation figures."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from svc_pl.corpus import BASE_VOICES, HELD_OUT_VOICES
+    from svc_pl.corpus import BASE_VOICES, HARVARD_SENTENCES, HELD_OUT_VOICES, SUNG_SENTENCES
     from svc_pl.pretrained import load_base
 
     _, meta = load_base(OUT / "tiny-base.safetensors")
@@ -229,10 +229,11 @@ def write_card(work: Path, summary: dict) -> Path:
         "## Data", "",
         f"- {len(BASE_VOICES)} Debian voices ({', '.join(v.name for v in BASE_VOICES)}): espeak-ng variants and "
         "festival kal/slt; per voice 16 sentences spoken (and again with F0 moved 5 semitones by WORLD), about "
-        f"{80 * SPOKEN_PER_SENTENCE // len(BASE_VOICES)} of the 80 Harvard sentences (each spoken by "
-        f"{SPOKEN_PER_SENTENCE} voices, for more words), about {36 * SUNG_PER_SENTENCE // len(BASE_VOICES)} of 36 "
-        f"more sentences sung on a training melody (each by {SUNG_PER_SENTENCE} voices) and 5 melodies sung at "
-        "three transpositions (WORLD re-synthesis of slow speech on a melody; C2 to about D6 over the corpus). "
+        f"{len(HARVARD_SENTENCES) * SPOKEN_PER_SENTENCE // len(BASE_VOICES)} of the {len(HARVARD_SENTENCES)} "
+        f"Harvard sentences (each spoken by {SPOKEN_PER_SENTENCE} voices, for more words), about "
+        f"{len(SUNG_SENTENCES) * SUNG_PER_SENTENCE // len(BASE_VOICES)} of {len(SUNG_SENTENCES)} more sentences "
+        f"sung on a training melody (each by {SUNG_PER_SENTENCE} voices) and 5 melodies sung at three "
+        "transpositions (WORLD re-synthesis of slow speech on a melody; C2 to about D6 over the corpus). "
         f"{hours} clips, {data.get('speakers') and len(data['speakers'])} speakers.",
         f"- Held out (never trained on): voices {', '.join(v.name for v in HELD_OUT_VOICES)}; sentences 16-19 and "
         "melody 5.", "",

@@ -225,7 +225,7 @@ MELODIES = [
 # what each purpose uses (held-out material: never in the base)
 TRAIN_SENTENCES, EVAL_SENTENCES = list(range(16)), list(range(16, 20))
 EXTRA_SENTENCES = list(range(20, 20 + len(HARVARD_SENTENCES)))
-SUNG_SENTENCE_IDS = list(range(20 + len(HARVARD_SENTENCES), 20 + len(HARVARD_SENTENCES) + len(SUNG_SENTENCES)))
+SUNG_SENTENCE_IDS = list(range(len(SENTENCES) - len(SUNG_SENTENCES), len(SENTENCES)))
 TRAIN_MELODIES, EVAL_MELODIES = list(range(5)), [5]
 TRAIN_LYRICS = list(range(len(LYRICS)))
 

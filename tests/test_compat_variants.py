@@ -7,14 +7,13 @@ import json
 import logging
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 from svc_pl.compat import load_sovits, read_sovits_config
 from svc_pl.compat.checkpoint import read_checkpoint, to_sovits_state_dict
 from svc_pl.data.spectral import LinearSpectrogram, MelSpectrogram
-from svc_pl.layers.f0 import f0_to_coarse
+from svc_pl.layers.f0 import F0_BIN, F0_MEL_MAX, F0_MEL_MIN, f0_to_coarse
 from svc_pl.layers.flow import TransformerCouplingBlock
 
 DATA = Path(__file__).parent / "data" / "sovits_variants"
@@ -135,8 +134,7 @@ def test_coarse_pitch_table(version):
     # AVX-512 Xeon gives 186 for 721.46 Hz where the table says 187), so a bin may differ only where the exact
     # mel value is within float32 rounding of a half-bin tie, and only by one
     f0 = table["f0"].double()
-    lo, hi = 1127 * np.log(1 + 50 / 700), 1127 * np.log(1 + 1100 / 700)
-    exact = (1127 * torch.log1p(f0 / 700) - lo) * 254 / (hi - lo) + 1
+    exact = (1127 * torch.log1p(f0 / 700) - F0_MEL_MIN) * (F0_BIN - 2) / (F0_MEL_MAX - F0_MEL_MIN) + 1
     tie = ((exact - exact.floor() - 0.5).abs() < 1e-4) & (f0 > 0)
     off = [(table["f0"][i].item(), ours[i].item(), want[i].item()) for i in bad]
     assert all(tie[i] and abs(ours[i] - want[i]) == 1 for i in bad), off
