@@ -7,7 +7,8 @@ the voice's own spectral envelope and aperiodicity, a new F0 contour of held not
 vibrato. Each voice sings in its register, so together the voices cover about C2 to C6.
 
 Voices are ``Voice`` records; ``BASE_VOICES`` train the base, ``HELD_OUT_VOICES`` never do (the demo and
-``bench/bench_quality.py`` use them). Rendering is deterministic and resumable (finished files are kept).
+``bench/bench_quality.py`` use them); the words and melodies are in :mod:`svc_pl.corpus_texts`. Rendering is
+deterministic and resumable (finished files are kept).
 """
 
 from __future__ import annotations
@@ -20,6 +21,20 @@ from pathlib import Path
 
 import numpy as np
 
+from svc_pl.corpus_texts import (  # noqa: F401 - the texts are part of this module's interface
+    EVAL_MELODIES,
+    EVAL_SENTENCES,
+    EXTRA_SENTENCES,
+    HARVARD_SENTENCES,
+    LYRICS,
+    MELODIES,
+    SENTENCES,
+    SUNG_SENTENCE_IDS,
+    SUNG_SENTENCES,
+    TRAIN_LYRICS,
+    TRAIN_MELODIES,
+    TRAIN_SENTENCES,
+)
 from svc_pl.errors import UserFacingError
 
 SAMPLE_RATE = 16000
@@ -56,178 +71,6 @@ HELD_OUT_VOICES = [
 ]
 VOICES = {v.name: v for v in BASE_VOICES + HELD_OUT_VOICES}
 
-SENTENCES = [
-    "The quick brown fox jumps over the lazy dog.",
-    "Singing voice conversion keeps the melody and the words.",
-    "She sells sea shells by the sea shore every summer.",
-    "A journey of a thousand miles begins with a single step.",
-    "Bright stars shine over the quiet harbour tonight.",
-    "Every morning the river sings a different song.",
-    "Please call Stella and ask her to bring these things.",
-    "We will find a way through the rain and the wind.",
-    "The old clock in the hallway struck twelve at midnight.",
-    "Golden leaves were falling slowly on the empty street.",
-    "My grandmother baked fresh bread every Sunday morning.",
-    "The children laughed and ran across the green meadow.",
-    "Thunder rolled over the mountains before the storm.",
-    "Do you remember the song we sang by the fire?",
-    "Our little boat drifted gently toward the island.",
-    "Music fills the room whenever she opens the window.",
-    "The train arrives at seven and leaves at half past.",
-    "Warm light spilled from the windows of the village.",
-    "He played the violin until the candles burned low.",
-    "Nobody knew where the mysterious letter came from.",
-]
-# Phonetically balanced sentences for variety of words in the base (IEEE 1969 "Harvard" sentences, lists 1-8,
-# public domain): indices 20-99 of SENTENCES, each spoken by a few base voices (see extra_sentences_of)
-HARVARD_SENTENCES = [
-    'The birch canoe slid on the smooth planks.',
-    'Glue the sheet to the dark blue background.',
-    "It's easy to tell the depth of a well.",
-    'These days a chicken leg is a rare dish.',
-    'Rice is often served in round bowls.',
-    'The juice of lemons makes fine punch.',
-    'The box was thrown beside the parked truck.',
-    'The hogs were fed chopped corn and garbage.',
-    'Four hours of steady work faced us.',
-    'A large size in stockings is hard to sell.',
-    'The boy was there when the sun rose.',
-    'A rod is used to catch pink salmon.',
-    'The source of the huge river is the clear spring.',
-    'Kick the ball straight and follow through.',
-    'Help the woman get back to her feet.',
-    'A pot of tea helps to pass the evening.',
-    'Smoky fires lack flame and heat.',
-    "The soft cushion broke the man's fall.",
-    'The salt breeze came across from the sea.',
-    'The girl at the booth sold fifty bonds.',
-    'The small pup gnawed a hole in the sock.',
-    'The fish twisted and turned on the bent hook.',
-    'Press the pants and sew a button on the vest.',
-    'The swan dive was far short of perfect.',
-    'The beauty of the view stunned the young boy.',
-    'Two blue fish swam in the tank.',
-    'Her purse was full of useless trash.',
-    'The colt reared and threw the tall rider.',
-    'It snowed, rained, and hailed the same morning.',
-    'Read verse out loud for pleasure.',
-    'Hoist the load to your left shoulder.',
-    'Take the winding path to reach the lake.',
-    'Note closely the size of the gas tank.',
-    'Wipe the grease off his dirty face.',
-    'Mend the coat before you go out.',
-    'The wrist was badly strained and hung limp.',
-    'The stray cat gave birth to kittens.',
-    'The young girl gave no clear response.',
-    'The meal was cooked before the bell rang.',
-    'What joy there is in living.',
-    'A king ruled the state in the early days.',
-    'The ship was torn apart on the sharp reef.',
-    'Sickness kept him home the third week.',
-    'The wide road shimmered in the hot sun.',
-    'The lazy cow lay in the cool grass.',
-    'Lift the square stone over the fence.',
-    'The rope will bind the seven books at once.',
-    'Hop over the fence and plunge in.',
-    'The friendly gang left the drug store.',
-    'Mesh wire keeps chicks inside.',
-    'The frosty air passed through the coat.',
-    'The crooked maze failed to fool the mouse.',
-    'Adding fast leads to wrong sums.',
-    'The show was a flop from the very start.',
-    'A saw is a tool used for making boards.',
-    'The wagon moved on well oiled wheels.',
-    'March the soldiers past the next hill.',
-    'A cup of sugar makes sweet fudge.',
-    'Place a rosebush near the porch steps.',
-    'Both lost their lives in the raging storm.',
-    'We talked of the slide show in the circus.',
-    'Use a pencil to write the first draft.',
-    'He ran half way to the hardware store.',
-    'The clock struck to mark the third period.',
-    'A small creek cut across the field.',
-    'Cars and busses stalled in snow drifts.',
-    'The set of china hit the floor with a crash.',
-    'This is a grand season for hikes on the road.',
-    'The dune rose from the edge of the water.',
-    'Those words were the cue for the actor to leave.',
-    'A yacht slid around the point into the bay.',
-    'The two met while playing on the sand.',
-    'The ink stain dried on the finished page.',
-    'The walled town was seized without a fight.',
-    'The lease ran out in sixteen weeks.',
-    'A tame squirrel makes a nice pet.',
-    'The horn of the car woke the sleeping cop.',
-    'The heart beat strongly and with firm strokes.',
-    'The pearl was worn in a thin silver ring.',
-    'The fruit peel was cut in thick slices.',
-]
-SENTENCES += HARVARD_SENTENCES
-# More words, sung: sentences written for this corpus (indices 100-135 of SENTENCES), each sung on a training melody
-# by a few base voices (see spread_over and render_voice's ``sung_sentences``), so the base hears sung words it
-# cannot have learned from the five training lyrics
-SUNG_SENTENCES = [
-    "Carry the lantern down to the boat before dark.",
-    "I remember the garden where the roses grew wild.",
-    "Wake me gently when the morning bells are ringing.",
-    "The baker whistled a tune while the oven cooled.",
-    "Follow the road that winds along the cliffs.",
-    "Thunder rolled across the valley all night long.",
-    "Your laughter filled the kitchen like the summer sun.",
-    "We painted the fence a cheerful shade of yellow.",
-    "Children chased the kite across the windy beach.",
-    "The fisherman mended his nets beside the pier.",
-    "Quiet footsteps echoed through the marble hall.",
-    "Jump over the puddle and keep your shoes dry.",
-    "A velvet curtain hid the stage from the crowd.",
-    "The teacher wrote a riddle on the chalk board.",
-    "Sleepy owls were hooting in the pine trees.",
-    "Pour a glass of water for the thirsty traveller.",
-    "The engine hummed as the plane climbed higher.",
-    "She tied a ribbon in her daughter's hair.",
-    "Dancing shadows flickered on the cabin wall.",
-    "Measure the flour twice before you bake the cake.",
-    "Every dream begins with a single brave thought.",
-    "The zebra grazed near the edge of the jungle.",
-    "Fresh snow covered the village in the valley.",
-    "Hurry home before the shops close for the night.",
-    "The choir sang softly in the ancient chapel.",
-    "Throw the pebble far across the frozen pond.",
-    "Gather the apples that fell from the branches.",
-    "Seven silver coins were hidden in the drawer.",
-    "The puppy chewed a hole in my favourite glove.",
-    "Listen closely to the whisper of the waves.",
-    "Thick fog rolled in from the grey harbour.",
-    "Bring your guitar and we will sing until dawn.",
-    "The judge asked the witness to speak clearly.",
-    "Vivid colours burst across the evening sky.",
-    "Shut the gate so the sheep cannot escape.",
-    "Our journey ended at the foot of the mountain.",
-]
-SENTENCES += SUNG_SENTENCES
-LYRICS = [
-    "la la la la la la la la",
-    "shine on over the silver sea",
-    "hold me close and sing along",
-    "oh how the river runs to the ocean",
-    "na na na na na na na na na",
-    "moon light falling on the water",
-]
-# semitone offsets from the voice's register, and note lengths in beats
-MELODIES = [
-    ([0, 2, 4, 5, 7, 5, 4, 2, 0], [1, 1, 1, 1, 2, 1, 1, 1, 2]),
-    ([0, 4, 7, 12, 7, 4, 0], [1, 1, 1, 2, 1, 1, 2]),
-    ([-5, -3, 0, 2, 4, 2, 0, -5], [1, 1, 2, 1, 1, 1, 1, 2]),
-    ([7, 9, 11, 12, 14, 12, 9, 7], [1, 1, 1, 2, 1, 1, 1, 2]),
-    ([0, -2, -4, -5, -7, -9, -12, -7], [1, 1, 1, 1, 1, 1, 2, 2]),
-    ([12, 11, 9, 7, 12, 14, 16, 19], [1, 1, 1, 1, 1, 1, 1, 3]),
-]
-# what each purpose uses (held-out material: never in the base)
-TRAIN_SENTENCES, EVAL_SENTENCES = list(range(16)), list(range(16, 20))
-EXTRA_SENTENCES = list(range(20, 20 + len(HARVARD_SENTENCES)))
-SUNG_SENTENCE_IDS = list(range(len(SENTENCES) - len(SUNG_SENTENCES), len(SENTENCES)))
-TRAIN_MELODIES, EVAL_MELODIES = list(range(5)), [5]
-TRAIN_LYRICS = list(range(len(LYRICS)))
 
 
 class ToolMissing(UserFacingError, RuntimeError):
