@@ -88,7 +88,8 @@ def worker_ours(args) -> dict:
     speaker = C.SPEAKER if C.SPEAKER in vm.speakers else 0  # the base's first voice with --model tiny-base
     opts = ConvertOptions(speaker=speaker, transpose=0, slice_db=-40, cluster_ratio=0, auto_predict_f0=False,
                           noise_scale=0.4, f0_method=args.f0, precision=args.precision[0],
-                          decode_window=args.decode_window[0], backend=args.backend[0])
+                          decode_window=args.decode_window[0], backend=args.backend[0],
+                          length_bucket_seconds=args.length_bucket_seconds)
     out_path = Path(args.tmp) / "ours_out.wav"
     if args.warmup:
         y, sr = load_audio(args.warmup)
@@ -313,6 +314,8 @@ def _worker_args(args, impl: str, seconds: float, model_dir: Path, tmp: Path, ex
     out = ["--worker", impl, "--model-dir", str(model_dir), "--tmp", str(tmp), "--seconds", str(seconds),
            "--repeats", str(args.repeats), "--f0", args.f0, "--precision", precision, "--backend", backend,
            "--decode-window", str(window), "--device", args.device, *extra]
+    if args.length_bucket_seconds is not None:
+        out += ["--length-bucket-seconds", str(args.length_bucket_seconds)]
     if args.decode_window and len(args.decode_window) > 1:
         out.append("--label-window")
     if args.reference:
@@ -407,6 +410,8 @@ def parse_args(argv=None):
     p.add_argument("--decode-window", type=int, nargs="+", default=None,
                    help="svc_pl decoder window(s) in frames (0: whole clips; default: the converter's for each "
                         "backend, 256 torch / 512 onnxruntime)")
+    p.add_argument("--length-bucket-seconds", type=float, default=None,
+                   help="svc_pl: pad clips to a multiple of this many seconds (default: the converter's, 0.5)")
     p.add_argument("--backend", nargs="+", choices=["torch", "onnxruntime"], default=["torch"],
                    help="svc_pl synthesizer backend(s) to run (onnxruntime: fp32 only)")
     p.add_argument("--repeats", type=int, default=1, help="timed runs per process (median reported)")
