@@ -12,7 +12,7 @@ import torch
 
 from svc_pl.cli import main as cli_main
 from svc_pl.data.content import random_content_encoder
-from svc_pl.infer import onnx_backend
+from svc_pl.infer import onnx_backend, ort_graphs
 from svc_pl.infer.converter import Converter, ConvertOptions
 from svc_pl.infer.loading import load_voice_model
 from svc_pl.infer.onnx_backend import OrtContentEncoder, OrtSynthesizer, resolve_backend
@@ -129,7 +129,7 @@ def test_stale_and_damaged_graphs_are_exported_again(voice, own_cache, monkeypat
     old = OrtSynthesizer(vm.net, "ab" * 32)
     ref, _ = old.infer(c, f0, uv, 0)
     old_path = old.exported[1]  # prior, decoder
-    monkeypatch.setattr(onnx_backend, "EXPORTER_VERSION", onnx_backend.EXPORTER_VERSION + 1)
+    monkeypatch.setattr(ort_graphs, "EXPORTER_VERSION", ort_graphs.EXPORTER_VERSION + 1)
     new = OrtSynthesizer(vm.net, "ab" * 32)
     out, _ = new.infer(c, f0, uv, 0)
     assert len(new.exported) == 2 and not any(p.exists() for p in old.exported)  # the stale ones are gone
@@ -149,7 +149,7 @@ def test_a_failing_graph_falls_back_to_torch_with_one_warning(voice, monkeypatch
     def broken(path, threads=None):
         raise RuntimeError("no kernel for this node")
 
-    monkeypatch.setattr(onnx_backend, "build_session", broken)
+    monkeypatch.setattr(ort_graphs, "build_session", broken)
     conv = Converter(load_voice_model(voice / "G_1.pth"), random_content_encoder("vec768l12"))
     y, sr = sf.read(synth_speech(tmp_path / "in.wav", "Hello there."), dtype="float32")
     opts = ConvertOptions(speaker="alto", precision="fp32", backend="onnxruntime")
@@ -253,7 +253,7 @@ def test_default_decode_window_follows_the_backend(voice, tmp_path, monkeypatch)
     def broken(path, threads=None):
         raise RuntimeError("no kernel for this node")
 
-    monkeypatch.setattr(onnx_backend, "build_session", broken)
+    monkeypatch.setattr(ort_graphs, "build_session", broken)
     conv.backends._ort = None  # a fresh export, which fails
     seen.clear()
     conv.convert(y, sr, ConvertOptions(speaker="alto", precision="fp32", backend="onnxruntime"))

@@ -18,10 +18,9 @@ graph (``content``, :class:`OrtContentEncoder`) under the same ``--backend`` cho
 What stays in PyTorch: the speaker embedding, the random draws, the NSF excitation, the DDSP decoder's additive
 and noise synthesis (float64 phase, STFT filtering) and, with ``auto_predict_f0``, the whole synthesizer.
 
-Graphs are exported on first use into the cache folder (:func:`cache_dir`) under a name made from the model
-file's sha256 and a digest of everything else they depend on (this exporter's version, torch, onnx, opset,
-settings), written atomically; a graph made for other versions or settings of the same model is stale and
-replaced. If exporting, building or running a graph fails, conversion continues in PyTorch after one warning.
+Graphs are exported on first use into a cache, keyed by the model's digest and the versions they depend on
+(:mod:`svc_pl.infer.ort_graphs`). If exporting, building or running a graph fails, conversion continues in PyTorch
+after one warning.
 """
 
 from __future__ import annotations
@@ -30,20 +29,27 @@ import hashlib
 import json
 import logging
 import os
-import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from svc_pl.infer.options import DECODE_WINDOW
+from svc_pl.infer.ort_graphs import (  # noqa: F401  (file_sha256: part of this module's API)
+    _export,
+    _versions,
+    build_session,
+    cache_dir,
+    cached_session,
+    export_graph,
+    file_sha256,
+    state_sha256,
+)
 from svc_pl.layers.commons import randn_rows, rows_seeded
 from svc_pl.synthesizer import Synthesizer
 
 LOG = logging.getLogger(__name__)
 
-EXPORTER_VERSION = 1  # bump when the graphs below change: cached graphs of older versions are re-exported
-OPSET = 17
 BACKENDS = ("auto", "torch", "onnxruntime")
 
 
@@ -85,189 +91,6 @@ def resolve_backend(backend: str, precision: str, device: str | torch.device,
     if resolve_precision(precision, device) == "bf16":
         return "torch", "bf16 on a CPU that computes it natively"
     return "onnxruntime", "fp32 on the CPU"
-
-
-# ================================================================================================ cache
-def cache_dir() -> Path:
-    """Where exported graphs live: ``$SVC_PL_CACHE/onnx``, else ``$XDG_CACHE_HOME/svc_pl/onnx``, else
-    ``~/.cache/svc_pl/onnx``."""
-    root = os.environ.get("SVC_PL_CACHE")
-    if root:
-        return Path(root) / "onnx"
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "svc_pl" / "onnx"
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def state_sha256(module: nn.Module) -> str:
-    """Digest of a module's tensors (for a model that did not come from a file)."""
-    h = hashlib.sha256()
-    for name, t in sorted(module.state_dict().items()):
-        h.update(name.encode())
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
-
-
-def _versions() -> dict:
-    """What a cached graph depends on besides the model. The onnx version is read from the installed package's
-    metadata: importing onnx (and ml_dtypes with it) costs about a second, which a cached graph never needs."""
-    from importlib import metadata
-
-    try:
-        onnx_version = metadata.version("onnx")
-    except metadata.PackageNotFoundError:
-        raise ModuleNotFoundError("No module named 'onnx'", name="onnx") from None
-    try:  # the cached graph is ONNX Runtime's optimisation of the export (contrib ops of this version)
-        ort_version = metadata.version("onnxruntime")
-    except metadata.PackageNotFoundError:
-        ort_version = None
-    return {"exporter": EXPORTER_VERSION, "torch": torch.__version__, "onnx": onnx_version, "opset": OPSET,
-            "onnxruntime": ort_version}
-
-
-# ================================================================================================ graphs
-class PriorGraph(nn.Module):
-    """The prior encoder with its sample given, then the flow (so-vits-svc decoder) or the DDSP controls.
-
-    forward(c (B, ssl, T), f0 (B, T), uv (B, T), g (B, gin, T), noise (B, inter, T) standard normal, noise_scale
-    () [, vol (B, T)]) -> z (B, inter, T); for DDSP (amps (B, K, T), gains (B, M, T)) and ``noise`` unused.
-    """
-
-    def __init__(self, synth: Synthesizer):
-        super().__init__()
-        self.synth = synth
-        self.ddsp = synth.decoder == "ddsp"
-
-    def forward(self, c, f0, uv, g, noise, noise_scale, vol=None):
-        s = self.synth
-        x_mask = torch.ones_like(f0).unsqueeze(1)
-        m_p, logs_p = s.prior_stats(c, f0, uv, x_mask, vol)
-        if self.ddsp:
-            return s.dec.controls(m_p, f0, uv, g)
-        z_p = (m_p + noise * torch.exp(logs_p) * noise_scale) * x_mask  # PriorEncoder.forward's sample
-        return s.flow(z_p, x_mask, g=g, reverse=True)
-
-
-class DecoderGraph(nn.Module):
-    """NSFHiFiGAN.decode: z (B, inter, N), har_source (B, 1, N * hop), g (B, gin, N) -> audio (B, 1, N * hop)."""
-
-    def __init__(self, synth: Synthesizer):
-        super().__init__()
-        self.dec = synth.dec
-
-    def forward(self, z, har_source, g):
-        return self.dec.decode(z, har_source, g)
-
-
-def _example(synth: Synthesizer, graph: str, frames: int) -> tuple[list[str], tuple, list[str]]:
-    """(input names, example inputs, output names) of ``graph`` at ``frames`` frames, batch 1."""
-    gen = torch.Generator().manual_seed(0)
-    gin = synth.emb_g.weight.shape[1]
-    g = torch.randn(1, gin, frames, generator=gen)
-    if graph == "prior":
-        f0 = 100 + 300 * torch.rand(1, frames, generator=gen)
-        uv = (torch.rand(1, frames, generator=gen) > 0.2).float()
-        names = ["c", "f0", "uv", "g", "noise", "noise_scale"]
-        args = [torch.randn(1, synth.ssl_dim, frames, generator=gen), f0 * uv, uv, g,
-                torch.randn(1, synth.enc_p.out_channels, frames, generator=gen), torch.tensor(0.4)]
-        if synth.vol_embedding:
-            names.append("vol")
-            args.append(torch.rand(1, frames, generator=gen))
-        outputs = ["amps", "gains"] if synth.decoder == "ddsp" else ["z"]
-        return names, tuple(args), outputs
-    hop = synth.dec.upp
-    har = torch.rand(1, 1, frames * hop, generator=gen) * 0.2 - 0.1
-    z = torch.randn(1, synth.enc_p.out_channels, frames, generator=gen)
-    return ["z", "har_source", "g"], (z, har, g), ["audio"]
-
-
-def export_graph(synth: Synthesizer, graph: str, path: str | os.PathLike) -> Path:
-    """Export ``graph`` ("prior" or "decoder") of ``synth`` to ``path``, atomically; batch and time axes dynamic."""
-    module = PriorGraph(synth) if graph == "prior" else DecoderGraph(synth)
-    names, args, outputs = _example(synth, graph, 64)
-    time_axis = {"c": 2, "f0": 1, "uv": 1, "g": 2, "noise": 2, "vol": 1, "z": 2, "amps": 2, "gains": 2,
-                 "har_source": 2, "audio": 2}
-    axes = {}
-    for n in names + outputs:
-        if n != "noise_scale":
-            axes[n] = {0: "batch", time_axis[n]: "samples" if n in ("har_source", "audio") else "frames"}
-    return _export(module, args, path, names, outputs, axes)
-
-
-def _export(module: nn.Module, args: tuple, path: str | os.PathLike, names: list[str], outputs: list[str],
-            axes: dict) -> Path:
-    """``torch.onnx.export`` (TorchScript exporter, :data:`OPSET`) to ``path`` atomically, its chatter silenced."""
-    from svc_pl.io import atomic_path
-
-    path = Path(path)
-    with atomic_path(path) as tmp, torch.no_grad(), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-        warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
-        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
-        warnings.filterwarnings("ignore", message=".*Constant folding.*")
-        torch.onnx.export(module.eval(), args, str(tmp), input_names=names, output_names=outputs,
-                          dynamic_axes=axes, opset_version=OPSET, dynamo=False)
-    return path
-
-
-def cached_session(path: Path, export, what: str, threads: int | None = None) -> tuple[object, bool]:
-    """(session, exported): the ONNX Runtime session of the cached graph ``path``, made first by ``export(path)``
-    when the cache has no loadable copy; other copies of the same graph (same name up to the last ``-``: other
-    versions or settings) are removed then. ``what`` names the graph in the log."""
-    if path.is_file():
-        try:
-            return build_session(path, threads), False
-        except Exception as err:  # a damaged cache file: export it again
-            LOG.warning("cached ONNX graph %s does not load (%s): exporting it again", path, err)
-    for stale in path.parent.glob(path.name.rsplit("-", 1)[0] + "-*.onnx"):
-        if stale != path:
-            stale.unlink(missing_ok=True)
-    LOG.info("exporting %s for onnxruntime to %s", what, path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    export(path)
-    optimise_in_place(path)
-    return build_session(path, threads), True
-
-
-def optimise_in_place(path: Path) -> None:
-    """Replace the exported graph ``path`` (atomically) by ONNX Runtime's "extended" optimisation of it: constant
-    folding and operator fusions, no hardware-specific layouts, so the file still loads on any CPU. Every later
-    session skips those passes: 0.18 s less to load the 4.1 model's three graphs on a 2-core Xeon (content encoder
-    0.46 -> 0.41 s, prior 0.22 -> 0.12 s, decoder 0.09 -> 0.06 s), the same outputs. If ONNX Runtime cannot, the
-    plain export stays."""
-    import onnxruntime as ort
-
-    from svc_pl.io import atomic_path
-
-    try:
-        with atomic_path(path) as tmp:
-            so = ort.SessionOptions()
-            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-            so.optimized_model_filepath = str(tmp)
-            so.log_severity_level = 3
-            ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
-    except Exception as err:  # noqa: BLE001 - an optimisation only
-        LOG.info("ONNX graph %s kept as exported (ONNX Runtime could not optimise it: %s)", path, err)
-
-
-def build_session(path: str | os.PathLike, threads: int | None = None):
-    """An ONNX Runtime CPU session for ``path``: ``threads`` intra-op threads (default: torch's, i.e. the
-    physical cores), sequential execution, all graph optimisations."""
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = int(threads or torch.get_num_threads())
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.log_severity_level = 3
-    return ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
 
 
 # ================================================================================================ backend
