@@ -9,7 +9,8 @@ fills unvoiced frames by linear interpolation, as so-vits-svc feeds F0 to its mo
 Methods: ``pm`` (Praat autocorrelation), ``dio`` and ``harvest`` (WORLD + StoneMask), ``crepe``
 (torchcrepe, bundled weights), ``fcpe`` (torchfcpe, bundled weights), ``rmvpe`` (our
 :mod:`svc_pl.data.rmvpe` with a user-supplied ``rmvpe.pt``), ``pesto`` (pesto-pitch, its bundled 0.5 MB model
-trained on sung MIR-1K; the optional extra ``svc_pl[pesto]``). Each library is imported only when
+trained on sung MIR-1K; the optional extra ``svc_pl[pesto]``), ``vote`` (FCPE, CREPE tiny and Praat, per frame the
+pitch two agree on: :mod:`svc_pl.data.f0_vote`). Each library is imported only when
 its extractor is built, and each extractor loads its network once.
 """
 
@@ -26,7 +27,7 @@ import torch
 
 LOG = logging.getLogger(__name__)
 
-METHODS = ("pm", "dio", "harvest", "crepe", "fcpe", "rmvpe", "pesto")
+METHODS = ("pm", "dio", "harvest", "crepe", "fcpe", "rmvpe", "pesto", "vote")
 NET_RATE = 16000  # crepe, fcpe and rmvpe all listen at 16 kHz
 
 
@@ -115,6 +116,10 @@ def get_f0_extractor(
                               threshold=0.05 if threshold is None else threshold)
     if method == "pesto":
         return PestoExtractor(**common, device=device, threshold=0.5 if threshold is None else threshold)
+    if method == "vote":
+        if threshold is not None:
+            LOG.warning("the F0 threshold %s has no effect on vote (each of its trackers keeps its own)", threshold)
+        return VoteExtractor(**common, device=device)
     raise ValueError(f"unknown f0 method {method!r}; choose one of: {', '.join(METHODS)}")
 
 
@@ -427,3 +432,23 @@ class PestoExtractor(_NetExtractor):
         f0 = torch.where(confidence >= self.threshold, f0, torch.zeros_like(f0)).float().cpu().numpy()
         frames = int(round(len(audio) * NET_RATE / self.sample_rate / (self.step_ms * NET_RATE / 1000)))
         return _stretch_nearest(f0[: max(1, min(len(f0), frames))], n)
+
+
+class VoteExtractor(F0Extractor):
+    """FCPE, CREPE tiny and Praat, each reading the audio, and per frame the pitch two of them agree on
+    (:func:`svc_pl.data.f0_vote.vote`; FCPE's value where it is one of the pair): one tracker's octave error is
+    outvoted. About the cost of FCPE plus CREPE tiny (Praat is cheap)."""
+
+    name = "vote"
+
+    def __init__(self, device=None, **common):
+        super().__init__(**common)
+        self.members = [FCPEExtractor(**common, device=device, threshold=0.006),
+                        CrepeExtractor(**common, device=device, threshold=0.05, model="tiny"),
+                        PMExtractor(**common, threshold=0.6)]
+
+    def _raw(self, audio: np.ndarray, n: int) -> np.ndarray:
+        from svc_pl.data.f0_vote import vote
+
+        return vote([m.compute(audio, n_frames=n).raw for m in self.members])
+
