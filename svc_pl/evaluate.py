@@ -97,28 +97,34 @@ def evaluate_f0(source: np.ndarray, converted: np.ndarray, sr_source: int, sr_co
         return get_f0_extractor(name, ANALYSIS_SR, ANALYSIS_HOP, device=device, f0_max=ANALYSIS_F0_MAX,
                                 model_path=model_path if name == method else None)
 
-    methods = [tracker(method)] + ([tracker(check_method)] if check_method not in (None, method) else [])
-    signals = [resample(np.asarray(x, dtype=np.float32), sr, ANALYSIS_SR)
-               for x, sr in ((source, sr_source), (converted, sr_converted))]
-    # tracks[signal][tracker]: (N,) raw Hz, 0 where unvoiced
-    tracks = [[ex.compute(y).raw.astype(np.float64) for ex in methods] for y in signals]
-    n_src, n_out = len(tracks[0][0]), len(tracks[1][0])
-    if abs(n_src - n_out) > 50:
+    from svc_pl.data.f0_vote import agree
+
+    primary = tracker(method)
+    check = tracker(check_method) if check_method not in (None, method) else None
+    src, out = (resample(np.asarray(x, dtype=np.float32), sr, ANALYSIS_SR)
+                for x, sr in ((source, sr_source), (converted, sr_converted)))
+
+    def read(ex, y):  # -> (N,) raw Hz, 0 where unvoiced
+        return ex.compute(y).raw.astype(np.float64)
+
+    src_f0, out_f0 = read(primary, src), read(primary, out)
+    if abs(len(src_f0) - len(out_f0)) > 50:
         LOG.warning("source and converted differ by %.2f s in length; comparing the first %.2f s",
-                    abs(n_src - n_out) * ANALYSIS_HOP / ANALYSIS_SR, min(n_src, n_out) * ANALYSIS_HOP / ANALYSIS_SR)
-    n = min(n_src, n_out)
-    (src_f0, *src_check), (out_f0, *out_check) = ([t[:n] for t in ts] for ts in tracks)
-    src_v, out_v = src_f0 > 0, out_f0 > 0
+                    abs(len(src_f0) - len(out_f0)) * ANALYSIS_HOP / ANALYSIS_SR,
+                    min(len(src_f0), len(out_f0)) * ANALYSIS_HOP / ANALYSIS_SR)
+    n = min(len(src_f0), len(out_f0))
+    src_f0, out_f0 = src_f0[:n], out_f0[:n]
+    src_v = src_f0 > 0
     target = src_f0 * 2 ** (transpose / 12)
-    judged = src_v.copy()
+    judged = src_v
     agreement = float("nan")
-    if src_check:
-        check = src_check[0]
-        judged &= (check > 0) & (np.abs(1200 * np.log2(np.maximum(src_f0, 1.0) / np.maximum(check, 1.0))) <= 50)
+    if check is not None:
+        judged = agree(src_f0, read(check, src)[:n])
         agreement = float(judged.sum() / max(int(src_v.sum()), 1))
         above = src_v & (target > METHOD_CEILING.get(method, np.inf))
-        out_f0 = np.where(above, out_check[0], out_f0)
-        out_v = out_f0 > 0
+        if above.any():  # the converted audio is read a second time only where the first tracker cannot
+            out_f0 = np.where(above, read(check, out)[:n], out_f0)
+    out_v = out_f0 > 0
     both = judged & out_v
     if both.any():
         cents = 1200 * np.log2(out_f0[both] / target[both])
@@ -131,7 +137,7 @@ def evaluate_f0(source: np.ndarray, converted: np.ndarray, sr_source: int, sr_co
         f0_median_cents=median, f0_rms_cents=rms, f0_mean_cents=mean,
         vuv_agreement=float(np.mean(src_v == out_v)) if n else float("nan"), f0_gross_error_rate=gross,
         n_voiced_frames=int(both.sum()), method=method, transpose=float(transpose),
-        check_method=methods[1].name if len(methods) > 1 else None, reference_agreement=agreement,
+        check_method=check.name if check is not None else None, reference_agreement=agreement,
         times=np.arange(n) * ANALYSIS_HOP / ANALYSIS_SR, target_f0=np.where(src_v, target, np.nan),
         converted_f0=np.where(out_v, out_f0, np.nan))
 

@@ -13,6 +13,12 @@ import numpy as np
 AGREE_CENTS = 50.0
 
 
+def agree(a: np.ndarray, b: np.ndarray, agree_cents: float = AGREE_CENTS) -> np.ndarray:
+    """Frames where two raw tracks (Hz, 0 unvoiced; same shape) are both voiced and within ``agree_cents``."""
+    voiced = (a > 0) & (b > 0)
+    return voiced & (np.abs(1200 * np.log2(np.where(voiced, a, 1.0) / np.where(voiced, b, 1.0))) <= agree_cents)
+
+
 def vote(tracks: list[np.ndarray], agree_cents: float = AGREE_CENTS) -> np.ndarray:
     """Per frame, the pitch that at least two tracks agree on.
 
