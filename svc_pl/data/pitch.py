@@ -183,12 +183,14 @@ class F0Extractor:
     def __repr__(self) -> str:
         return f"{type(self).__name__}(sr={self.sample_rate}, hop={self.hop_length}, {self.f0_min}-{self.f0_max} Hz)"
 
-    def compute(self, audio: np.ndarray, n_frames: int | None = None) -> PitchTrack:
+    def compute(self, audio: np.ndarray, n_frames: int | None = None, frames: np.ndarray | None = None) -> PitchTrack:
         """F0 of mono ``audio``.
 
         Args:
             audio: (T,) float waveform at ``sample_rate``.
             n_frames: number of output frames; default ``T // hop_length`` (the spectrogram frame count).
+            frames: optional (n_frames,) bool mask of the frames the caller will read. An extractor may save work
+                by leaving the others unvoiced (CREPE runs its network only near them); the rest ignore it.
         Returns:
             :class:`PitchTrack` of (n_frames,) float32 arrays.
         """
@@ -200,7 +202,15 @@ class F0Extractor:
         n = len(audio) // self.hop_length if n_frames is None else int(n_frames)
         if n < 0:
             raise ValueError(f"{self.name}: n_frames must be >= 0, got {n}")
-        raw = np.zeros(n) if n == 0 or len(audio) == 0 else np.asarray(self._raw(audio, n), dtype=np.float64)
+        if frames is not None:
+            frames = np.asarray(frames, dtype=bool)
+            if frames.shape != (n,):
+                raise ValueError(f"{self.name}: frames mask must have shape ({n},), got {frames.shape}")
+        if n == 0 or len(audio) == 0:
+            raw = np.zeros(n)
+        else:
+            raw = np.asarray(self._raw(audio, n) if frames is None else self._raw_frames(audio, n, frames),
+                             dtype=np.float64)
         raw = np.where(raw >= self.f0_min, np.minimum(raw, self.f0_max), 0.0)
         f0, voiced = interpolate_unvoiced(raw)
         return PitchTrack(f0=f0, voiced=voiced, raw=raw.astype(np.float32))
@@ -208,6 +218,10 @@ class F0Extractor:
     def _raw(self, audio: np.ndarray, n: int) -> np.ndarray:
         """audio (T,) float32 -> (n,) Hz, 0 where unvoiced."""
         raise NotImplementedError
+
+    def _raw_frames(self, audio: np.ndarray, n: int, frames: np.ndarray) -> np.ndarray:
+        """As :meth:`_raw`, where only the ``frames`` (bool (n,)) need be right; by default all are computed."""
+        return self._raw(audio, n)
 
 
 class PMExtractor(F0Extractor):
@@ -335,14 +349,37 @@ class CrepeExtractor(_NetExtractor):
         self._allowed = np.zeros(360, bool)
         self._allowed[max(lo, 0):min(hi, 360)] = True
 
-    @torch.no_grad()
+    # net frames computed on each side of a wanted one, so that its periodicity median (3), its 3-frame mean
+    # and the Viterbi path near it see the same neighbours as in a full run
+    FRAME_CONTEXT = 4
+
     def _raw(self, audio: np.ndarray, n: int) -> np.ndarray:
+        return self._raw_frames(audio, n, None)
+
+    @torch.no_grad()
+    def _raw_frames(self, audio: np.ndarray, n: int, frames: np.ndarray | None) -> np.ndarray:
+        """Where ``frames`` is given, the network reads only the net frames that feed them (plus
+        :attr:`FRAME_CONTEXT` on each side); the others get a flat distribution, i.e. no pitch."""
         import scipy.ndimage
 
         tc = self._torchcrepe
         x = self._to_net_rate(audio)
-        probs = torch.cat([self.net(frames) for frames in tc.preprocess(
-            x, NET_RATE, self.net_hop, self.batch_size, self.device, pad=True)]).cpu().numpy()  # (M, 360)
+        if frames is None:
+            probs = torch.cat([self.net(batch) for batch in tc.preprocess(
+                x, NET_RATE, self.net_hop, self.batch_size, self.device, pad=True)]).cpu().numpy()  # (M, 360)
+        else:
+            m = 1 + x.shape[1] // self.net_hop  # torchcrepe's frame count with pad=True
+            want = np.zeros(m, bool)
+            want[np.floor(np.flatnonzero(frames) * (m / n)).astype(np.int64)] = True  # as _stretch_nearest
+            want = scipy.ndimage.binary_dilation(want, np.ones(2 * self.FRAME_CONTEXT + 1, bool))
+            probs = np.full((m, 360), 1.0 / 360)
+            start = 0
+            for batch in tc.preprocess(x, NET_RATE, self.net_hop, self.batch_size, self.device, pad=True):
+                rows = np.flatnonzero(want[start:start + len(batch)])
+                if len(rows):
+                    probs[start + rows] = self.net(batch[torch.from_numpy(rows).to(batch.device)]).cpu().numpy()
+                start += len(batch)
+            self.last_frames_read = (int(want.sum()), m)
         probs = np.where(self._allowed, probs, 0.0)
         logits = np.where(self._allowed, probs, -np.inf)
         soft = np.exp(logits - logits.max(1, keepdims=True))
@@ -437,7 +474,8 @@ class PestoExtractor(_NetExtractor):
 class VoteExtractor(F0Extractor):
     """FCPE, CREPE tiny and Praat, each reading the audio, and per frame the pitch two of them agree on
     (:func:`svc_pl.data.f0_vote.vote`; FCPE's value where it is one of the pair): one tracker's octave error is
-    outvoted. About the cost of FCPE plus CREPE tiny (Praat is cheap)."""
+    outvoted. CREPE, the costly one, reads only the frames where FCPE and Praat leave the vote open (one of them
+    voiced and no agreement); elsewhere its reading could not change the result."""
 
     name = "vote"
 
@@ -450,5 +488,12 @@ class VoteExtractor(F0Extractor):
     def _raw(self, audio: np.ndarray, n: int) -> np.ndarray:
         from svc_pl.data.f0_vote import vote
 
-        return vote([m.compute(audio, n_frames=n).raw for m in self.members])
+        from svc_pl.data.f0_vote import agree
+
+        fcpe, crepe, pm = self.members
+        a = fcpe.compute(audio, n_frames=n).raw
+        c = pm.compute(audio, n_frames=n).raw
+        open_ = ((a > 0) | (c > 0)) & ~agree(a, c)
+        b = crepe.compute(audio, n_frames=n, frames=open_).raw
+        return vote([a, b, c])
 
