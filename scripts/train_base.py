@@ -13,6 +13,7 @@ Needs espeak-ng, festival (festvox-kallpc16k, festvox-us-slt-hts) and the whispe
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -100,8 +101,39 @@ def stage_fit(work: Path, minutes: float, max_steps: int, init_from: Path | None
         args += ["--ckpt_path", str(last[-1])]
     elif init_from is not None:
         args += ["--model.init_from", str(warm_start_file(work, init_from))]
+    with (work / MACHINES).open("a") as f:  # the model card names every machine that trained the base
+        f.write(f"{time.strftime('%Y-%m-%d')}\t{_this_machine()}\t{minutes:g} min (cumulative)\n")
     if cli(args) != 0:
         sys.exit("training failed")
+
+
+MACHINES = "machines.tsv"
+
+
+def _this_machine() -> str:
+    """'NVIDIA H200' on CUDA, else e.g. '2-core Intel(R) Xeon(R) Processor' from /proc/cpuinfo."""
+    import os
+    import platform
+
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    name = platform.processor() or "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    return f"{os.cpu_count()}-core {name}"
+
+
+def _machines_of(work: Path) -> list[str]:
+    """The distinct machines the fit stage ran on, in order (empty when it never recorded any)."""
+    path = work / MACHINES
+    names = [line.split("\t")[1] for line in path.read_text().splitlines() if line.count("\t") >= 2] \
+        if path.is_file() else []
+    return list(dict.fromkeys(names))
 
 
 def stage_export(work: Path, minutes: float) -> Path:
@@ -116,7 +148,8 @@ def stage_export(work: Path, minutes: float) -> Path:
     state = {k[4:]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
     meta = {"net": dict(hp["net"]), "dataset_info": dict(hp["dataset_info"]), "global_step": int(ckpt["global_step"]),
             "segment_frames": segment_frames(hp), "epoch": int(ckpt["epoch"]), "train_minutes": minutes,
-            "config": "tiny", "init_from": _warm_start_of(work, hp.get("init_from") or _warm_start_file_of(work))}
+            "config": "tiny", "init_from": _warm_start_of(work, hp.get("init_from") or _warm_start_file_of(work)),
+            "machines": _machines_of(work)}
     path = save_base(state, OUT / "tiny-base.safetensors", meta)
     print(f"base: {path} ({path.stat().st_size / 1e6:.1f} MB, step {meta['global_step']})", flush=True)
     return path
@@ -239,7 +272,7 @@ def write_card(work: Path, summary: dict) -> Path:
         "melody 5.", "",
         "## Training", "",
         f"- {meta['global_step']} steps (batch 8 x 1 s, Adam lr 5e-4, decay 0.998 per epoch) in "
-        f"{meta['train_minutes']:.0f} minutes on 2 CPU cores (AMD EPYC, fp32)"
+        f"{meta['train_minutes']:.0f} minutes on {' then '.join(meta.get('machines') or ['2 CPU cores'])} (fp32)"
         + (f", starting from the previous base's weights ({warm})." if warm else "."),
         "- Final losses (mean of the last logged values): " + ", ".join(f"{k} {v:.3f}" for k, v in losses.items()),
         "",

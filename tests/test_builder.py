@@ -165,6 +165,21 @@ def test_base_as_checkpoint_gives_its_segment_in_frames(tmp_path):
         assert load_voice_model(tmp_path / "base.ckpt").net.segment_size == frames
 
 
+def test_base_card_names_every_machine_that_trained_it(tmp_path):
+    """The fit stage records the machine of each run; the export lists each once, in order, for the card."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("train_base", REPO / "scripts" / "train_base.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script._machines_of(tmp_path) == []
+    here = script._this_machine()
+    assert "core" in here or "NVIDIA" in here
+    (tmp_path / script.MACHINES).write_text(f"2026-12-03\t{here}\t72 min\n2026-12-03\tNVIDIA H200\t90 min\n"
+                                            f"2026-12-04\t{here}\t183 min\nnot a record\n")
+    assert script._machines_of(tmp_path) == [here, "NVIDIA H200"]
+
+
 def _print_config(*configs: str) -> dict:
     args = [a for c in configs for a in ("--config", c)]
     proc = subprocess.run([sys.executable, "-m", "svc_pl.cli", "fit", *args, "--print_config"], cwd=REPO,
