@@ -106,6 +106,9 @@ def main() -> None:
     ap.add_argument("--perturb-copies", type=int, default=-1, help="svc-pl preprocess --perturb-copies")
     ap.add_argument("--retrieval-ratio", type=float, default=0.0,
                     help="feature retrieval in the conversion (default 0: off; the targets are without it)")
+    ap.add_argument("--match-units", type=float, default=0.0,
+                    help="svc-pl infer --match-units: the input's units moved to the target's unit statistics "
+                         "(from the fine-tune's dataset)")
     a = ap.parse_args()
 
     from svc_pl.cli import main as cli
@@ -156,6 +159,8 @@ def main() -> None:
         if not (index / "manifest.json").is_file() and cli(["train-index", str(a.out / "data"), "--kind", "index"]):
             raise SystemExit("building the feature index failed")
         retrieval = ["--feature-index", str(index), "--retrieval-ratio", str(a.retrieval_ratio)]
+    if a.match_units > 0:  # the dataset's statistics: also for fine-tunes made before checkpoints stored them
+        retrieval += ["--match-units", str(a.match_units), "--unit-stats", str(a.out / "data")]
     conv = a.out / (a.converted_dir or (f"converted_r{a.retrieval_ratio:g}" if a.retrieval_ratio > 0 else "converted"))
     if cli(["infer", *map(str, sources), "-o", str(conv), "-m", str(ckpt), "-s", a.target, "-t", str(transpose),
             "--content-encoder", "whisper-tiny.en", "--f0", a.f0, "--no-progress", "--precision", "fp32",
@@ -206,13 +211,15 @@ def main() -> None:
     result = {"target_A": a.target, "source_B": a.source, "transpose": transpose, "fine_tune_steps": a.steps,
               "base": a.base, "unit_window": a.unit_window, "perturb_copies": a.perturb_copies,
               "fine_tune_seconds": round(fit_s, 1), "retrieval_ratio": a.retrieval_ratio, "f0_method": a.f0,
+              "match_units": a.match_units,
               "held_out_files": [s.name for s in sources], "words": {s.name: text_of(s) for s in sources},
               "source_wer_vs_lyrics": lyrics_wer_b, "transcripts": transcripts,
               "total_seconds": round(time.time() - t0, 1), "rows": rows}
     report = a.out / (f"quality-{a.converted_dir}.json" if a.converted_dir else "quality.json")
     report.write_text(json.dumps(result, indent=2))
     print(f"\n{a.source} -> {a.target}, transpose {transpose:+d}, {len(sources)} held-out files, "
-          f"fine-tune {a.steps} steps in {fit_s:.0f} s, retrieval ratio {a.retrieval_ratio:g}\n")
+          f"fine-tune {a.steps} steps in {fit_s:.0f} s, retrieval ratio {a.retrieval_ratio:g}, match units "
+          f"{a.match_units:g}\n")
     print("| system | F0 median err (cents) | gross err (share of B's frames judged) "
           "| sim to A / B (resemblyzer) | sim to A / B (voicefilter) "
           "| MCD to A (dB) | WER / CER vs B's transcript | WER / CER vs lyrics |")

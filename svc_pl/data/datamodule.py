@@ -46,6 +46,7 @@ class SVCDataModule(pl.LightningDataModule):
         self.perturbed_units = perturbed_units
         self.info = self._load_info()
         self.train_set = self.val_set = None
+        self._unit_stats: dict | None = None
 
     def _load_info(self) -> DatasetInfo:
         root = Path(self.dataset_dir)
@@ -64,6 +65,24 @@ class SVCDataModule(pl.LightningDataModule):
                 "win_length": self.info.win_length, "content_encoder": self.info.content_encoder,
                 "f0_method": self.info.f0_method, "unit_interpolate_mode": self.info.unit_interpolate_mode,
                 "unit_window": dict(self.info.unit_window)}
+
+    def unit_stats(self) -> dict | None:
+        """Per-speaker statistics of the training set's clean units (:mod:`svc_pl.data.unit_stats`), computed once;
+        checkpoints store them for ``svc-pl infer --match-units``. None for so-vits-svc trees or when they
+        cannot be read (training goes on; a warning says why)."""
+        if self._unit_stats is None and self.info.format != "sovits":
+            from svc_pl.data.unit_stats import compute_unit_stats
+            from svc_pl.errors import UserFacingError
+
+            try:
+                self._unit_stats = compute_unit_stats(self.dataset_dir)
+            except UserFacingError as err:
+                import logging
+
+                logging.getLogger(__name__).warning("no unit statistics in the checkpoints (--match-units will "
+                                                    "need --unit-stats): %s", err)
+                self._unit_stats = {}
+        return self._unit_stats or None
 
     def _make(self, split: str, train: bool):
         if self.info.format == "sovits":

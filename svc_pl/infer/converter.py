@@ -27,6 +27,7 @@ from svc_pl.errors import UserFacingError
 from svc_pl.infer.loading import VoiceModel
 from svc_pl.infer.options import DECODE_WINDOW, OPTION_GROUPS, ConvertOptions  # noqa: F401  (part of this module's API)
 from svc_pl.infer.runtime import release_free_heap, resolve_precision, warn_if_bf16_is_emulated
+from svc_pl.infer.unit_match import UnitMatcher
 
 LOG = logging.getLogger(__name__)
 PathLike = str | os.PathLike
@@ -62,10 +63,11 @@ class Converter:
         index: optional :class:`svc_pl.infer.retrieval.FeatureIndex`.
         diffusion: optional :class:`svc_pl.infer.diffusion.DiffusionStage`, used with ``shallow_diffusion`` or
             ``only_diffusion`` (then ``model`` is its :meth:`~svc_pl.infer.diffusion.DiffusionStage.voice_model`).
+        unit_stats: per-speaker unit statistics for ``match_units`` (default: the model's own, when it has them).
     """
 
     def __init__(self, model: VoiceModel, content_encoder, device: str | torch.device = "cpu", enhancer=None,
-                 cluster=None, index=None, diffusion=None):
+                 cluster=None, index=None, diffusion=None, unit_stats: dict | None = None):
         self.model = model
         self.diffusion = diffusion
         self.encoder = model.wrap_encoder(content_encoder).to(device).eval()
@@ -73,6 +75,9 @@ class Converter:
         self.enhancer = enhancer
         self.cluster = cluster
         self.index = index
+        stats = unit_stats if unit_stats is not None else model.unit_stats
+        self.unit_matcher = UnitMatcher(stats, "the unit statistics given" if unit_stats is not None else
+                                        model.source) if stats else None
         self._f0 = {}
         self._precision_checked: set[str] = set()
         from svc_pl.infer.onnx_backend import SynthesizerBackends
@@ -84,7 +89,8 @@ class Converter:
     def from_files(cls, model: PathLike | None, content_encoder: PathLike | None = None, *, encoder: str | None = None,
                    random_encoder: bool = False, config: PathLike | None = None, device: str | torch.device = "cpu",
                    options: ConvertOptions | None = None, enhancer: PathLike | None = None,
-                   cluster_model: PathLike | None = None, feature_index: PathLike | None = None) -> Converter:
+                   cluster_model: PathLike | None = None, feature_index: PathLike | None = None,
+                   unit_stats: PathLike | None = None) -> Converter:
         """The front door: a converter from files, with everything a conversion needs loaded and checked before any
         audio is read (the voice model, its content encoder and their unit sizes, the diffusion stage, the enhancer,
         the cluster model and the feature index). ``svc-pl infer``, ``svc-pl live`` and the web UI build theirs here
@@ -106,6 +112,9 @@ class Converter:
             options: the conversion settings; those that pick files (diffusion model, vocoder) and the speakers the
                 diffusion stage must know are read here.
             enhancer, cluster_model, feature_index: optional openvpi vocoder folder, k-means file, index folder.
+            unit_stats: a dataset made by ``svc-pl preprocess`` whose per-speaker unit statistics ``match_units``
+                uses, for models whose checkpoint has none (so-vits-svc models, checkpoints from before they were
+                stored).
 
         Raises:
             UserFacingError: a file is missing or unsafe, or the model and the encoder give different unit sizes.
@@ -147,8 +156,13 @@ class Converter:
             from svc_pl.infer.retrieval import FeatureIndex
 
             index = FeatureIndex.load(feature_index)
+        stats = None
+        if unit_stats:
+            from svc_pl.data.unit_stats import compute_unit_stats
+
+            stats = compute_unit_stats(unit_stats)
         return cls(voice, units, device=device, enhancer=enhancer_net, cluster=cluster, index=index,
-                        diffusion=diffusion)
+                   diffusion=diffusion, unit_stats=stats)
 
     # ------------------------------------------------------------------ helpers
     def _f0_extractor(self, opts: ConvertOptions):
@@ -239,7 +253,22 @@ class Converter:
         chunks = slicer.slice(y) if len(y) > 0 else []
         pieces = [p for c in chunks if not c.silent for p in self._pieces(c.start, c.end, opts)]
         self.timings["slicing"] += time.perf_counter() - t0
+        if opts.match_units > 0:
+            self.check_match_units(opts)
+            self.unit_matcher.reset()  # a new input: its own statistics
         return y, y16, pieces
+
+    def check_match_units(self, opts: ConvertOptions) -> None:
+        """Raise a :class:`UserFacingError` saying what to pass when ``opts.match_units`` cannot be honoured."""
+        if opts.match_units <= 0:
+            return
+        if self.unit_matcher is None:
+            raise UserFacingError(
+                f"{self.model.source}: --match-units needs the unit statistics of the speakers' training data, "
+                "which this model does not store (a so-vits-svc model, or a checkpoint from before svc_pl "
+                "stored them): pass --unit-stats DATASET_DIR, the dataset made by `svc-pl preprocess` it was "
+                "trained on")
+        self.unit_matcher.target(self._speaker_target(opts))
 
     def _blocks(self, y: np.ndarray, y16: np.ndarray, pieces: list[_Piece],
                 opts: ConvertOptions) -> Iterator[np.ndarray]:
@@ -354,7 +383,12 @@ class Converter:
         seg16[pad16:pad16 + len(part)] = part
         with self._autocast(opts):
             c = self.backends.encode(opts, self.encoder, torch.from_numpy(seg16).to(self.device).unsqueeze(0)).float()
-        c = self._mix_units(units_to_frames(c, n_frames, mode=self.model.unit_interpolate_mode), opts)
+        c = units_to_frames(c, n_frames, mode=self.model.unit_interpolate_mode)
+        if opts.match_units > 0:  # the piece's own frames (not its padding) join the input's statistics
+            hop = self.model.hop_length
+            self.unit_matcher.observe(c[0, :, pad // hop:(pad + p.end - p.start) // hop])
+            c = self.unit_matcher.apply(c, self._speaker_target(opts), opts.match_units)
+        c = self._mix_units(c, opts)
         self.timings["units"] += time.perf_counter() - t0
         return c[0]
 
@@ -448,14 +482,24 @@ class Converter:
         bf16 = resolve_precision(opts.precision, self.device) == "bf16"
         return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=bf16)
 
-    def _speaker_name(self, opts: ConvertOptions) -> str:
-        spk = opts.speaker
-        if isinstance(spk, dict) or opts.speaker_keyframes:
-            spk = max(spk.items(), key=lambda kv: kv[1])[0] if isinstance(spk, dict) else spk
+    def _speaker_target(self, opts: ConvertOptions) -> str | dict[str, float]:
+        """The speaker whose unit statistics ``match_units`` moves to: its name, or {name: weight} for a static mix
+        (a keyframed mix: its dominant speaker, as retrieval takes)."""
+        if isinstance(opts.speaker, dict) and not opts.speaker_keyframes:
+            return {self._name_of(k): float(w) for k, w in opts.speaker.items()}
+        return self._speaker_name(opts)
+
+    def _name_of(self, spk: str | int) -> str:
         if isinstance(spk, int) or str(spk).isdigit():
             sid = int(spk)
             return next((k for k, v in self.model.speakers.items() if v == sid), str(sid))
         return str(spk)
+
+    def _speaker_name(self, opts: ConvertOptions) -> str:
+        spk = opts.speaker
+        if isinstance(spk, dict) or opts.speaker_keyframes:
+            spk = max(spk.items(), key=lambda kv: kv[1])[0] if isinstance(spk, dict) else spk
+        return self._name_of(spk)
 
     @staticmethod
     def _stack_speakers(spks: list) -> torch.Tensor:

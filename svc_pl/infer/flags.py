@@ -90,10 +90,12 @@ class ConverterFactory:
         a = self.args
         return build_converter(a.model, a.content_encoder, encoder=a.encoder, random_encoder=a.random_encoder,
                                config=a.config, device=device, options=options_from_args(a), enhancer=a.enhancer,
-                               cluster_model=a.cluster_model, feature_index=a.feature_index)
+                               cluster_model=a.cluster_model, feature_index=a.feature_index,
+                               unit_stats=getattr(a, "unit_stats", None))
 
 
 def check_speaker(converter, opts) -> None:
     from svc_pl.infer.build import check_speakers
 
     check_speakers(converter.model, opts)
+    converter.check_match_units(opts)

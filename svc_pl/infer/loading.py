@@ -29,6 +29,7 @@ class VoiceModel:
     unit_interpolate_mode: str
     source: str
     unit_window: dict[str, int] | None = None  # units made as a stream makes them (svc_pl.data.unit_window)
+    unit_stats: dict[str, dict] | None = None  # per-speaker unit mean/std of the training data (svc_pl.data.unit_stats)
 
     def wrap_encoder(self, encoder):
         """The content encoder as this model was trained on it: windowed when its units were."""
@@ -88,6 +89,11 @@ def _from_lightning(path: Path) -> VoiceModel:
     info = hp["dataset_info"]
     net = Synthesizer.from_config(hp["net"], info, segment_frames(hp))
     load_state_into(net, state_under(ckpt["state_dict"], "net."), str(path))
+    stats = ckpt.get("unit_stats")
+    if stats is not None:
+        from svc_pl.data.unit_stats import check_unit_stats
+
+        stats = check_unit_stats(stats, str(path))
     return VoiceModel(net.eval(), int(info["sampling_rate"]), int(info["hop_length"]), dict(info["speakers"]),
                       str(info["content_encoder"]), str(info.get("unit_interpolate_mode", "nearest")), str(path),
-                      dict(info.get("unit_window") or {}) or None)
+                      dict(info.get("unit_window") or {}) or None, stats)

@@ -43,6 +43,10 @@ class ConvertOptions:
     f0_model_path: str | None = _option(None, "pitch", "weights of the F0 extractor (rmvpe.pt for rmvpe)")
     cluster_ratio: float = _option(0.0, "quality", "share of k-means cluster centres mixed into the units (0-1)")
     retrieval_ratio: float = _option(0.0, "quality", "share of retrieved features mixed into the units (0-1)")
+    match_units: float = _option(
+        0.0, "quality", "move the input's content units to the target speaker's unit statistics (each dimension's "
+        "mean and spread over its training units; the input's own from the frames converted so far): 0 off, 1 all "
+        "the way. Takes out the source voice the units carry; needs a checkpoint from svc-pl fit or --unit-stats")
     loudness_mix: float = _option(
         1.0, "quality", "1 keeps the model's loudness, 0 follows the input's loudness envelope (so-vits-svc's -lea)")
     slice_db: float = _option(-40.0, "quality", "silence threshold of the slicer (dB)")

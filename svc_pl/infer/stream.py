@@ -198,6 +198,10 @@ class StreamConverter:
         self._returned = 0  # device samples out
         self._k = 0  # next block
         self._tail = np.zeros(self.cf, np.float32)  # the previous render after its block, for the crossfade
+        self._observed16 = 0  # 16 kHz unit frames [0, _observed16) are in the input's unit statistics
+        if self.opts.match_units > 0:
+            self.converter.check_match_units(self.opts)
+            self.converter.unit_matcher.reset()
         self._drop = 0
         self.blocks = 0
         self.deadline_misses = 0
@@ -333,6 +337,7 @@ class StreamConverter:
         """A dropped block: its audio is passed by without running the encoder or the F0 tracker."""
         if self._units is not None:
             self._u16.append(self._units.push(np.concatenate(self._pending16), encode=False).numpy())
+            self._observed16 = max(self._observed16, self._u16.end)  # placeholders, not the input's units
             self._pending16.clear()
         end = (k + 1) * self.block_frames
         if end > self._f0_final:
@@ -479,12 +484,14 @@ class StreamConverter:
             x = torch.from_numpy(self._y16.get(w0, e16)).unsqueeze(0).to(self.device)
             with torch.inference_mode(), conv._autocast(self.opts):
                 u = conv.encoder(x).float()[0].cpu().numpy()  # (D, frames from w0)
+            self._observe(u, w0 // 320)
             t16 = np.arange(a, b) * self.hop * 16000 / self.sr
             j = np.clip(np.floor((t16 - w0) / 320).astype(int), 0, u.shape[-1] - 1)
             return self._mix(u[:, j])
         if self._pending16:
             self._u16.append(self._units.push(np.concatenate(self._pending16)).numpy())
             self._pending16.clear()
+            self._observe(self._u16.data, self._u16.start)
         first = max(a, self._c.end)
         parts = [self._c.get(a, first)]
         if first < b:
@@ -503,9 +510,22 @@ class StreamConverter:
             return np.zeros((t.data.shape[0], len(j)), np.float32)
         return t.data[:, np.clip(j - t.start, 0, t.data.shape[-1] - 1)]
 
+    def _observe(self, u: np.ndarray, start: int) -> None:
+        """Add the unit frames of ``u`` (D, n; 16 kHz unit frame ``start`` first) not yet seen to the input's
+        statistics (``match_units``)."""
+        if self.opts.match_units <= 0:
+            return
+        new = u[:, max(0, self._observed16 - start):]
+        if new.shape[-1]:
+            self.converter.unit_matcher.observe(torch.from_numpy(np.ascontiguousarray(new)))
+            self._observed16 = start + u.shape[-1]
+
     def _mix(self, c: np.ndarray) -> np.ndarray:
-        """Cluster / retrieval mixing of units (D, T) for the current speaker."""
+        """Unit matching and cluster / retrieval mixing of units (D, T) for the current speaker."""
         conv = self.converter
+        if self.opts.match_units > 0:
+            c = conv.unit_matcher.apply(torch.from_numpy(c).float().unsqueeze(0), conv._speaker_target(self.opts),
+                                        self.opts.match_units)[0].numpy()
         if (conv.cluster is None or self.opts.cluster_ratio <= 0) and (conv.index is None or
                                                                         self.opts.retrieval_ratio <= 0):
             return c.astype(np.float32)

@@ -263,10 +263,16 @@ class SVCModule(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         save_random_state(checkpoint)
         checkpoint["svc_pl_counters"] = {"nonfinite": self._nonfinite, "val_runs": self._val_runs}
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        stats = datamodule.unit_stats() if hasattr(datamodule, "unit_stats") else None
+        stats = stats or getattr(self, "_unit_stats", None)  # a resumed run keeps what its checkpoint had
+        if stats:
+            checkpoint["unit_stats"] = stats  # the training speakers' unit statistics, for --match-units
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._upgrade_optimizer_state(checkpoint)
         restore_random_state(checkpoint)  # a resumed run draws what the uninterrupted one would have
+        self._unit_stats = checkpoint.get("unit_stats")
         counters = checkpoint.get("svc_pl_counters", {})
         self._nonfinite = counters.get("nonfinite", 0)
         self._val_runs = counters.get("val_runs", 0)
