@@ -83,7 +83,7 @@ def _median_f0(files: list[Path]) -> float:
 
 
 def run_demo(out: str | Path, max_steps: int = 600, transpose: int | None = 12, workers: int = 2,
-             n_phrases: int = 8, progress: bool = True, retrieval_ratio: float = 0.8) -> dict:
+             n_phrases: int = 8, progress: bool = True, retrieval_ratio: float = 0.8, match_units: float = 0.0) -> dict:
     from svc_pl.cli import main as cli_main
     from svc_pl.evaluate import require_speaker_extra
 
@@ -125,26 +125,29 @@ def run_demo(out: str | Path, max_steps: int = 600, transpose: int | None = 12, 
         transpose = int(round(12 * math.log2(tgt_f0 / src_f0)))
         print(f"median pitch: {SOURCE} {src_f0:.0f} Hz, {TARGET} {tgt_f0:.0f} Hz -> transpose {transpose:+d}")
     _step(f"4/5 convert held-out '{SOURCE}' material to '{TARGET}', transposed by {transpose:+d} semitones, "
-          f"retrieval ratio {retrieval_ratio}")
+          f"retrieval ratio {retrieval_ratio}, match units {match_units:g}")
     retrieval = []
     if retrieval_ratio > 0:
         index = data / "feature_index"
         if not (index / "manifest.json").is_file() and cli_main(["train-index", str(data), "--kind", "index"]) != 0:
             raise RuntimeError("building the feature index failed")
         retrieval = ["--feature-index", str(index), "--retrieval-ratio", str(retrieval_ratio)]
+    if match_units > 0:
+        retrieval += ["--match-units", str(match_units), "--unit-stats", str(data)]
     conv_dir = out / "converted"
     code = cli_main(["infer", *map(str, held), "-o", str(conv_dir), "-m", str(ckpt), "-s", TARGET, "-t",
                      str(transpose), "--content-encoder", "whisper-tiny.en", "--f0", F0_METHOD, "--no-progress", *retrieval])
     if code != 0:
         raise RuntimeError("conversion failed")
     _step("5/5 evaluate")
-    report = evaluate_demo(out, held, conv_dir, transpose, retrieval_ratio)
+    report = evaluate_demo(out, held, conv_dir, transpose, retrieval_ratio, match_units)
     print(f"\nconverted audio: {conv_dir}\nplot: {out / 'conversion.png'}\nfigures: {out / 'evaluation.json'}\n"
           f"TensorBoard: tensorboard --logdir {ckpt_dir}\ntotal {time.time() - t_start:.0f} s", flush=True)
     return report
 
 
-def evaluate_demo(out: Path, held: list[Path], conv_dir: Path, transpose: int, retrieval_ratio: float = 0.0) -> dict:
+def evaluate_demo(out: Path, held: list[Path], conv_dir: Path, transpose: int, retrieval_ratio: float = 0.0,
+                  match_units: float = 0.0) -> dict:
     """Figures for each converted file and their mean; the plot of the sung line."""
     from svc_pl.corpus import text_of
     from svc_pl.evaluate import (
@@ -177,7 +180,8 @@ def evaluate_demo(out: Path, held: list[Path], conv_dir: Path, transpose: int, r
     mean["similarity_margin"] = mean["similarity_to_target"] - mean["similarity_to_source"]
     mean["voicefilter_similarity_margin"] = (mean["voicefilter_similarity_to_target"]
                                              - mean["voicefilter_similarity_to_source"])
-    report = {"mean": mean, "files": files, "transpose": transpose, "retrieval_ratio": retrieval_ratio, "source_voice": SOURCE, "target_voice": TARGET,
+    report = {"mean": mean, "files": files, "transpose": transpose, "retrieval_ratio": retrieval_ratio,
+              "match_units": match_units, "source_voice": SOURCE, "target_voice": TARGET,
               "content_encoder": "whisper-tiny.en", "base": "tiny-base", "f0_method": F0_METHOD}
     sung = next((h for h in held if h.name.startswith("sung")), held[0])
     src_audio, src_sr = _load(sung)
@@ -221,10 +225,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--phrases", type=int, default=8, help="spoken phrases per voice for fine-tuning (1-16)")
     p.add_argument("--retrieval-ratio", type=float, default=0.8,
                    help="share of retrieved target units in the conversion (0 turns feature retrieval off)")
+    p.add_argument("--match-units", type=float, default=0.0,
+                   help="svc-pl infer --match-units: the source's units moved to the target's unit statistics")
     p.add_argument("--no-progress", action="store_true")
 
 
 def run(args: argparse.Namespace) -> int:
     run_demo(args.out_dir, max_steps=args.max_steps, transpose=args.transpose, workers=args.workers,
-             n_phrases=args.phrases, progress=not args.no_progress, retrieval_ratio=args.retrieval_ratio)
+             n_phrases=args.phrases, progress=not args.no_progress, retrieval_ratio=args.retrieval_ratio,
+             match_units=args.match_units)
     return 0
