@@ -79,7 +79,7 @@ def test_files_and_so_vits_models_match_units_from_a_dataset(tmp_path):
     t = np.arange(16000) / 16000
     y = (0.3 * np.sin(2 * np.pi * 220 * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))).astype(np.float32)
     opts = ConvertOptions(speaker="tenor", match_units=1.0, decode_window=0)
-    with pytest.raises(UserFacingError, match="--unit-stats DATASET_DIR"):
+    with pytest.raises(UserFacingError, match="--unit-stats with the unit_stats.pt of `svc-pl train-index`"):
         Converter(model, encoder).convert(y, 16000, opts)
     target = {"alto": _stats(0.0, 1.0, 768), "tenor": _stats(0.7, 0.2, 768), "bass": _stats(-0.3, 0.1, 768)}
     conv = Converter(model, encoder, unit_stats=target)
@@ -159,3 +159,22 @@ def test_a_stream_matches_units_with_the_statistics_of_what_it_has_heard():
         assert (abs(float(late.mean()) - 5.0) < 0.5) == near_five, float(late.mean())
     heard = s.converter.unit_matcher._n
     assert 0.9 * len(x) / 320 <= heard <= len(x) / 320 + 40  # each 20 ms unit frame once (plus the left context)
+
+
+def test_train_index_writes_unit_stats_that_infer_reads(tmp_path, capsys):
+    from svc_pl.cli import main
+    from svc_pl.data.unit_stats import read_unit_stats
+
+    ds = _make_dataset(tmp_path / "data")
+    assert main(["train-index", str(ds), "--kind", "kmeans", "--n-clusters", "3"]) == 0
+    assert "unit statistics (2 speakers)" in capsys.readouterr().out
+    from_file, from_data = read_unit_stats(ds / "unit_stats.pt"), read_unit_stats(ds)
+    for name in ("alto", "tenor"):
+        torch.testing.assert_close(from_file[name]["mean"], from_data[name]["mean"])
+        torch.testing.assert_close(from_file[name]["std"], from_data[name]["std"])
+    (tmp_path / "bad.pt").write_bytes(b"junk")
+    with pytest.raises(UserFacingError, match="bad.pt: unreadable unit statistics"):
+        read_unit_stats(tmp_path / "bad.pt")
+    torch.save({"speakers": {}}, tmp_path / "other.pt")
+    with pytest.raises(UserFacingError, match="not a unit statistics file"):
+        read_unit_stats(tmp_path / "other.pt")

@@ -1,5 +1,5 @@
 """The Convert tab's settings beyond the basics (speaker mix, shallow diffusion and its k-step, the enhancer,
-slicing, loudness, noise and auto F0), each through the page's API (``/convert_files``, the form Convert sends)
+slicing, loudness, noise and auto F0, matching units), each through the page's API (``/convert_files``, the form Convert sends)
 against ``svc-pl infer`` with the same flags: the same audio to 1e-5, and not the audio of the default settings
 (a control the page drops fails here)."""
 
@@ -31,6 +31,11 @@ def files(tmp_path_factory):
     sd["dec.conv_post.bias"] = torch.zeros_like(sd["dec.conv_post.bias"])
     sd["dec.conv_post.weight_g"] = sd["dec.conv_post.weight_g"] * 5
     torch.save(ckpt, voice / "G_1.pth")
+    from svc_pl.data.unit_stats import save_unit_stats
+
+    g = torch.Generator().manual_seed(3)  # as svc-pl train-index writes it beside a so-vits-svc model
+    save_unit_stats({name: {"mean": torch.randn(768, generator=g), "std": 0.5 + torch.rand(768, generator=g)}
+                     for name in ("alto", "tenor", "bass")}, voice / "unit_stats.pt")
     diffusion = _diffusion(d / "runs" / "diffusion")
     wav = synth_speech(d / "in" / "phrase.wav", "Shallow diffusion, please, and a mix.")
     return {"dir": d, "runs": d / "runs", "model": voice / "G_1.pth", "vocoder": voice / "vocoder",
@@ -76,6 +81,8 @@ def _cases(files) -> dict[str, tuple[dict, list[str]]]:
                      "0.1"]),
         "loudness, noise, auto F0": (dict(loudness_mix=0.3, noise_scale=0.8, auto_predict_f0=True),
                                      ["--loudness-mix", "0.3", "-n", "0.8", "--auto-predict-f0"]),
+        "match units": (dict(match_units=1.0), ["--match-units", "1", "--unit-stats",
+                                                 str(files["model"].parent / "unit_stats.pt")]),
     }
 
 

@@ -49,9 +49,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     quality.add_argument("--feature-index", metavar="DIR",
                          help="feature index folder from svc-pl train-index, for --retrieval-ratio")
     quality.add_argument("--enhancer", metavar="DIR", help="openvpi NSF-HiFiGAN vocoder folder (model + config.json)")
-    quality.add_argument("--unit-stats", metavar="DATASET_DIR",
-                         help="preprocessed dataset whose per-speaker unit statistics --match-units uses (for models "
-                              "whose checkpoint has none)")
+    quality.add_argument("--unit-stats", metavar="PATH",
+                         help="for --match-units with a model whose checkpoint has no unit statistics (so-vits-svc "
+                              "models): unit_stats.pt of svc-pl train-index, or the preprocessed dataset")
     add_option_flags(groups)
     speed = groups["speed"]
     speed.add_argument("--device", default=None, help="device for single-device runs (cpu, cuda, cuda:1)")

@@ -2,8 +2,9 @@
 feature index).
 
 Writes OUT_DIR/kmeans.pt (k-means centres, for `svc-pl infer --cluster-model`) and/or
-OUT_DIR/feature_index/ (faiss indexes, for `svc-pl infer --feature-index`). OUT_DIR defaults to
-DATASET_DIR.
+OUT_DIR/feature_index/ (faiss indexes, for `svc-pl infer --feature-index`), and always OUT_DIR/unit_stats.pt (each
+speaker's unit mean and spread, for `svc-pl infer --match-units` with models whose checkpoint lacks them: so-vits-svc
+models). OUT_DIR defaults to DATASET_DIR.
 """
 
 from __future__ import annotations
@@ -45,6 +46,13 @@ def run(args: argparse.Namespace) -> int:
     units = collect_units(dataset, split=args.split, max_frames_per_speaker=args.max_frames, seed=args.seed)
     for speaker, frames in units.items():
         print(f"{speaker}: {frames.shape[0]} frames of {frames.shape[1]}-dim units", file=sys.stderr)
+    import torch
+
+    from svc_pl.data.unit_stats import FILE_NAME, save_unit_stats, unit_stats_from_frames
+
+    stats = {name: unit_stats_from_frames(torch.from_numpy(frames).T) for name, frames in units.items()}
+    save_unit_stats(stats, out / FILE_NAME)
+    print(f"unit statistics ({len(stats)} speakers) -> {out / FILE_NAME}")
     if args.kind in ("kmeans", "both"):
         cluster = ClusterModel.fit(units, n_clusters=args.n_clusters, seed=args.seed)
         cluster.save(out / "kmeans.pt")

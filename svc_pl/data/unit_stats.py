@@ -5,7 +5,8 @@ Much of the speaker that content units still carry sits in these first two momen
 of each dimension), so conversion can move an input's units to the target speaker's (``--match-units``,
 :mod:`svc_pl.infer.unit_match`). ``svc-pl fit`` stores them in its checkpoints (``checkpoint["unit_stats"]``);
 for an older checkpoint or a so-vits-svc model, ``svc-pl infer --unit-stats DATASET_DIR`` computes them from the
-preprocessed dataset the model was trained on.
+preprocessed dataset the model was trained on, or reads the ``unit_stats.pt`` that ``svc-pl train-index`` writes
+beside its other files.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from svc_pl.data.layout import DatasetInfo, load_bundle, read_filelist
 from svc_pl.errors import UserFacingError
 
 LOG = logging.getLogger(__name__)
+FILE_NAME = "unit_stats.pt"  # what svc-pl train-index writes, and the web UI looks for beside a model
 MAX_CLIPS_PER_SPEAKER = 256  # the moments settle long before; bounds the read on large datasets
 STD_FLOOR = 1e-3
 
@@ -87,3 +89,37 @@ def check_unit_stats(stats: object, source: str) -> dict[str, dict]:
         raise UserFacingError(f"{source}: unit statistics disagree on the unit dimension ({sorted(dims)})")
     return {str(k): {"mean": torch.as_tensor(v["mean"]).float(), "std": torch.as_tensor(v["std"]).float(),
                      "frames": int(v.get("frames", 0))} for k, v in stats.items()}
+
+
+def save_unit_stats(stats: dict[str, dict], path: str | Path) -> Path:
+    """Write ``stats`` as plain tensors (loadable with ``weights_only=True``), atomically."""
+    from svc_pl.io import atomic_open
+
+    path = Path(path)
+    plain = {str(k): {"mean": v["mean"].float().contiguous(), "std": v["std"].float().contiguous(),
+                      "frames": int(v.get("frames", 0))} for k, v in stats.items()}
+    with atomic_open(path) as f:
+        torch.save({"format": "svc_pl.unit_stats", "speakers": plain}, f)
+    return path
+
+
+def read_unit_stats(path: str | Path) -> dict[str, dict]:
+    """Statistics from a ``unit_stats.pt`` file or computed from a preprocessed dataset folder.
+
+    Raises:
+        UserFacingError: missing, unreadable or malformed.
+    """
+    path = Path(path)
+    if path.is_dir():
+        return compute_unit_stats(path)
+    if not path.is_file():
+        raise UserFacingError(f"{path}: no such file or folder; pass the unit_stats.pt of `svc-pl train-index` or "
+                              "the dataset made by `svc-pl preprocess`")
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise UserFacingError(f"{path}: unreadable unit statistics ({type(err).__name__}: {err}); write them again "
+                              "with `svc-pl train-index`") from None
+    if not isinstance(raw, dict) or raw.get("format") != "svc_pl.unit_stats":
+        raise UserFacingError(f"{path}: not a unit statistics file of `svc-pl train-index`")
+    return check_unit_stats(raw.get("speakers"), str(path))

@@ -112,9 +112,9 @@ class Converter:
             options: the conversion settings; those that pick files (diffusion model, vocoder) and the speakers the
                 diffusion stage must know are read here.
             enhancer, cluster_model, feature_index: optional openvpi vocoder folder, k-means file, index folder.
-            unit_stats: a dataset made by ``svc-pl preprocess`` whose per-speaker unit statistics ``match_units``
-                uses, for models whose checkpoint has none (so-vits-svc models, checkpoints from before they were
-                stored).
+            unit_stats: the ``unit_stats.pt`` of ``svc-pl train-index``, or a dataset made by ``svc-pl preprocess``:
+                the per-speaker unit statistics ``match_units`` uses for models whose checkpoint has none
+                (so-vits-svc models, checkpoints from before they were stored).
 
         Raises:
             UserFacingError: a file is missing or unsafe, or the model and the encoder give different unit sizes.
@@ -158,9 +158,9 @@ class Converter:
             index = FeatureIndex.load(feature_index)
         stats = None
         if unit_stats:
-            from svc_pl.data.unit_stats import compute_unit_stats
+            from svc_pl.data.unit_stats import read_unit_stats
 
-            stats = compute_unit_stats(unit_stats)
+            stats = read_unit_stats(unit_stats)
         return cls(voice, units, device=device, enhancer=enhancer_net, cluster=cluster, index=index,
                    diffusion=diffusion, unit_stats=stats)
 
@@ -266,8 +266,8 @@ class Converter:
             raise UserFacingError(
                 f"{self.model.source}: --match-units needs the unit statistics of the speakers' training data, "
                 "which this model does not store (a so-vits-svc model, or a checkpoint from before svc_pl "
-                "stored them): pass --unit-stats DATASET_DIR, the dataset made by `svc-pl preprocess` it was "
-                "trained on")
+                "stored them): pass --unit-stats with the unit_stats.pt of `svc-pl train-index` or the dataset made by "
+                "`svc-pl preprocess` it was trained on")
         self.unit_matcher.target(self._speaker_target(opts))
 
     def _blocks(self, y: np.ndarray, y16: np.ndarray, pieces: list[_Piece],

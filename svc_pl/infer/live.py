@@ -56,9 +56,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     quality = groups["quality"]
     quality.add_argument("--cluster-model", metavar="PATH", help="k-means model (kmeans.pt), for --cluster-ratio")
     quality.add_argument("--feature-index", metavar="DIR", help="feature index folder, for --retrieval-ratio")
-    quality.add_argument("--unit-stats", metavar="DATASET_DIR",
-                         help="preprocessed dataset whose per-speaker unit statistics --match-units uses (for models "
-                              "whose checkpoint has none)")
+    quality.add_argument("--unit-stats", metavar="PATH",
+                         help="for --match-units with a model whose checkpoint has no unit statistics (so-vits-svc "
+                              "models): unit_stats.pt of svc-pl train-index, or the preprocessed dataset")
     add_option_flags(groups)
     for action in p._actions:
         if action.dest in _NOT_LIVE:

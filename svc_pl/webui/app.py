@@ -95,7 +95,7 @@ def build_app(settings: ServerSettings) -> gr.Blocks:
                       noise_scale, retrieval_ratio, cluster_ratio, output_format, reference, speaker_mix,
                       loudness_mix, slice_db, pad_seconds, clip_seconds, crossfade_seconds, diffusion_model,
                       shallow_diffusion, k_step, diffusion_method, diffusion_speedup, second_encoding, enhancer,
-                      enhancer_adaptive_key, history,
+                      enhancer_adaptive_key, match_units, history,
                       progress=gr.Progress()):  # noqa: B008  (how Gradio hands a progress bar in)
         req = ConvertRequest(list(files or []) + ([recording] if recording else []), _model_path(model, uploaded_model),
                              speaker if speaker not in (None, "") else 0, transpose, f0_method, auto_predict_f0,
@@ -105,7 +105,8 @@ def build_app(settings: ServerSettings) -> gr.Blocks:
                              diffusion_model=diffusion_model or None, shallow_diffusion=shallow_diffusion,
                              k_step=int(k_step), diffusion_method=diffusion_method,
                              diffusion_speedup=int(diffusion_speedup), second_encoding=second_encoding,
-                             enhancer=enhancer or None, enhancer_adaptive_key=enhancer_adaptive_key)
+                             enhancer=enhancer or None, enhancer_adaptive_key=enhancer_adaptive_key,
+                             match_units=match_units)
         result = service.convert(req, progress=lambda f, d: progress(f, desc=d))
         downloads = [str(p) for p in result.outputs] + ([str(result.archive)] if result.archive else [])
         entry = {"audio": str(result.outputs[0]), "picture": str(result.conversion_png), "figures": result.figures}
@@ -222,6 +223,10 @@ def build_app(settings: ServerSettings) -> gr.Blocks:
                                               info="needs the index of svc-pl train-index beside the model")
                         cluster = gr.Slider(0, 1, value=0, step=0.05, label="Cluster ratio",
                                             info="needs kmeans.pt beside the model")
+                        match_units = gr.Slider(0, 1, value=0, step=0.05, label="Match units to the target",
+                                                info="the source's units given the target's unit statistics: "
+                                                "a checkpoint of svc-pl fit, or unit_stats.pt of svc-pl "
+                                                "train-index beside the model")
                         fmt = gr.Radio([f.lstrip(".") for f in FORMATS], value="wav", label="Output format")
                         reference = gr.Audio(label="Reference recording of the target (speaker similarity)",
                                              sources=["upload"], type="filepath")
@@ -355,7 +360,7 @@ def build_app(settings: ServerSettings) -> gr.Blocks:
         go.click(convert_files, [files, recording, model, uploaded_model, speaker, transpose, f0_method, auto_f0,
                                  noise_scale, retrieval, cluster, fmt, reference, speaker_mix, loudness, slice_db, pad,
                                  clip, crossfade, diffusion, shallow, k_step, sampler, speedup, second, enhancer,
-                                 enhancer_key, history],
+                                 enhancer_key, match_units, history],
                  [out_audio, out_files, picture, f0_picture, figures, history, *slots], api_name="convert_files",
                  concurrency_id=CONVERT_QUEUE, concurrency_limit=1)
         model.change(speakers, [model, uploaded_model], speaker, api_name="speakers")

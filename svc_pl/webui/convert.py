@@ -67,6 +67,7 @@ class ConvertRequest:
     second_encoding: bool = False
     enhancer: str | None = None  # an openvpi NSF-HiFiGAN folder (model + config.json)
     enhancer_adaptive_key: float = 0.0
+    match_units: float = 0.0
 
     def settings(self) -> dict:
         """The settings (not the files), for the Compare list and the figures' JSON."""
@@ -89,7 +90,7 @@ class ConvertRequest:
             diffusion_model=self.diffusion_model or None, shallow_diffusion=bool(self.shallow_diffusion),
             k_step=int(self.k_step), diffusion_method=self.diffusion_method,
             diffusion_speedup=int(self.diffusion_speedup), second_encoding=bool(self.second_encoding),
-            enhancer_adaptive_key=float(self.enhancer_adaptive_key))
+            enhancer_adaptive_key=float(self.enhancer_adaptive_key), match_units=float(self.match_units))
 
 
 def parse_speaker_mix(text: str | None) -> dict[str, float] | None:
@@ -165,6 +166,18 @@ def find_index(model: str | os.PathLike) -> tuple[Path | None, Path | None]:
     return cluster, index
 
 
+def find_unit_stats(model: str | os.PathLike) -> Path | None:
+    """The ``unit_stats.pt`` of ``svc-pl train-index`` beside the model, searched as :func:`find_index` searches."""
+    from svc_pl.data.unit_stats import FILE_NAME
+
+    model = Path(model).resolve()
+    for d in (model.parent, model.parent.parent):
+        for c in [d, *sorted(p for p in d.iterdir() if p.is_dir())] if d.is_dir() else []:
+            if (c / FILE_NAME).is_file():
+                return c / FILE_NAME
+    return None
+
+
 def model_speakers(model: str | os.PathLike) -> list[str]:
     """The speaker names of a voice model (ids as strings for models without names)."""
     from svc_pl.infer.loading import load_voice_model
@@ -213,13 +226,24 @@ class ConvertService:
         diffusion = ((str(opts.diffusion_model), Path(opts.diffusion_model).stat().st_mtime_ns, opts.k_step,
                       opts.diffusion_method, opts.diffusion_speedup, tuple(map(str, requested_speakers(opts))))
                      if opts.uses_diffusion else None)
-        key = (str(path.resolve()), path.stat().st_mtime_ns, retrieval, cluster, diffusion, enhancer or None)
+        stats = find_unit_stats(path) if opts.match_units > 0 else None  # used where the model stores none
+        key = (str(path.resolve()), path.stat().st_mtime_ns, retrieval, cluster, diffusion, enhancer or None,
+               str(stats) if stats else None)
         if self._cached is None or self._cached[0] != key:
             self._cached = None  # free the old one before loading the new one
             conv = build_converter(path, s.content_encoder, encoder=s.encoder, random_encoder=s.random_encoder,
                                    device=s.device, options=opts, enhancer=enhancer or None,
                                    cluster_model=kmeans if cluster else None,
                                    feature_index=index if retrieval else None)
+            if stats and conv.unit_matcher is None:  # a model without its own: train-index's file beside it
+                from svc_pl.data.unit_stats import read_unit_stats
+                from svc_pl.infer.unit_match import UnitMatcher
+
+                conv.unit_matcher = UnitMatcher(read_unit_stats(stats), str(stats))
+            if opts.match_units > 0 and conv.unit_matcher is None:
+                raise UserFacingError(f"{model}: matching units needs the unit statistics of the speakers' training "
+                                      "data: this model stores none and no unit_stats.pt (svc-pl train-index) is "
+                                      "beside it")
             self._cached = (key, conv)
         return self._cached[1]
 
