@@ -364,22 +364,23 @@ class CrepeExtractor(_NetExtractor):
 
         tc = self._torchcrepe
         x = self._to_net_rate(audio)
-        if frames is None:
-            probs = torch.cat([self.net(batch) for batch in tc.preprocess(
-                x, NET_RATE, self.net_hop, self.batch_size, self.device, pad=True)]).cpu().numpy()  # (M, 360)
-        else:
-            m = 1 + x.shape[1] // self.net_hop  # torchcrepe's frame count with pad=True
-            want = np.zeros(m, bool)
+        m = 1 + x.shape[1] // self.net_hop  # torchcrepe's frame count with pad=True
+        want = np.ones(m, bool)
+        if frames is not None:
+            want[:] = False
             want[np.floor(np.flatnonzero(frames) * (m / n)).astype(np.int64)] = True  # as _stretch_nearest
             want = scipy.ndimage.binary_dilation(want, np.ones(2 * self.FRAME_CONTEXT + 1, bool))
-            probs = np.full((m, 360), 1.0 / 360)
-            start = 0
-            for batch in tc.preprocess(x, NET_RATE, self.net_hop, self.batch_size, self.device, pad=True):
-                rows = np.flatnonzero(want[start:start + len(batch)])
-                if len(rows):
-                    probs[start + rows] = self.net(batch[torch.from_numpy(rows).to(batch.device)]).cpu().numpy()
-                start += len(batch)
-            self.last_frames_read = (int(want.sum()), m)
+        probs = np.full((m, 360), 1.0 / 360, np.float32)  # (M, 360)
+        start = 0
+        for batch in tc.preprocess(x, NET_RATE, self.net_hop, self.batch_size, self.device, pad=True):
+            rows = want[start:start + len(batch)]
+            if rows.all():
+                probs[start:start + len(batch)] = self.net(batch).cpu().numpy()
+            elif rows.any():
+                idx = np.flatnonzero(rows)
+                probs[start + idx] = self.net(batch[torch.from_numpy(idx).to(batch.device)]).cpu().numpy()
+            start += len(batch)
+        self.last_frames_read = (int(want.sum()), m)
         probs = np.where(self._allowed, probs, 0.0)
         logits = np.where(self._allowed, probs, -np.inf)
         soft = np.exp(logits - logits.max(1, keepdims=True))
@@ -486,9 +487,7 @@ class VoteExtractor(F0Extractor):
                         PMExtractor(**common, threshold=0.6)]
 
     def _raw(self, audio: np.ndarray, n: int) -> np.ndarray:
-        from svc_pl.data.f0_vote import vote
-
-        from svc_pl.data.f0_vote import agree
+        from svc_pl.data.f0_vote import agree, vote
 
         fcpe, crepe, pm = self.members
         a = fcpe.compute(audio, n_frames=n).raw

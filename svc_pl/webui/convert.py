@@ -12,6 +12,7 @@ import os
 import tempfile
 import threading
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -155,14 +156,11 @@ def find_index(model: str | os.PathLike) -> tuple[Path | None, Path | None]:
     from svc_pl.infer.retrieval import INDEX_MANIFEST
 
     cluster = index = None
-    model = Path(model).resolve()
-    for d in (model.parent, model.parent.parent):
-        candidates = [d, *sorted(p for p in d.iterdir() if p.is_dir())] if d.is_dir() else []
-        for c in candidates:
-            if index is None and (c / INDEX_MANIFEST).is_file():
-                index = c
-            if cluster is None and (c / "kmeans.pt").is_file():
-                cluster = c / "kmeans.pt"
+    for c in _beside(model):
+        if index is None and (c / INDEX_MANIFEST).is_file():
+            index = c
+        if cluster is None and (c / "kmeans.pt").is_file():
+            cluster = c / "kmeans.pt"
     return cluster, index
 
 
@@ -170,12 +168,17 @@ def find_unit_stats(model: str | os.PathLike) -> Path | None:
     """The ``unit_stats.pt`` of ``svc-pl train-index`` beside the model, searched as :func:`find_index` searches."""
     from svc_pl.data.unit_stats import FILE_NAME
 
+    return next((c / FILE_NAME for c in _beside(model) if (c / FILE_NAME).is_file()), None)
+
+
+def _beside(model: str | os.PathLike) -> Iterator[Path]:
+    """The folders where files made for a model are looked for: its own and the one above, each followed by its
+    sub-folders."""
     model = Path(model).resolve()
     for d in (model.parent, model.parent.parent):
-        for c in [d, *sorted(p for p in d.iterdir() if p.is_dir())] if d.is_dir() else []:
-            if (c / FILE_NAME).is_file():
-                return c / FILE_NAME
-    return None
+        if d.is_dir():
+            yield d
+            yield from sorted(p for p in d.iterdir() if p.is_dir())
 
 
 def model_speakers(model: str | os.PathLike) -> list[str]:
