@@ -401,3 +401,45 @@ def test_bf16_mixed_training_step(tmp_path, dataset):
     state = torch.load(_last_ckpt(tmp_path / "run"), weights_only=True)
     assert state["global_step"] == 4 and all(torch.isfinite(v).all() for v in state["state_dict"].values()
                                              if v.is_floating_point())
+
+
+def test_unvoiced_f0_hold_gives_training_clips_the_streams_f0(dataset, monkeypatch):
+    """``--data.unvoiced_f0_hold P``: that share of training clips has the last voiced F0 on its unvoiced frames (what
+    a live stream feeds the model), the rest the interpolation a file gets; voiced frames and validation unchanged.
+    The tiny config (what the base and fine-tunes of it train with) asks for half."""
+    import yaml
+
+    from svc_pl.data.datamodule import SVCDataModule
+    from svc_pl.data.pitch import hold_unvoiced
+
+    def items(hold: float, split_train: bool = True):
+        dm = SVCDataModule(str(dataset), batch_size=2, num_workers=0, max_frames=None, unvoiced_f0_hold=hold)
+        dm.setup("fit")
+        ds = dm.train_set if split_train else dm.val_set
+        return [ds[(i, e)] for e in range(4) for i in range(len(ds))]
+
+    interpolated, held, half = items(0.0), items(1.0), items(0.5)
+    changed = 0
+    for a, b, c in zip(interpolated, held, half):
+        v = a["voiced"] > 0
+        assert torch.equal(a["f0"][v], b["f0"][v]) and torch.equal(a["f0"][v], c["f0"][v])
+        assert torch.equal(b["f0"], hold_unvoiced(a["f0"], a["voiced"]))
+        changed += not torch.equal(a["f0"], b["f0"])
+        assert torch.equal(c["f0"], a["f0"]) or torch.equal(c["f0"], b["f0"])
+    assert changed >= len(held) // 2  # the clips have unvoiced gaps between voiced frames
+    n_held = sum(not torch.equal(a["f0"], c["f0"]) for a, b, c in zip(interpolated, held, half) if
+                 not torch.equal(a["f0"], b["f0"]))
+    assert 0.2 * changed <= n_held <= 0.8 * changed
+    for a, b in zip(items(0.0, False), items(1.0, False)):
+        assert torch.equal(a["f0"], b["f0"])  # validation: the file's F0
+    config = yaml.safe_load((REPO / "svc_pl" / "configs" / "tiny.yaml").read_text())
+    assert config["data"]["unvoiced_f0_hold"] == 0.5
+
+
+def test_hold_unvoiced():
+    from svc_pl.data.pitch import hold_unvoiced
+
+    f0 = torch.tensor([120.0, 120.0, 100.0, 130.0, 160.0, 190.0, 200.0, 200.0])
+    voiced = torch.tensor([0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0])
+    assert hold_unvoiced(f0, voiced).tolist() == [120.0, 120.0, 100.0, 100.0, 100.0, 100.0, 200.0, 200.0]
+    assert hold_unvoiced(f0, torch.zeros(8)).tolist() == f0.tolist()

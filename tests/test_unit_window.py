@@ -172,3 +172,31 @@ def test_converter_uses_the_models_window_and_base_window_is_checked(windowed_da
     err = capsys.readouterr().err
     assert "trained on units made from whole clips" in err and "--unit-window off" in err
     assert json.loads((data / "dataset.json").read_text())["unit_window"]
+
+
+def test_offline_pieces_get_the_units_a_stream_gets(tiny_en, speech):
+    """A piece that starts off the chunk grid (a slice after a silence, padded): its units are the recording's
+    windowed units, i.e. what a stream of the recording makes, not those of a grid restarted at its padding (which
+    differ by about half their size, and made a live voice sound further from its file conversion than it is)."""
+    from svc_pl.infer.converter import Converter, ConvertOptions, _Piece
+    from svc_pl.infer.loading import VoiceModel
+    from svc_pl.pretrained import load_base_synthesizer
+
+    net, meta = load_base_synthesizer("tiny-base")
+    window = UnitWindow()
+    vm = VoiceModel(net.prepare_for_inference(), 16000, 320, dict(meta["dataset_info"]["speakers"]), "whisper-ppg",
+                    "nearest", "tiny-base", unit_window=window.to_dict())
+    conv = Converter(vm, tiny_en)
+    y = np.concatenate([speech, speech])
+    whole = conv.encoder(torch.from_numpy(y)[None])[0]  # == the stream's units (test_stream_gives_the_offline_units)
+    for start_frame in (38, 41, 44):  # off the 4-frame grid by 1, 2 and 0 frames after the 25-frame padding
+        start, pad = start_frame * 320, 25 * 320
+        piece = _Piece(start, len(y) // 320 * 320, 0)
+        total = piece.end - piece.start + 2 * pad
+        units = conv._units(piece, y, pad, total, total // 320, ConvertOptions())
+        # frames whose 1 s window lies wholly inside the piece, up to the recording's look-ahead
+        first, last = start_frame + window.window_frames, piece.end // 320 - window.lookahead_frames
+        got = units[:, first - start_frame + 25:last - start_frame + 25]
+        want = whole[:, first:last]
+        assert got.shape == want.shape and got.shape[1] > 40
+        assert (got - want).abs().max() < 1e-3 * want.abs().max(), start_frame

@@ -29,11 +29,14 @@ class SVCDataModule(pl.LightningDataModule):
         seed: base seed of the per-(epoch, clip) random crops.
         perturbed_units: train on the units of the clips' speaker-perturbed copies where the dataset has
             them (``svc-pl preprocess --perturb-copies``); False trains on the clean units.
+        unvoiced_f0_hold: the share of training clips whose unvoiced frames carry the last voiced F0 (what a live
+            stream feeds the model: it cannot interpolate towards a voiced frame it has not heard) instead of the
+            interpolation between voiced neighbours (what a file gets); the model learns not to lean on either.
     """
 
     def __init__(self, dataset_dir: str, batch_size: int = 6, num_workers: int = 2, max_frames: int = 790,
                  n_buckets: int = 8, vol_aug: bool = False, val_clips: int = 4, seed: int = 1234,
-                 perturbed_units: bool = True):
+                 perturbed_units: bool = True, unvoiced_f0_hold: float = 0.0):
         super().__init__()
         self.dataset_dir = dataset_dir
         self.batch_size = batch_size
@@ -44,6 +47,7 @@ class SVCDataModule(pl.LightningDataModule):
         self.val_clips = val_clips
         self.seed = seed
         self.perturbed_units = perturbed_units
+        self.unvoiced_f0_hold = unvoiced_f0_hold
         self.info = self._load_info()
         self.train_set = self.val_set = None
         self._unit_stats: dict | None = None
@@ -88,10 +92,12 @@ class SVCDataModule(pl.LightningDataModule):
         if self.info.format == "sovits":
             from svc_pl.data.sovits_dataset import SovitsDataset
 
-            return SovitsDataset(self.dataset_dir, split, self.max_frames if train else None, self.seed,
-                                 self.vol_aug, train)
+            ds = SovitsDataset(self.dataset_dir, split, self.max_frames if train else None, self.seed,
+                               self.vol_aug, train)
+            ds.unvoiced_f0_hold = self.unvoiced_f0_hold
+            return ds
         return FeatureDataset(self.dataset_dir, split, self.max_frames if train else None, self.seed, self.vol_aug, train,
-                              self.perturbed_units)
+                              self.perturbed_units, self.unvoiced_f0_hold)
 
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit") and self.train_set is None:

@@ -13,6 +13,7 @@ import torch
 from torch.utils.data import Dataset, DistributedSampler
 
 from svc_pl.data.layout import DatasetInfo, load_bundle, read_filelist
+from svc_pl.data.pitch import hold_unvoiced
 from svc_pl.data.spectral import LinearSpectrogram
 from svc_pl.errors import UserFacingError
 
@@ -50,7 +51,7 @@ class FeatureDataset(Dataset):
     """
 
     def __init__(self, dataset_dir: str | Path, split: str = "train", max_frames: int | None = 790, seed: int = 1234,
-                 vol_aug: bool = False, train: bool = True, perturbed_units: bool = True):
+                 vol_aug: bool = False, train: bool = True, perturbed_units: bool = True, unvoiced_f0_hold: float = 0.0):
         self.root = Path(dataset_dir)
         self.info = DatasetInfo.load(self.root)
         self.items = read_filelist(self.root / f"{split}.txt")
@@ -61,6 +62,7 @@ class FeatureDataset(Dataset):
         self.vol_aug = vol_aug
         self.train = train
         self.perturbed_units = perturbed_units
+        self.unvoiced_f0_hold = unvoiced_f0_hold
         self.spectrogram = LinearSpectrogram(self.info.filter_length, self.info.hop_length, self.info.win_length)
         self._lengths: list[int] | None = None
 
@@ -101,6 +103,11 @@ class FeatureDataset(Dataset):
             # a speaker-perturbed copy's units: the voice must come from the speaker embedding
             units = perturbed[int(torch.randint(0, len(perturbed), (1,), generator=gen))].float()
         voiced = bundle["voiced"].float()
+        hold = getattr(self, "unvoiced_f0_hold", 0.0)
+        if self.train and hold > 0 and float(torch.rand(1, generator=gen)) < hold:
+            # unvoiced frames as a stream fills them (the last voiced F0), not interpolated towards the next voiced
+            # frame: the model learns not to lean on a value a live stream cannot know
+            f0 = hold_unvoiced(f0, voiced)
         volume = bundle.get("volume")
         volume = volume.float() if volume is not None else torch.zeros(n)
         spec = bundle.get("spec")

@@ -63,6 +63,20 @@ def interpolate_unvoiced(f0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return filled.astype(np.float32), voiced.astype(np.float32)
 
 
+def hold_unvoiced(f0: torch.Tensor, voiced: torch.Tensor) -> torch.Tensor:
+    """F0 (T,) whose unvoiced frames carry the last voiced frame's value, as a live stream has them (it cannot
+    interpolate towards a voiced frame it has not heard yet); frames before the first voiced one keep ``f0``."""
+    v = voiced > 0
+    if not bool(v.any()):
+        return f0.clone()
+    idx = torch.where(v, torch.arange(len(f0)), torch.zeros_like(f0, dtype=torch.long))
+    last = torch.cummax(idx, 0).values  # index of the latest voiced frame at or before each frame
+    held = f0[last]
+    first = int(torch.nonzero(v)[0])
+    held[:first] = f0[:first]
+    return held
+
+
 def f0_to_coarse(f0: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
     """Hz -> so-vits-svc's 256-bin mel-scale pitch index (same shape, int64), for numpy or torch input.
 

@@ -373,17 +373,24 @@ class Converter:
         """Content units (C, n_frames) of piece ``p``: the same padded span cut from the 16 kHz audio, encoded,
         stretched to the model's frames, then mixed with cluster centres / retrieved features."""
         from svc_pl.data.content import units_to_frames
+        from svc_pl.data.unit_window import HOP16
 
         msr = self.model.sampling_rate
         t0 = time.perf_counter()
         a16, b16 = int(p.start * 16000 / msr), int(p.end * 16000 / msr)
         pad16 = int(pad * 16000 / msr)
-        seg16 = np.zeros(int(total * 16000 / msr), np.float32)
-        part = y16[a16:b16][: len(seg16) - pad16]
-        seg16[pad16:pad16 + len(part)] = part
+        n16 = int(total * 16000 / msr)
+        # windowed units: encode from the last chunk boundary of the recording's grid at or before the padded
+        # span, so a piece's units are the ones a stream of the same recording makes (chunk k of the stream is
+        # samples [k C, (k+1) C) of the input; a grid that started at the padding would give other windows)
+        window = getattr(self.encoder, "window", None)
+        lead = (a16 - pad16) % (window.chunk_frames * HOP16) if window is not None else 0
+        seg16 = np.zeros(lead + n16, np.float32)
+        part = y16[a16:b16][: n16 - pad16]
+        seg16[lead + pad16:lead + pad16 + len(part)] = part
         with self._autocast(opts):
             c = self.backends.encode(opts, self.encoder, torch.from_numpy(seg16).to(self.device).unsqueeze(0)).float()
-        c = units_to_frames(c, n_frames, mode=self.model.unit_interpolate_mode)
+        c = units_to_frames(c[..., lead // HOP16:], n_frames, mode=self.model.unit_interpolate_mode)
         if opts.match_units > 0:  # the piece's own frames (not its padding) join the input's statistics
             hop = self.model.hop_length
             self.unit_matcher.observe(c[0, :, pad // hop:(pad + p.end - p.start) // hop])
