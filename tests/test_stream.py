@@ -152,6 +152,35 @@ def test_hot_transpose_moves_f0_from_the_next_block():
     assert abs(pitch(out[(first + 3) * n:(first + 6) * n]) - 440) < 4
 
 
+def test_unvoiced_gap_keeps_the_last_voiced_f0():
+    """A stream's F0 segment that holds no voiced frame (a long consonant, a breath) gives its frames the last voiced
+    F0, as a file's interpolation and the base's training (``--data.unvoiced_f0_hold``) do, not 0 Hz (a value the
+    model never saw on an unvoiced frame: it moved a trained voice's stream 0.33 log-mel from its file conversion,
+    against 0.22 with the hold)."""
+    sr, hop = 16000, 320
+    s = StreamConverter(_voice(sr, hop, _SineNet(hop, sr)), _Encoder(), device_rate=sr, block_seconds=0.08,
+                        drop_late=False)
+    seen: dict[int, tuple[float, float]] = {}
+    pitch = s._pitch
+
+    def spy(a, b):
+        f0, uv = pitch(a, b)
+        for i in range(a, b):
+            seen.setdefault(i, (float(f0[i - a]), float(uv[i - a])))
+        return f0, uv
+
+    s._pitch = spy
+    t = np.arange(int(0.6 * sr)) / sr
+    x = np.concatenate([0.5 * np.sin(2 * np.pi * 220 * t), _band_limited_noise(sr // 2, sr, 6000),
+                        0.5 * np.sin(2 * np.pi * 330 * t)]).astype(np.float32)
+    _stream(s, np.pad(x, (0, s.latency_samples + s.device_block)))
+    gap = [seen[i] for i in range(int(0.75 * sr / hop), int(1.05 * sr / hop)) if i in seen]
+    assert len(gap) > 10 and all(uv == 0 for _, uv in gap)
+    assert all(abs(1200 * np.log2(max(f, 1e-3) / 220)) < 50 for f, _ in gap), gap
+    after = [f for i, (f, uv) in seen.items() if i > 1.2 * sr / hop and uv]
+    assert after and abs(1200 * np.log2(np.median(after) / 330)) < 20
+
+
 def test_streaming_units_equal_windowed_encoder():
     from svc_pl.data.unit_window import StreamingUnits, UnitWindow, WindowedEncoder
 
