@@ -50,6 +50,27 @@ def test_stream_gives_the_offline_units(tiny_en, speech):
     assert (streamed - offline).abs().max() < 1e-3 * offline.abs().max()
 
 
+def test_provisional_units_are_nearer_the_final_ones_than_the_last_unit_held(tiny_en, speech):
+    """Before a chunk's look-ahead is heard, a stream renders its frames with ``provisional()`` units (the window
+    as heard, zeros for the rest): nearer the chunk's final units than the last final unit repeated, and the final
+    units themselves once the chunk is complete."""
+    window = UnitWindow()
+    final = WindowedEncoder(tiny_en, window)(torch.from_numpy(speech)[None])[0]
+    cos = torch.nn.functional.cosine_similarity
+    step = window.chunk_frames * 320
+    gains = []
+    for chunk in range(10, len(speech) // step - 2, 3):
+        stream = StreamingUnits(tiny_en, window)
+        done = stream.push(speech[:chunk * step + 320])  # chunk - 1 heard, one of its two look-ahead frames
+        assert done.shape[1] == (chunk - 1) * window.chunk_frames
+        mine = final[:, done.shape[1]:done.shape[1] + window.chunk_frames]
+        held = done[:, -1:].expand_as(mine)
+        gains.append(float(cos(stream.provisional(), mine, dim=0).mean() - cos(held, mine, dim=0).mean()))
+        rest = stream.push(speech[chunk * step + 320:chunk * step + window.lookahead_frames * 320])
+        assert (rest - mine).abs().max() < 1e-3 * final.abs().max()  # its look-ahead heard: the final units
+    assert np.mean(gains) > 0.1 and min(gains) > 0, gains
+
+
 def test_windowed_units_differ_from_whole_clip_units_and_depend_on_no_future(tiny_en, speech):
     window = UnitWindow()
     enc = WindowedEncoder(tiny_en, window)

@@ -190,3 +190,16 @@ class StreamingUnits:
             u = w.encode_windows(self.encoder, windows).float()
         self._buf = self._buf[k * step:]
         return u.permute(1, 0, 2).reshape(self._dim, -1)
+
+    def provisional(self) -> torch.Tensor:
+        """Units of the next chunk (the one ``push`` has not returned yet) from the audio heard so far, its
+        unheard part as zeros: what the chunk's units would be if the recording ended now, (D, chunk_frames).
+        A stream renders its newest frames with these until the chunk's own units arrive (much nearer them than
+        the last final unit held: the prior reads them)."""
+        w = self.window
+        span = w.window_frames * HOP16
+        x = np.zeros(span, np.float32)
+        n = min(len(self._buf), span)
+        x[:n] = self._buf[:n]
+        with torch.inference_mode():
+            return w.encode_windows(self.encoder, torch.from_numpy(x)[None]).float()[0]

@@ -195,6 +195,7 @@ class StreamConverter:
         self._y, self._y16 = _Track(), _Track()
         self._u16 = _Track((dim,))  # windowed units, 20 ms frames
         self._c = _Track((dim,))  # final mixed units per model frame
+        self._provisional: tuple | None = None  # ((u16 end, pending samples), the next chunk's provisional units)
         self._f0, self._uv = _Track(), _Track()
         self._phase = _Track((), np.float64)  # DDSP harmonics: phase (cycles) before each frame, as last rendered
         self._f0_final = 0  # frames [0, _f0_final) have final F0
@@ -514,11 +515,21 @@ class StreamConverter:
         return np.concatenate(parts, axis=1).astype(np.float32)
 
     def _u16_frames(self, j: np.ndarray) -> np.ndarray:
-        """Windowed units (D, len(j)) at unit frames ``j``, the last one held past the newest."""
+        """Windowed units (D, len(j)) at unit frames ``j``; past the newest final chunk the next chunk's provisional
+        units (:meth:`StreamingUnits.provisional`), their last frame held beyond it."""
         t = self._u16
-        if not t.data.shape[-1]:
-            return np.zeros((t.data.shape[0], len(j)), np.float32)
-        return t.data[:, np.clip(j - t.start, 0, t.data.shape[-1] - 1)]
+        if t.data.shape[-1]:
+            out = t.data[:, np.clip(j - t.start, 0, t.data.shape[-1] - 1)]
+        else:
+            out = np.zeros((t.data.shape[0], len(j)), np.float32)
+        late = j >= t.end
+        if late.any():
+            key = (t.end, self._units.pending_samples)
+            if self._provisional is None or self._provisional[0] != key:
+                self._provisional = (key, self._units.provisional().numpy())
+            p = self._provisional[1]
+            out[:, late] = p[:, np.clip(j[late] - t.end, 0, p.shape[-1] - 1)]
+        return out
 
     def _observe(self, u: np.ndarray, start: int) -> None:
         """Add the unit frames of ``u`` (D, n; 16 kHz unit frame ``start`` first) not yet seen to the input's
