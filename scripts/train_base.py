@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -102,7 +103,8 @@ def stage_fit(work: Path, minutes: float, max_steps: int, init_from: Path | None
     elif init_from is not None:
         args += ["--model.init_from", str(warm_start_file(work, init_from))]
     with (work / MACHINES).open("a") as f:  # the model card names every machine that trained the base
-        f.write(f"{time.strftime('%Y-%m-%d')}\t{_this_machine()}\t{minutes:g} min (cumulative)\n")
+        f.write(f"{time.strftime('%Y-%m-%d')}\t{_this_machine()}\t{minutes:g} min (cumulative)\t"
+                f"from step {_step_of(last[-1]) if last else 0}, unvoiced_f0_hold {_config_hold()}\n")
     if cli(args) != 0:
         sys.exit("training failed")
 
@@ -126,6 +128,33 @@ def _this_machine() -> str:
                 name = line.split(":", 1)[1].strip()
                 break
     return f"{os.cpu_count()}-core {name}"
+
+
+def _step_of(ckpt: Path) -> int:
+    import torch
+
+    return int(torch.load(ckpt, map_location="cpu", weights_only=True)["global_step"])
+
+
+def _config_hold() -> float:
+    """The tiny config's ``data.unvoiced_f0_hold`` (what the fit stage trains with)."""
+    import yaml
+
+    return float(yaml.safe_load((OUT.parent / "configs" / "tiny.yaml").read_text())["data"].get("unvoiced_f0_hold", 0))
+
+
+def _hold_since(work: Path) -> tuple[float, int] | None:
+    """(share, first step) of the unbroken run of fit stages, up to the last, that held unvoiced F0; None if the
+    last did not (or the runs were not recorded)."""
+    path = work / MACHINES
+    runs = []
+    for line in path.read_text().splitlines() if path.is_file() else []:
+        m = re.search(r"from step (\d+), unvoiced_f0_hold ([\d.]+)", line)
+        runs.append((int(m.group(1)), float(m.group(2))) if m else (0, 0.0))
+    since = None
+    for step, hold in runs:
+        since = (since or (hold, step)) if hold > 0 else None
+    return since
 
 
 def _machines_of(work: Path) -> list[str]:
@@ -258,7 +287,11 @@ def write_card(work: Path, summary: dict) -> Path:
         "- Trained on speaker-perturbed units (`--perturb-copies 2`): each step reads the units of one of two "
         "copies of the clip whose voice was changed (Praat formant shift and pitch randomisation, random "
         "parametric EQ), so the decoder takes the voice from the speaker embedding, not from the units. "
-        "Conversion uses the clean units.", "",
+        "Conversion uses the clean units.",
+        *([f"- Unvoiced frames' F0 as a live stream has it on {hold[0]:.0%} of the clips from step {hold[1]} on "
+           "(`--data.unvoiced_f0_hold`): the last voiced F0 instead of the interpolation towards the next voiced "
+           "frame, which a stream cannot know, so the model takes either."] if (hold := _hold_since(work)) else []),
+        "",
         "## Data", "",
         f"- {len(BASE_VOICES)} Debian voices ({', '.join(v.name for v in BASE_VOICES)}): espeak-ng variants and "
         "festival kal/slt; per voice 16 sentences spoken (and again with F0 moved 5 semitones by WORLD), about "

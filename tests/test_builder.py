@@ -178,6 +178,16 @@ def test_base_card_names_every_machine_that_trained_it(tmp_path):
     (tmp_path / script.MACHINES).write_text(f"2026-12-03\t{here}\t72 min\n2026-12-03\tNVIDIA H200\t90 min\n"
                                             f"2026-12-04\t{here}\t183 min\nnot a record\n")
     assert script._machines_of(tmp_path) == [here, "NVIDIA H200"]
+    # the card's unvoiced-F0 line: since the first of the last unbroken runs that held it
+    assert script._hold_since(tmp_path) is None
+    with (tmp_path / script.MACHINES).open("a") as f:
+        f.write(f"2026-12-04\t{here}\t300 min\tfrom step 15623, unvoiced_f0_hold 0.5\n"
+                f"2026-12-04\t{here}\t330 min\tfrom step 19000, unvoiced_f0_hold 0.5\n")
+    assert script._hold_since(tmp_path) == (0.5, 15623)
+    with (tmp_path / script.MACHINES).open("a") as f:
+        f.write(f"2026-12-05\t{here}\t360 min\tfrom step 21000, unvoiced_f0_hold 0\n")
+    assert script._hold_since(tmp_path) is None
+    assert script._config_hold() == 0.5  # the tiny config's
 
 
 def _print_config(*configs: str) -> dict:
