@@ -79,7 +79,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                       help="join-alignment (SOLA) search span (default: 0 for DDSP models, whose blocks continue each "
                            "other's phase; 0.01 for the others)")
     live.add_argument("--lookahead-seconds", type=float, default=0.02,
-                      help="audio after the block that the synthesizer sees (default: %(default)s)")
+                      help="audio after the block that the synthesizer sees (default: %(default)s; at 80 ms "
+                           "blocks the latency is 81 ms up to 0.02 and 161 ms from 0.04 to 0.1, where the output "
+                           "comes nearer the file conversion: for tiny-base 0.164 -> 0.145 log-mel)")
     live.add_argument("--gate-db", type=float, default=-50.0,
                       help="noise gate: input below this level (dBFS) stays silent (default: %(default)s)")
     live.add_argument("--device", default="cpu", help="where the model runs (cpu, cuda)")
