@@ -44,12 +44,6 @@ _F0_LEFT_SECONDS = 0.08  # audio before the first new frame that the F0 tracker 
 _F0_RIGHT_SECONDS = 0.02  # audio after a frame before its F0 is final
 
 
-def _hold_zeros(f0: np.ndarray, prev: float) -> np.ndarray:
-    """``f0`` with each 0 replaced by the last non-zero value before it (``prev`` before the first)."""
-    i = np.maximum.accumulate(np.where(f0 > 0, np.arange(len(f0)), -1))
-    return np.where(i >= 0, f0[np.maximum(i, 0)], np.float32(prev)).astype(np.float32)
-
-
 class _Track:
     """A growing array along its last axis with an absolute start index; reads outside are zeros or held."""
 
@@ -478,9 +472,8 @@ class StreamConverter:
             self.converter.timings["f0"] += time.perf_counter() - t0
             first = max(self._f0_final, a)
             f0 = track.f0[first - s:].astype(np.float32)
-            if not f0.all():  # no voiced frame in the segment: hold the last F0 as a file's interpolation would
-                prev = self._f0.get(first - 1, first)[0] if self._f0.start < first <= self._f0.end else 0.0
-                f0 = _hold_zeros(f0, float(prev))
+            if not f0.any():  # no voiced frame in the segment (the track is all 0 Hz, else interpolated and held
+                f0[:] = self._f0.get(first - 1, first)[0]  # at its edges): hold the last F0, as a file would
             self._f0.put(first, f0)
             self._uv.put(first, track.voiced[first - s:].astype(np.float32))
             self._f0_final = max(self._f0_final, min(s + n, (avail - self.f0_right) // hop))
