@@ -24,6 +24,7 @@ from pytorch_lightning.cli import LightningCLI
 from svc_pl.data.datamodule import SVCDataModule
 from svc_pl.errors import UserFacingError
 from svc_pl.lightning.module import SVCModule
+from svc_pl.lightning.ranks import close_process_group
 
 LOG = logging.getLogger(__name__)
 
@@ -276,6 +277,9 @@ def main(args: list[str] | None = None) -> None:
         model_class, subclass_mode = DiffusionModule, False
     else:
         model_class, subclass_mode = SVCModule, False
-    SVCLightningCLI(model_class, SVCDataModule, subclass_mode_model=subclass_mode, model_class_path=class_path,
-                    trainer_defaults=trainer_defaults(), args=args, save_config_kwargs={"overwrite": True},
-                    seed_everything_default=1234)
+    try:
+        SVCLightningCLI(model_class, SVCDataModule, subclass_mode_model=subclass_mode, model_class_path=class_path,
+                        trainer_defaults=trainer_defaults(), args=args, save_config_kwargs={"overwrite": True},
+                        seed_everything_default=1234)
+    finally:
+        close_process_group()

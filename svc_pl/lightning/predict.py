@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from svc_pl.errors import UserFacingError
 from svc_pl.infer.batch import Job, convert_file
+from svc_pl.lightning.ranks import close_process_group
 
 LOG = logging.getLogger(__name__)
 
@@ -84,7 +85,11 @@ def predict_convert(jobs: list[Job], make_converter, opts, devices: int | str = 
                          enable_checkpointing=False, callbacks=[writer], enable_progress_bar=progress,
                          enable_model_summary=False)
     loader = DataLoader(JobDataset(jobs), batch_size=1, collate_fn=list, shuffle=False)
-    trainer.predict(ConvertModule(make_converter, opts), dataloaders=loader, return_predictions=False)
-    counts = torch.tensor([len(writer.done), len(writer.failed)], dtype=torch.float64)
-    counts = trainer.strategy.reduce(counts, reduce_op="sum")
+    try:
+        trainer.predict(ConvertModule(make_converter, opts), dataloaders=loader, return_predictions=False)
+        counts = torch.tensor([len(writer.done), len(writer.failed)], dtype=torch.float64)
+        counts = trainer.strategy.reduce(counts, reduce_op="sum")
+    finally:
+        close_process_group()
     return int(counts[0]), int(counts[1])
+
