@@ -68,7 +68,45 @@ def environment() -> dict[str, Any]:
     import torch
 
     return {"python": platform.python_version(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "cpu": _cpu_name(), "cores": os.cpu_count(), "hostname": platform.node()}
+            "cpu": _cpu_name(), "cores": os.cpu_count(), "hostname": platform.node(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "avx512_hidden": HIDE_AVX512_LIB in os.environ.get("LD_PRELOAD", "")}
+
+
+HIDE_AVX512_LIB = "hide_avx512.so"
+
+
+def hide_avx512() -> Path:
+    """Make every worker this driver starts see a CPU without AVX-512 (AVX2 + FMA): builds
+    ``bench/isa/hide_avx512.c`` with gcc (once, into ``~/.cache/svc_pl_bench``) and puts it in ``LD_PRELOAD``.
+    oneDNN, PyTorch's kernel dispatch and ONNX Runtime's MLAS then run their AVX2 kernels, ours and the
+    reference's alike. Needs Linux CPUID faulting (the ``cpuid_fault`` flag of /proc/cpuinfo)."""
+    lib = build_hide_avx512()
+    env = dict(os.environ, LD_PRELOAD=f"{lib} {os.environ.get('LD_PRELOAD', '')}".strip(), HIDE_AVX512_STRICT="1")
+    seen = subprocess.run([sys.executable, "-c", "import torch; print(torch.backends.cpu.get_cpu_capability())"],
+                          env=env, capture_output=True, text=True)
+    if seen.returncode != 0 or seen.stdout.strip() != "AVX2":
+        raise SystemExit(f"--hide-avx512: a test process saw {seen.stdout.strip() or 'nothing'} "
+                         f"(exit {seen.returncode}): {seen.stderr.strip()[-500:]}")
+    os.environ.update(LD_PRELOAD=env["LD_PRELOAD"], HIDE_AVX512_STRICT="1")
+    return lib
+
+
+def build_hide_avx512() -> Path:
+    """``bench/isa/hide_avx512.c`` built (once per change of the source) into ``~/.cache/svc_pl_bench``."""
+    if "cpuid_fault" not in Path("/proc/cpuinfo").read_text():
+        raise SystemExit("--hide-avx512 needs CPUID faulting (the cpuid_fault flag in /proc/cpuinfo), which this "
+                         "machine lacks: run on a real AVX2 CPU instead")
+    src = BENCH_DIR / "isa" / "hide_avx512.c"
+    lib = Path.home() / ".cache" / "svc_pl_bench" / HIDE_AVX512_LIB
+    if not lib.is_file() or lib.stat().st_mtime < src.stat().st_mtime:
+        if shutil.which("gcc") is None:
+            raise SystemExit("--hide-avx512 builds a small C library: install gcc (apt-get install -y gcc)")
+        lib.parent.mkdir(parents=True, exist_ok=True)
+        tmp = lib.with_name(lib.name + ".tmp")
+        subprocess.run(["gcc", "-O2", "-shared", "-fPIC", "-o", str(tmp), str(src)], check=True)
+        os.replace(tmp, lib)
+    return lib
 
 
 def _cpu_name() -> str:
@@ -291,12 +329,17 @@ def add_run_arguments(p, workers: tuple[str, ...] = ("ours", "reference")) -> No
     p.add_argument("--json", help="write all figures to this JSON file")
     p.add_argument("--max-load", type=float, default=MAX_LOAD, help="wait for the 1-min load to be below this")
     p.add_argument("--wait", type=float, default=600, help="longest wait for a quiet machine per run, s")
+    p.add_argument("--hide-avx512", action="store_true",
+                   help="run every worker (ours and the reference) as on an AVX2 CPU: AVX-512 hidden from CPUID "
+                        "(bench/isa/hide_avx512.c; Linux with CPUID faulting)")
     p.add_argument("--worker-out", help=argparse.SUPPRESS)
     p.add_argument("--worker", choices=list(workers), help=argparse.SUPPRESS)
 
 
 def announce(args) -> None:
     """Driver start: torch threads set, the machine printed, and a note when there is no reference to run."""
+    if getattr(args, "hide_avx512", False):
+        print(f"AVX-512 hidden from the workers' CPUID ({hide_avx512()}): they run AVX2 kernels", flush=True)
     setup_torch()
     print(f"machine: {environment()}")
     if not args.reference:

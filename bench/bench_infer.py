@@ -37,8 +37,17 @@ STAGES = ["resample", "slicing", "f0", "units", "synthesis", "other"]
 def _label(args, precision: str) -> str:
     """ours-<precision>[-ort][-w<window>]: the variant a worker measured."""
     backend = "-ort" if getattr(args, "backend", ["torch"])[0] == "onnxruntime" else ""
+    if backend and getattr(args, "ort_planar", "auto") == "off":
+        backend += "-1d"
     window = f"-w{args.decode_window[0]}" if getattr(args, "label_window", False) else ""
     return f"ours-{precision}{backend}{window}"
+
+
+def _planar(ort, args):
+    """``--ort-planar off``: the decoder graph all 1-D (the default picks 2-D stages for this CPU)."""
+    if args.ort_planar == "off":
+        ort.planar_channels = None
+    return ort
 
 
 def _load_model(model_dir: Path, device: str = "cpu"):
@@ -56,7 +65,7 @@ def worker_prepare_ort(args) -> dict:
     from svc_pl.infer.onnx_backend import SynthesizerBackends
 
     t0 = time.perf_counter()
-    ort = SynthesizerBackends(_load_model(Path(args.model_dir)), "cpu").ort()
+    ort = _planar(SynthesizerBackends(_load_model(Path(args.model_dir)), "cpu").ort(), args)
     ort.prepare()
     return {"impl": "export-ort", "seconds": 0.0, "export": time.perf_counter() - t0,
             "graphs": [str(p) for p in ort.exported]}
@@ -83,13 +92,14 @@ def worker_ours(args) -> dict:
     vm = _load_model(Path(args.model_dir), args.device)
     converter = Converter(vm, random_content_encoder(vm.content_encoder), device=args.device)
     if args.backend[0] == "onnxruntime":  # the sessions (graphs were exported by worker_prepare_ort)
-        converter.backends.ort().prepare()
+        _planar(converter.backends.ort(), args).prepare()
     t_load = time.perf_counter() - t0
     speaker = C.SPEAKER if C.SPEAKER in vm.speakers else 0  # the base's first voice with --model tiny-base
     opts = ConvertOptions(speaker=speaker, transpose=0, slice_db=-40, cluster_ratio=0, auto_predict_f0=False,
                           noise_scale=0.4, f0_method=args.f0, precision=args.precision[0],
                           decode_window=args.decode_window[0], backend=args.backend[0],
-                          length_bucket_seconds=args.length_bucket_seconds)
+                          **({} if args.length_bucket_seconds is None
+                             else {"length_bucket_seconds": args.length_bucket_seconds}))
     out_path = Path(args.tmp) / "ours_out.wav"
     if args.warmup:
         y, sr = load_audio(args.warmup)
@@ -251,7 +261,7 @@ def worker_synth(args) -> dict:
         if args.backend[0] == "onnxruntime":
             from svc_pl.infer.onnx_backend import OrtSynthesizer, file_sha256
 
-            ort = OrtSynthesizer(net, file_sha256(model_dir / "G_0.pth"))
+            ort = _planar(OrtSynthesizer(net, file_sha256(model_dir / "G_0.pth")), args)
             ort.prepare()
             infer = ort.infer
 
@@ -316,6 +326,7 @@ def _worker_args(args, impl: str, seconds: float, model_dir: Path, tmp: Path, ex
            "--decode-window", str(window), "--device", args.device, *extra]
     if args.length_bucket_seconds is not None:
         out += ["--length-bucket-seconds", str(args.length_bucket_seconds)]
+    out += ["--ort-planar", args.ort_planar]
     if args.decode_window and len(args.decode_window) > 1:
         out.append("--label-window")
     if args.reference:
@@ -414,6 +425,9 @@ def parse_args(argv=None):
                    help="svc_pl: pad clips to a multiple of this many seconds (default: the converter's, 0.5)")
     p.add_argument("--backend", nargs="+", choices=["torch", "onnxruntime"], default=["torch"],
                    help="svc_pl synthesizer backend(s) to run (onnxruntime: fp32 only)")
+    p.add_argument("--ort-planar", choices=["auto", "off"], default="auto",
+                   help="ONNX Runtime decoder: 2-D convolutions in the stages that gain on this CPU (auto, as "
+                        "conversion does) or all 1-D (off, as before 2026-12-04)")
     p.add_argument("--repeats", type=int, default=1, help="timed runs per process (median reported)")
     p.add_argument("--warmups", type=int, default=1, help="untimed infer calls first (--synth-only)")
     p.add_argument("--no-warmup", action="store_true", help="end to end: no 3 s conversion before timing")
@@ -464,7 +478,8 @@ def main(argv=None) -> None:
 
             os.environ["SVC_PL_CACHE"] = str(tmp / "cache")
             print("exporting the ONNX Runtime graphs ...", flush=True)
-            export = C.run_worker(SCRIPT, ["--worker", "ours", "--prepare-ort", "--model-dir", str(model_dir),
+            export = C.run_worker(SCRIPT, ["--worker", "ours", "--prepare-ort", "--ort-planar", args.ort_planar,
+                                           "--model-dir", str(model_dir),
                                            "--seconds", "0", "--decode-window",
                                            *map(str, args.decode_window or [DECODE_WINDOW["onnxruntime"]])])
             print(f"  exported in {export['export']:.1f} s", flush=True)

@@ -165,6 +165,58 @@ def test_a_failing_graph_falls_back_to_torch_with_one_warning(voice, monkeypatch
     assert np.array_equal(out, ref)
 
 
+@pytest.mark.parametrize("depthwise", [False, True])
+def test_planar_decoder_stages_compute_what_the_1d_ones_do(tmp_path, depthwise):
+    """Stages with at least ``planar_channels`` channels are exported as (1, k) 2-D convolutions (ONNX Runtime's
+    blocked kernels) and give the 1-D decoder's audio; the others, and depthwise-separable blocks, stay 1-D."""
+    import types
+
+    import onnx
+
+    from svc_pl.layers.conv import remove_weight_norm_modules
+    from svc_pl.layers.nsf import NSFHiFiGAN
+
+    torch.manual_seed(0)
+    dec = NSFHiFiGAN(24, 16000, [4, 4, 2], [8, 8, 4], 64, gin_channels=8).eval()
+    for m in dec.modules():
+        remove_weight_norm_modules(m)
+    if depthwise:  # a DSConv decoder's blocks: not plain convolutions
+        from svc_pl.layers.conv import DepthwiseSeparableConv1d
+
+        block = dec.resblocks[0]
+        block.convs1[0] = DepthwiseSeparableConv1d(32, 32, 3, 1, padding=1)
+    graph = ort_graphs.DecoderGraph(types.SimpleNamespace(dec=dec), planar_channels=16)
+    # stage channels 32, 16, 8
+    assert graph.planar == ([False, True, False] if depthwise else [True, True, False])
+    gen = torch.Generator().manual_seed(1)
+    z, g = torch.randn(1, 24, 37, generator=gen), torch.randn(1, 8, 37, generator=gen)
+    har = torch.rand(1, 1, 37 * 32, generator=gen) * 0.2 - 0.1
+    with torch.no_grad():
+        ref = dec.decode(z, har, g)
+        assert _rel_err(ref, graph(z, har, g)) < 1e-5
+    path = ort_graphs._export(graph, (z, har, g), tmp_path / "dec.onnx", ["z", "har_source", "g"], ["audio"],
+                              {"z": {2: "n"}, "har_source": {2: "s"}, "g": {2: "n"}, "audio": {2: "s"}})
+    model = onnx.load(str(path))
+    kernels = {i.name: len(i.dims) for i in model.graph.initializer}
+    conv_ranks = [kernels[n.input[1]] for n in model.graph.node if n.op_type == "Conv" and n.input[1] in kernels]
+    assert conv_ranks.count(4) == (6 * 3 if depthwise else 6 * 3 * 2)  # 3 blocks of 6 convs per planar stage
+    sess = ort_graphs.build_session(path)
+    for frames in (37, 50):  # dynamic length
+        z2, g2 = torch.randn(1, 24, frames, generator=gen), torch.randn(1, 8, frames, generator=gen)
+        har2 = torch.rand(1, 1, frames * 32, generator=gen) * 0.2 - 0.1
+        (out,) = sess.run(None, {"z": z2.numpy(), "har_source": har2.numpy(), "g": g2.numpy()})
+        with torch.no_grad():
+            assert _rel_err(dec.decode(z2, har2, g2), torch.from_numpy(out)) < 1e-4
+
+
+def test_planar_setting_is_part_of_the_graph_cache_key(voice):
+    vm = load_voice_model(voice / "G_1.pth")
+    paths = {OrtSynthesizer(vm.net, planar_channels=pc).graph_path("decoder") for pc in (None, 64, 128)}
+    assert len(paths) == 3
+    assert OrtSynthesizer(vm.net, planar_channels="auto").planar_channels == ort_graphs.planar_min_channels()
+    assert ort_graphs.planar_min_channels() in (None, 64, 128)
+
+
 def test_auto_picks_by_device_and_precision(monkeypatch):
     assert resolve_backend("auto", "fp32", "cpu")[0] == "onnxruntime"
     assert resolve_backend("auto", "bf16", "cpu")[0] == "torch"

@@ -43,6 +43,7 @@ from svc_pl.infer.ort_graphs import (  # noqa: F401  (file_sha256: part of this 
     cached_session,
     export_graph,
     file_sha256,
+    planar_min_channels,
     state_sha256,
 )
 from svc_pl.layers.commons import randn_rows, rows_seeded
@@ -103,11 +104,14 @@ class OrtSynthesizer:
         model_digest: sha256 of the model file (default: of ``synth``'s tensors).
         cache: folder of exported graphs (default :func:`cache_dir`).
         threads: ONNX Runtime intra-op threads (default: torch's thread count).
+        planar_channels: decoder stages with at least this many channels are exported as 2-D convolutions
+            ("auto": what suits this CPU, :func:`~svc_pl.infer.ort_graphs.planar_min_channels`; ``None``: 1-D).
     """
 
     def __init__(self, synth: Synthesizer, model_digest: str | None = None, cache: str | os.PathLike | None = None,
-                 threads: int | None = None):
+                 threads: int | None = None, planar_channels: int | str | None = "auto"):
         self.synth = synth
+        self.planar_channels = planar_min_channels() if planar_channels == "auto" else planar_channels
         self.digest = model_digest or state_sha256(synth)
         self.cache = Path(cache) if cache is not None else cache_dir()
         self.threads = threads
@@ -118,6 +122,8 @@ class OrtSynthesizer:
     def graph_path(self, graph: str) -> Path:
         """The cache file of ``graph`` for this model and these versions."""
         key = {**_versions(), "graph": graph, "model": self.digest}
+        if graph == "decoder" and self.planar_channels is not None:
+            key["planar_channels"] = self.planar_channels
         tag = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
         return self.cache / f"{self.digest[:16]}-{graph}-{tag}.onnx"
 
@@ -127,7 +133,7 @@ class OrtSynthesizer:
         if graph in self._sessions:
             return self._sessions[graph]
         path = self.graph_path(graph)
-        sess, exported = cached_session(path, lambda p: export_graph(self.synth, graph, p),
+        sess, exported = cached_session(path, lambda p: export_graph(self.synth, graph, p, self.planar_channels),
                                         f"the synthesizer's {graph} graph", self.threads)
         if exported:
             self.exported.append(path)

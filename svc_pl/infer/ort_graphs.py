@@ -100,14 +100,82 @@ class PriorGraph(nn.Module):
 
 
 class DecoderGraph(nn.Module):
-    """NSFHiFiGAN.decode: z (B, inter, N), har_source (B, 1, N * hop), g (B, gin, N) -> audio (B, 1, N * hop)."""
+    """NSFHiFiGAN.decode: z (B, inter, N), har_source (B, 1, N * hop), g (B, gin, N) -> audio (B, 1, N * hop).
 
-    def __init__(self, synth: Synthesizer):
+    ``planar_channels``: the residual blocks of stages with at least this many channels are exported as 2-D
+    convolutions (:class:`PlanarStage`); ``None``: all 1-D."""
+
+    def __init__(self, synth: Synthesizer, planar_channels: int | None = None):
         super().__init__()
         self.dec = synth.dec
+        self.stages = nn.ModuleList([PlanarStage.of(self.dec.stage_blocks(i), planar_channels) or nn.Identity()
+                                     for i in range(self.dec.num_upsamples)])
+        self.planar = [not isinstance(st, nn.Identity) for st in self.stages]
 
     def forward(self, z, har_source, g):
-        return self.dec.decode(z, har_source, g)
+        return self.dec.decode(z, har_source, g, [st if p else None for st, p in zip(self.stages, self.planar)])
+
+
+def planar_min_channels() -> int | None:
+    """Channel count from which a decoder stage's convolutions run faster in ONNX Runtime as (1, k) 2-D
+    convolutions on (B, C, 1, T) than as 1-D ones: ONNX Runtime turns 2-D convolutions into its blocked NCHWc
+    kernels (blocks of 16 channels with AVX-512, 8 with AVX2), which win from 8 blocks up. Measured on a 2-core
+    Xeon per stage of the 4.1 decoder (3 residual blocks, kernels 3/7/11, 502 frames; docs/benchmarks.md): with
+    AVX-512, 2-D takes 0.66-0.84x the time at 256 channels, 0.75-0.79x at 128, 0.92-1.37x at 64, 0.98-1.68x
+    below; with AVX2 (AVX-512 hidden), 0.82-1.01x at 256, 0.50-0.85x at 128, 0.76-0.84x at 64, 1.32-1.44x
+    below. Elsewhere (no AVX2, ARM) ``None``: the blocked kernels are x86's."""
+    return {"AVX512": 128, "AVX2": 64}.get(torch.backends.cpu.get_cpu_capability())
+
+
+class PlanarStage(nn.Module):
+    """One upsampling stage's residual blocks on (B, C, 1, T): copies of the blocks whose ``nn.Conv1d`` layers
+    are replaced by the equivalent ``(1, k)`` ``nn.Conv2d`` (same weights), averaged like
+    :func:`svc_pl.layers.nsf.mean_of_blocks`. (B, C, T) in and out; the same numbers to float rounding."""
+
+    def __init__(self, blocks: list[nn.Module]):
+        super().__init__()
+        self.blocks = nn.ModuleList(blocks)
+
+    @classmethod
+    def of(cls, blocks: nn.ModuleList, min_channels: int | None) -> PlanarStage | None:
+        """The planar form of ``blocks``, or None where it does not apply (below ``min_channels``, or blocks
+        with other layers than plain convolutions, e.g. depthwise-separable ones)."""
+        import copy
+
+        if min_channels is None:
+            return None
+        convs = [m for b in blocks for m in b.modules() if isinstance(m, nn.Conv1d)]
+        if not convs or convs[0].in_channels < min_channels:
+            return None
+        planar = []
+        for block in blocks:
+            lists = [getattr(block, name) for name in ("convs1", "convs2", "convs") if hasattr(block, name)]
+            if not lists or any(not isinstance(c, nn.Conv1d) for lst in lists for c in lst):
+                return None
+            twin = copy.copy(block)  # the block's forward, with its own conv lists
+            twin._modules = dict(block._modules)
+            for name in ("convs1", "convs2", "convs"):
+                if hasattr(block, name):
+                    twin._modules[name] = nn.ModuleList([_conv2d_like(c) for c in getattr(block, name)])
+            planar.append(twin)
+        return cls(planar)
+
+    def forward(self, x):
+        from svc_pl.layers.nsf import mean_of_blocks
+
+        return mean_of_blocks(self.blocks, x.unsqueeze(2)).squeeze(2)
+
+
+def _conv2d_like(conv: nn.Conv1d) -> nn.Conv2d:
+    """The ``(1, k)`` 2-D convolution computing what ``conv`` does, on (B, C, 1, T)."""
+    out = nn.Conv2d(conv.in_channels, conv.out_channels, (1, conv.kernel_size[0]), stride=(1, conv.stride[0]),
+                    padding=(0, conv.padding[0]), dilation=(1, conv.dilation[0]), groups=conv.groups,
+                    bias=conv.bias is not None)
+    with torch.no_grad():
+        out.weight.copy_(conv.weight.detach().unsqueeze(2))
+        if conv.bias is not None:
+            out.bias.copy_(conv.bias.detach())
+    return out
 
 
 def _example(synth: Synthesizer, graph: str, frames: int) -> tuple[list[str], tuple, list[str]]:
@@ -132,9 +200,10 @@ def _example(synth: Synthesizer, graph: str, frames: int) -> tuple[list[str], tu
     return ["z", "har_source", "g"], (z, har, g), ["audio"]
 
 
-def export_graph(synth: Synthesizer, graph: str, path: str | os.PathLike) -> Path:
-    """Export ``graph`` ("prior" or "decoder") of ``synth`` to ``path``, atomically; batch and time axes dynamic."""
-    module = PriorGraph(synth) if graph == "prior" else DecoderGraph(synth)
+def export_graph(synth: Synthesizer, graph: str, path: str | os.PathLike, planar_channels: int | None = None) -> Path:
+    """Export ``graph`` ("prior" or "decoder") of ``synth`` to ``path``, atomically; batch and time axes dynamic.
+    ``planar_channels``: see :class:`DecoderGraph`."""
+    module = PriorGraph(synth) if graph == "prior" else DecoderGraph(synth, planar_channels)
     names, args, outputs = _example(synth, graph, 64)
     time_axis = {"c": 2, "f0": 1, "uv": 1, "g": 2, "noise": 2, "vol": 1, "z": 2, "amps": 2, "gains": 2,
                  "har_source": 2, "audio": 2}

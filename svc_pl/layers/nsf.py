@@ -76,6 +76,14 @@ class ResBlock2(nn.Module):
             remove_weight_norm_modules(layer)
 
 
+def mean_of_blocks(blocks: Sequence[nn.Module], x: torch.Tensor) -> torch.Tensor:
+    """The average of ``blocks`` applied to ``x`` (one HiFi-GAN upsampling stage's multi-receptive-field fusion)."""
+    xs = blocks[0](x)
+    for block in blocks[1:]:
+        xs = xs + block(x)
+    return xs / len(blocks)
+
+
 class SineGen(nn.Module):
     """Sines at F0 and its harmonics, zero where unvoiced, plus Gaussian noise.
 
@@ -219,21 +227,26 @@ class NSFHiFiGAN(nn.Module):
     def forward(self, x: torch.Tensor, f0: torch.Tensor, g: torch.Tensor | None = None) -> torch.Tensor:
         return self.decode(x, self.m_source(f0, self.upp), g)
 
-    def decode(self, x: torch.Tensor, har_source: torch.Tensor, g: torch.Tensor | None = None) -> torch.Tensor:
-        """The generator given its excitation: x (B, in, N), har_source (B, 1, N*upp) -> (B, 1, N*upp)."""
+    def decode(self, x: torch.Tensor, har_source: torch.Tensor, g: torch.Tensor | None = None,
+               stages: Sequence[nn.Module | None] | None = None) -> torch.Tensor:
+        """The generator given its excitation: x (B, in, N), har_source (B, 1, N*upp) -> (B, 1, N*upp).
+
+        ``stages``: per upsampling stage, a module to run instead of that stage's residual blocks (same input
+        and output; ``None`` keeps the blocks). The ONNX export uses it for 2-D forms of the same convolutions."""
         x = self.conv_pre(x)
         if self.cond is not None:
             x = x + self.cond(g)
         for i in range(self.num_upsamples):
             x = self.ups[i](F.leaky_relu(x, LRELU_SLOPE))
             x = x + self.noise_convs[i](har_source)
-            blocks = self.resblocks[i * self.num_kernels:(i + 1) * self.num_kernels]
-            xs = blocks[0](x)
-            for block in blocks[1:]:
-                xs = xs + block(x)
-            x = xs / self.num_kernels
+            stage = stages[i] if stages is not None else None
+            x = stage(x) if stage is not None else mean_of_blocks(self.stage_blocks(i), x)
         x = self.conv_post(F.leaky_relu(x))  # default slope 0.01 here, as upstream
         return torch.tanh(x)
+
+    def stage_blocks(self, i: int) -> nn.ModuleList:
+        """The residual blocks of upsampling stage ``i`` (their outputs are averaged)."""
+        return self.resblocks[i * self.num_kernels:(i + 1) * self.num_kernels]
 
     def decode_windowed(self, x: torch.Tensor, har_source: torch.Tensor, g: torch.Tensor | None = None,
                         window: int = 256, context: int | None = None,
