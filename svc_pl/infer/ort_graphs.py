@@ -1,6 +1,7 @@
 """The ONNX graphs behind ``--backend onnxruntime``: what is exported, where it is cached, how a session is built.
 
-- :class:`PriorGraph` / :class:`DecoderGraph`: the synthesizer's two graphs (:func:`export_graph`); the content
+- :class:`PriorGraph` / :class:`DecoderGraph`: the synthesizer's two graphs (:func:`export_graph`; the decoder's
+  stages with many channels as 2-D convolutions, :class:`PlanarStage`, :func:`planar_min_channels`); the content
   encoder's graph is exported by :class:`svc_pl.infer.onnx_backend.OrtContentEncoder` through :func:`_export`.
 - The cache (:func:`cache_dir`): a graph is exported on first use under a name made from the model's sha256
   (:func:`file_sha256`, :func:`state_sha256`) and a digest of everything else it depends on (:func:`_versions`:
