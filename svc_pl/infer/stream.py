@@ -9,7 +9,7 @@ look-ahead). The output sample made from input sample ``n`` leaves :meth:`Stream
 index ``n + L``, where ``L`` is the smallest constant delay at which the output is always ready: the object
 computes it once from the sample counts and reports it as :attr:`StreamConverter.latency_seconds`.
 
-Per block: F0 only for the frames not yet final (plus a left margin), cached; units from
+Per block: F0 only for the frames not yet final (plus a left margin), cached; units (:mod:`svc_pl.infer.stream_units`) from
 :class:`~svc_pl.data.unit_window.StreamingUnits` for models trained on windowed units (the same units as offline),
 else from one encoder call on a left context window (so-vits-svc models were not trained for that: their units
 differ from the offline ones at the newest frames); retrieval/cluster mixing for new frames only; the synthesizer
@@ -38,49 +38,11 @@ from svc_pl.infer.converter import Converter, ConvertOptions
 from svc_pl.infer.loading import VoiceModel
 from svc_pl.infer.options import DECODE_WINDOW
 from svc_pl.infer.resample import StreamResampler
+from svc_pl.infer.stream_units import LiveUnits, Track
 
 LOG = logging.getLogger(__name__)
 _F0_LEFT_SECONDS = 0.08  # audio before the first new frame that the F0 tracker sees
 _F0_RIGHT_SECONDS = 0.02  # audio after a frame before its F0 is final
-
-
-class _Track:
-    """A growing array along its last axis with an absolute start index; reads outside are zeros or held."""
-
-    def __init__(self, shape: tuple[int, ...] = (), dtype=np.float32):
-        self.data = np.zeros(shape + (0,), dtype)
-        self.start = 0
-
-    @property
-    def end(self) -> int:
-        return self.start + self.data.shape[-1]
-
-    def append(self, x: np.ndarray) -> None:
-        self.data = np.concatenate([self.data, np.asarray(x, self.data.dtype)], axis=-1)
-
-    def put(self, a: int, x: np.ndarray) -> None:
-        """Write ``x`` from index ``a`` (``start <= a <= end``), growing the array as needed."""
-        n = x.shape[-1]
-        if a + n > self.end:
-            pad = np.zeros(self.data.shape[:-1] + (a + n - self.end,), self.data.dtype)
-            self.data = np.concatenate([self.data, pad], axis=-1)
-        self.data[..., a - self.start:a + n - self.start] = x
-
-    def get(self, a: int, b: int, hold: bool = False) -> np.ndarray:
-        """Indices ``[a, b)``; before ``start`` zeros, after ``end`` zeros or (``hold``) the last value."""
-        out = np.zeros(self.data.shape[:-1] + (max(0, b - a),), self.data.dtype)
-        lo, hi = max(a, self.start), min(b, self.end)
-        if hi > lo:
-            out[..., lo - a:hi - a] = self.data[..., lo - self.start:hi - self.start]
-        if hold and b > self.end and self.data.shape[-1]:
-            out[..., max(0, self.end - a):] = self.data[..., -1:]
-        return out
-
-    def trim(self, before: int) -> None:
-        if before > self.start:
-            cut = min(before, self.end) - self.start
-            self.data = self.data[..., cut:]
-            self.start += cut
 
 
 class StreamConverter:
@@ -127,7 +89,7 @@ class StreamConverter:
         self.drop_late = drop_late
         msr, hop = model.sampling_rate, model.hop_length
         self.sr, self.hop = msr, hop
-        from svc_pl.data.unit_window import HOP16, StreamingUnits, UnitWindow, WindowedEncoder
+        from svc_pl.data.unit_window import HOP16, UnitWindow, WindowedEncoder
 
         enc = self.converter.encoder
         self.window = enc.window if isinstance(enc, WindowedEncoder) else UnitWindow.from_dict(model.unit_window)
@@ -151,7 +113,8 @@ class StreamConverter:
         self.lookahead = self.render_after * hop + self.f0_right
         self.ctx_frames = max(0, round(context_seconds * msr / hop))
         self.ctx16 = max(HOP16, round(context_seconds * 16000))
-        self._units = StreamingUnits(enc.encoder, self.window) if self.window is not None else None
+        self._units = LiveUnits(self.converter, self.window, sampling_rate=msr, hop=hop, context16=self.ctx16,
+                                device=self.device)
         self.device_block = -(-self.N * self.device_rate // msr)  # device samples per block (a device's blocksize)
         self._latency = self._compute_latency()
         self.reset()
@@ -178,28 +141,19 @@ class StreamConverter:
 
     def reset(self) -> None:
         """Forget the stream (buffers, caches, counters); the settings stay."""
-        from svc_pl.data.unit_window import StreamingUnits
-
         self._rs_model = StreamResampler(self.device_rate, self.sr)
         self._rs16 = StreamResampler(self.device_rate, 16000)
         self._rs_out = StreamResampler(self.sr, self.device_rate)
-        if self._units is not None:
-            self._units = StreamingUnits(self._units.encoder, self.window)
-        dim = int(self.converter.encoder.dim)
-        self._y, self._y16 = _Track(), _Track()
-        self._u16 = _Track((dim,))  # windowed units, 20 ms frames
-        self._c = _Track((dim,))  # final mixed units per model frame
-        self._provisional: tuple | None = None  # ((u16 end, pending samples), the next chunk's provisional units)
-        self._f0, self._uv = _Track(), _Track()
-        self._phase = _Track((), np.float64)  # DDSP harmonics: phase (cycles) before each frame, as last rendered
+        self._units.reset()
+        self._y = Track()
+        self._f0, self._uv = Track(), Track()
+        self._phase = Track((), np.float64)  # DDSP harmonics: phase (cycles) before each frame, as last rendered
         self._f0_final = 0  # frames [0, _f0_final) have final F0
-        self._pending16: list[np.ndarray] = []
-        self._out = _Track()
+        self._out = Track()
         self._received = 0  # device samples in
         self._returned = 0  # device samples out
         self._k = 0  # next block
         self._tail = np.zeros(self.cf, np.float32)  # the previous render after its block, for the crossfade
-        self._observed16 = 0  # 16 kHz unit frames [0, _observed16) are in the input's unit statistics
         if self.opts.match_units > 0:
             self.converter.check_match_units(self.opts)
             self.converter.unit_matcher.reset()
@@ -241,10 +195,7 @@ class StreamConverter:
             self.opts = dataclasses.replace(self.opts, **changes)
         self._received += len(x)
         self._y.append(self._rs_model.push(x))
-        y16 = self._rs16.push(x)
-        if self._units is not None:
-            self._pending16.append(y16)
-        self._y16.append(y16)
+        self._units.push(self._rs16.push(x))
         while self._ready_blocks(self._y.end, self._rs16.emitted) > self._k:
             self._step()
         a, b = self._returned - self._latency, self._returned - self._latency + len(x)
@@ -319,12 +270,10 @@ class StreamConverter:
         self._out.append(self._rs_out.push(seg))
         keep = k * self.N - (self.ctx_frames + 8) * self.hop - self.S2 - round(_F0_LEFT_SECONDS * self.sr)
         self._y.trim(keep)
-        self._y16.trim(int(keep * 16000 / self.sr) - self.ctx16)
+        self._units.trim(keep)
         self._f0.trim(keep // self.hop)
         self._uv.trim(keep // self.hop)
-        self._c.trim(keep // self.hop)
         self._phase.trim(keep // self.hop)
-        self._u16.trim(int(keep // self.hop * self.units_per_frame) - 2)
 
     def _faded_out(self) -> np.ndarray:
         """A block of silence that the previous render's tail fades into."""
@@ -336,10 +285,7 @@ class StreamConverter:
 
     def _skip_features(self, k: int) -> None:
         """A dropped block: its audio is passed by without running the encoder or the F0 tracker."""
-        if self._units is not None:
-            self._u16.append(self._units.push(np.concatenate(self._pending16), encode=False).numpy())
-            self._observed16 = max(self._observed16, self._u16.end)  # placeholders, not the input's units
-            self._pending16.clear()
+        self._units.skip()
         end = (k + 1) * self.block_frames
         if end > self._f0_final:
             last = self._f0.get(self._f0_final - 1, self._f0_final)
@@ -412,7 +358,7 @@ class StreamConverter:
 
         conv, opts, hop, n = self.converter, self.opts, self.hop, hi - a
         f0, uv = self._pitch(a, hi)
-        c = self._unit_frames(a, hi)
+        c = self._units.frames(a, hi, opts)
         vol = frame_volume(self._y.get(a * hop, hi * hop), hop, n)
         speaker = conv._stack_speakers([conv._speaker_for(opts, a * hop, n)]).to(self.device)
         net, dev = self.model.net, self.device
@@ -478,72 +424,6 @@ class StreamConverter:
             self._uv.put(first, track.voiced[first - s:].astype(np.float32))
             self._f0_final = max(self._f0_final, min(s + n, (avail - self.f0_right) // hop))
         return self._f0.get(a, b, hold=True), self._uv.get(a, b, hold=True)
-
-    def _unit_frames(self, a: int, b: int) -> np.ndarray:
-        """Mixed content units (D, b - a) of model frames ``[a, b)``; final frames are cached."""
-        conv, r = self.converter, self.units_per_frame
-        if self._units is None:  # a left-context window per block, encoded whole
-            e16 = self._y16.end
-            w0 = max(0, e16 - self.ctx16)
-            x = torch.from_numpy(self._y16.get(w0, e16)).unsqueeze(0).to(self.device)
-            with torch.inference_mode(), conv._autocast(self.opts):
-                u = conv.encoder(x).float()[0].cpu().numpy()  # (D, frames from w0)
-            self._observe(u, w0 // 320)
-            t16 = np.arange(a, b) * self.hop * 16000 / self.sr
-            j = np.clip(np.floor((t16 - w0) / 320).astype(int), 0, u.shape[-1] - 1)
-            return self._mix(u[:, j])
-        if self._pending16:
-            self._u16.append(self._units.push(np.concatenate(self._pending16)).numpy())
-            self._pending16.clear()
-            self._observe(self._u16.data, self._u16.start)
-        first = max(a, self._c.end)
-        parts = [self._c.get(a, first)]
-        if first < b:
-            j = np.floor(np.arange(first, b) * r + 1e-9).astype(int)
-            mixed = self._mix(self._u16_frames(j))
-            final = int(np.sum(j < self._u16.end))
-            if final:
-                self._c.put(first, mixed[:, :final])
-            parts.append(mixed)
-        return np.concatenate(parts, axis=1).astype(np.float32)
-
-    def _u16_frames(self, j: np.ndarray) -> np.ndarray:
-        """Windowed units (D, len(j)) at unit frames ``j``; past the newest final chunk the next chunk's provisional
-        units (:meth:`StreamingUnits.provisional`), their last frame held beyond it."""
-        t = self._u16
-        if t.data.shape[-1]:
-            out = t.data[:, np.clip(j - t.start, 0, t.data.shape[-1] - 1)]
-        else:
-            out = np.zeros((t.data.shape[0], len(j)), np.float32)
-        late = j >= t.end
-        if late.any():
-            key = (t.end, self._units.pending_samples)
-            if self._provisional is None or self._provisional[0] != key:
-                self._provisional = (key, self._units.provisional().numpy())
-            p = self._provisional[1]
-            out[:, late] = p[:, np.clip(j[late] - t.end, 0, p.shape[-1] - 1)]
-        return out
-
-    def _observe(self, u: np.ndarray, start: int) -> None:
-        """Add the unit frames of ``u`` (D, n; 16 kHz unit frame ``start`` first) not yet seen to the input's
-        statistics (``match_units``)."""
-        if self.opts.match_units <= 0:
-            return
-        new = u[:, max(0, self._observed16 - start):]
-        if new.shape[-1]:
-            self.converter.unit_matcher.observe(torch.from_numpy(np.ascontiguousarray(new)))
-            self._observed16 = start + u.shape[-1]
-
-    def _mix(self, c: np.ndarray) -> np.ndarray:
-        """Unit matching and cluster / retrieval mixing of units (D, T) for the current speaker."""
-        conv = self.converter
-        if self.opts.match_units > 0:
-            c = conv.unit_matcher.apply(torch.from_numpy(c).float().unsqueeze(0), conv._speaker_target(self.opts),
-                                        self.opts.match_units)[0].numpy()
-        if (conv.cluster is None or self.opts.cluster_ratio <= 0) and (conv.index is None or
-                                                                        self.opts.retrieval_ratio <= 0):
-            return c.astype(np.float32)
-        return conv._mix_units(torch.from_numpy(c).float().unsqueeze(0), self.opts)[0].numpy().astype(np.float32)
 
 
 class PassThrough:
