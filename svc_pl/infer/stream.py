@@ -9,10 +9,11 @@ look-ahead). The output sample made from input sample ``n`` leaves :meth:`Stream
 index ``n + L``, where ``L`` is the smallest constant delay at which the output is always ready: the object
 computes it once from the sample counts and reports it as :attr:`StreamConverter.latency_seconds`.
 
-Per block: F0 only for the frames not yet final (plus a left margin), cached; units (:mod:`svc_pl.infer.stream_units`) from
-:class:`~svc_pl.data.unit_window.StreamingUnits` for models trained on windowed units (the same units as offline),
-else from one encoder call on a left context window (so-vits-svc models were not trained for that: their units
-differ from the offline ones at the newest frames); retrieval/cluster mixing for new frames only; the synthesizer
+Per block: F0 only for the frames not yet final (plus a left margin), cached; units
+(:mod:`svc_pl.infer.stream_units`) from :class:`~svc_pl.data.unit_window.StreamingUnits` for models trained on
+windowed units (the same units as offline), else from one encoder call on a left context window (so-vits-svc models
+were not trained for that: their units differ from the offline ones at the newest frames); retrieval/cluster mixing
+for new frames only; the synthesizer
 renders the block, the crossfade and the alignment-search span and ``lookahead_seconds`` more (the synthesizer's
 convolutions see a few frames ahead) with ``context_seconds`` of left context for its prior; a DDSP synthesizer's
 harmonics continue the phase of the previous render, as one offline render's do. Joins are aligned by normalised
