@@ -4,6 +4,7 @@ crashes."""
 
 import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,8 +22,9 @@ def _common():
 
 
 needs_cpuid_faulting = pytest.mark.skipif(
-    not sys.platform.startswith("linux") or "cpuid_fault" not in Path("/proc/cpuinfo").read_text(),
-    reason="needs Linux CPUID faulting (the cpuid_fault flag of /proc/cpuinfo)")
+    not sys.platform.startswith("linux") or "cpuid_fault" not in Path("/proc/cpuinfo").read_text()
+    or shutil.which("gcc") is None,
+    reason="needs Linux CPUID faulting (the cpuid_fault flag of /proc/cpuinfo) and gcc to build the preload")
 
 
 def _run(code: str, lib: Path | None) -> subprocess.CompletedProcess:
