@@ -231,7 +231,7 @@ class OrtContentEncoder:
             axes = {"wav": {0: "batch", 1: "samples"}, "units": {0: "batch", 2: "frames"}}
             self._session, exported = cached_session(
                 path, lambda p: _export(self.encoder, (wav,), p, ["wav"], ["units"], axes),
-                "the content encoder's graph", self.threads)
+                "the content encoder's graph", self.threads, prepack=False)  # its weights once: see build_session
             if exported:
                 self.exported.append(path)
         return self._session
