@@ -94,6 +94,7 @@ def worker_ours(args) -> dict:
     if args.backend[0] == "onnxruntime":  # the sessions (graphs were exported by worker_prepare_ort)
         _planar(converter.backends.ort(), args).prepare()
     t_load = time.perf_counter() - t0
+    peaks = {"load": C.peak_rss_mib()}  # where the peak RSS is reached: after the load, the warm-up, the runs
     speaker = C.SPEAKER if C.SPEAKER in vm.speakers else 0  # the base's first voice with --model tiny-base
     opts = ConvertOptions(speaker=speaker, transpose=0, slice_db=-40, cluster_ratio=0, auto_predict_f0=False,
                           noise_scale=0.4, f0_method=args.f0, precision=args.precision[0],
@@ -104,6 +105,7 @@ def worker_ours(args) -> dict:
     if args.warmup:
         y, sr = load_audio(args.warmup)
         converter.convert(y, sr, opts)
+    peaks["warmup"] = C.peak_rss_mib()
     runs = []
     for _ in range(args.repeats):
         converter.timings.clear()
@@ -129,7 +131,7 @@ def worker_ours(args) -> dict:
                      "out_seconds": writer.frames / vm.sampling_rate, "cpu": cpu})
     assert converter.backends.failed is None, converter.backends.failed
     del torch
-    return _summary(_label(args, args.precision[0]), args, t_load, runs)
+    return dict(_summary(_label(args, args.precision[0]), args, t_load, runs), peak_rss_by_stage_mib=peaks)
 
 
 def worker_reference(args) -> dict:
