@@ -92,6 +92,16 @@ def hide_avx512() -> Path:
     return lib
 
 
+def rerun_hiding_avx512(script: str, argv: list[str]) -> int | None:
+    """For a benchmark that measures in its own process: unless AVX-512 is already hidden from this process, run
+    ``script argv`` again in a new process that sees no AVX-512 (:func:`hide_avx512`) and return its exit code;
+    None when this process is that one (measure here)."""
+    if HIDE_AVX512_LIB in os.environ.get("LD_PRELOAD", ""):
+        return None
+    hide_avx512()
+    return subprocess.call([sys.executable, script, *argv])
+
+
 def build_hide_avx512() -> Path:
     """``bench/isa/hide_avx512.c`` built (once per change of the source) into ``~/.cache/svc_pl_bench``."""
     if "cpuid_fault" not in Path("/proc/cpuinfo").read_text():

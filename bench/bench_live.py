@@ -28,9 +28,7 @@ The machine's load is printed with every figure: on a shared machine the timings
 from __future__ import annotations
 
 import argparse
-import os
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -323,9 +321,10 @@ def main() -> int:
     p.add_argument("--hide-avx512", action="store_true",
                    help="stream as on an AVX2 CPU: AVX-512 hidden from CPUID (bench/isa/hide_avx512.c)")
     args = p.parse_args()
-    if args.hide_avx512 and C.HIDE_AVX512_LIB not in os.environ.get("LD_PRELOAD", ""):
-        C.hide_avx512()  # sets LD_PRELOAD; the stream runs in a process started with it
-        return subprocess.call([sys.executable, __file__, *sys.argv[1:]])
+    if args.hide_avx512:
+        code = C.rerun_hiding_avx512(__file__, sys.argv[1:])
+        if code is not None:
+            return code
     C.setup_torch(args.threads)
     print(f"machine: {C.environment()}, load {C.load_average():.2f} (shared machine: timings are upper bounds)")
     results = {"environment": C.environment(), "seconds": args.seconds, "rows": [], "f0": []}

@@ -1,6 +1,6 @@
-"""One NSF-HiFiGAN upsampling stage (three residual blocks of kernel 3, 7 or 11, dilations 1/3/5) in ONNX Runtime,
-its convolutions exported 1-D (B, C, T) against 2-D ``(1, k)`` on (B, C, 1, T), which ONNX Runtime runs with its
-blocked NCHWc kernels: the measurement behind ``svc_pl.infer.ort_graphs.planar_min_channels``.
+"""One NSF-HiFiGAN residual block (kernel 3, 7 or 11, three dilated pairs 1/3/5) at each upsampling stage's width
+in ONNX Runtime, its convolutions exported 1-D (B, C, T) against 2-D ``(1, k)`` on (B, C, 1, T), which ONNX Runtime
+runs with its blocked NCHWc kernels: the measurement behind ``svc_pl.infer.ort_graphs.planar_min_channels``.
 
     python bench/bench_planar.py [--frames 502] [--hide-avx512] [--json planar.json]
 
@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
-import subprocess
 import sys
 import time
 
@@ -68,9 +66,10 @@ def main(argv=None) -> None:
     p.add_argument("--json", help="write the figures to this JSON file")
     p.add_argument("--hide-avx512", action="store_true", help="measure AVX2 kernels (see bench/_common.py)")
     args = p.parse_args(argv)
-    if args.hide_avx512 and C.HIDE_AVX512_LIB not in os.environ.get("LD_PRELOAD", ""):
-        C.hide_avx512()  # sets LD_PRELOAD; the measurement runs in a process started with it
-        raise SystemExit(subprocess.call([sys.executable, __file__, *(argv if argv is not None else sys.argv[1:])]))
+    if args.hide_avx512:
+        code = C.rerun_hiding_avx512(__file__, argv if argv is not None else sys.argv[1:])
+        if code is not None:
+            raise SystemExit(code)
     torch = C.setup_torch()
     import warnings
 

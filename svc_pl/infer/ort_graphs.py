@@ -276,7 +276,7 @@ def build_session(path: str | os.PathLike, threads: int | None = None, prepack: 
     """An ONNX Runtime CPU session for ``path``: ``threads`` intra-op threads (default: torch's, i.e. the
     physical cores), sequential execution, all graph optimisations. ``prepack=False`` keeps ONNX Runtime from
     holding a second, pre-packed copy of the matrix-product weights: for the HuBERT-base content encoder 226 MiB
-    less resident memory (session 599 -> 373 MiB) at the same speed with AVX-512 (10 s encoded in 0.673 s both
+    less resident memory (the session holds 373 instead of 599 MiB) at the same speed with AVX-512 (10 s encoded in 0.673 s both
     ways) and within 3 % with AVX2 kernels (1.13-1.20 s -> 1.20-1.22 s) on the 2-core Xeon."""
     import onnxruntime as ort
 
