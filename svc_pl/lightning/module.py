@@ -57,6 +57,10 @@ class SVCModule(pl.LightningModule):
             speaker starts at the base's mean voice, about 0.8 per element from any voice the base learned; at
             ``learning_rate`` alone AdamW moves it at most that much in ~1,600 steps, so a short fine-tune changes
             the voice through every other weight instead. A larger scale lets the embedding itself get there.
+        speaker_adversary: weight of a speaker adversary on the prior's output (0: none). A small probe learns to
+            tell the training speakers apart from each frame of ``m_p``; its gradient reaches the prior reversed
+            and scaled by this weight (a gradient-reversal layer), so the prior learns to drop the speaker the units
+            carry and the decoder must take the voice from the speaker embedding.
     """
 
     def __init__(self, net: NetConfig | None = None, dataset_info: dict[str, Any] | None = None,
@@ -67,7 +71,7 @@ class SVCModule(pl.LightningModule):
                  grad_clip: float | None = None, init_from: str | None = None,
                  init_discriminator_from: str | None = None, max_nonfinite_steps: int = 10,
                  val_media_every: int = 1, discriminator_width: float = 1.0, use_discriminator: bool = True,
-                 c_stft: float = 0.0, speaker_lr_scale: float = 1.0):
+                 c_stft: float = 0.0, speaker_lr_scale: float = 1.0, speaker_adversary: float = 0.0):
         params = {k: v for k, v in locals().items() if k not in ("self", "net", "dataset_info", "__class__")}
         super().__init__()
         net = NetConfig.from_dict(net).to_dict()  # defaults for keys not given
@@ -98,6 +102,8 @@ class SVCModule(pl.LightningModule):
         self.net = Synthesizer.from_config(net, info, self.segment_frames)
         self.disc = MultiPeriodDiscriminator(width=discriminator_width) if use_discriminator else None
         self.stft_loss = MultiResolutionSTFTLoss() if c_stft > 0 else None
+        self.speaker_probe = (SpeakerProbe(int(net["inter_channels"]), int(info["n_speakers"]))
+                              if speaker_adversary > 0 else None)
         self.mel_loss = MelLoss(int(info["sampling_rate"]), int(info["filter_length"]), hop, int(info["win_length"]),
                                 n_mels, mel_fmin, mel_fmax)
         self._nonfinite = 0
@@ -141,6 +147,8 @@ class SVCModule(pl.LightningModule):
         """Two groups: every generator weight but the speaker table, then the speaker table at its own rate."""
         table = self.net.emb_g.weight
         rest = [p for p in self.net.parameters() if p is not table]
+        if self.speaker_probe is not None:
+            rest += list(self.speaker_probe.parameters())
         return [{"params": rest}, {"params": [table], "lr": self.hparams.learning_rate * self.hparams.speaker_lr_scale}]
 
     def _upgrade_optimizer_state(self, checkpoint: dict[str, Any]) -> None:
@@ -232,8 +240,12 @@ class SVCModule(pl.LightningModule):
             if self.stft_loss is not None:
                 loss_stft = self.stft_loss(y_hat, y)
             loss_lf0 = (F.mse_loss(out.pred_lf0.float(), out.norm_lf0.float()) if out.pred_lf0 is not None else zero)
+            loss_spk = spk_acc = zero
+            if self.speaker_probe is not None:
+                loss_spk, spk_acc = self.speaker_probe.loss(out.m_p.float(), out.spec_mask, batch.speaker,
+                                                            self.hparams.speaker_adversary)
             loss_g = (loss_adv + loss_fm + loss_mel * self.hparams.c_mel + loss_kl * self.hparams.c_kl
-                      + loss_stft * self.hparams.c_stft + loss_lf0)
+                      + loss_stft * self.hparams.c_stft + loss_lf0 + loss_spk)
         if self._all_finite(loss_g):
             opt_g.zero_grad(set_to_none=True)
             self.manual_backward(loss_g)
@@ -254,6 +266,9 @@ class SVCModule(pl.LightningModule):
             logs["loss/g/kl"] = loss_kl
         if self.stft_loss is not None:
             logs["loss/g/stft"] = loss_stft
+        if self.speaker_probe is not None:
+            logs["speaker_probe/loss"] = loss_spk
+            logs["speaker_probe/accuracy"] = spk_acc
         self.log_dict({k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in logs.items()},
                       on_step=True, on_epoch=False, prog_bar=False, batch_size=batch.f0.size(0))
         self.log("mel", float(loss_mel.detach()), prog_bar=True, on_step=True, logger=False, batch_size=batch.f0.size(0))
@@ -309,3 +324,40 @@ class SVCModule(pl.LightningModule):
         return export_synthesizer(self.net, self.disc, dict(self.hparams), out_dir, speech_encoder=speech_encoder,
                                   global_step=self.global_step if global_step is None else global_step,
                                   epoch=self.current_epoch if epoch is None else epoch)
+
+
+class _ReverseGradient(torch.autograd.Function):
+    """Identity forward; the gradient times ``-scale`` backward."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, scale: float) -> torch.Tensor:
+        ctx.scale = scale
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return -ctx.scale * grad, None
+
+
+class SpeakerProbe(torch.nn.Module):
+    """Per-frame speaker classifier on the prior's output, behind a gradient reversal (``speaker_adversary``)."""
+
+    def __init__(self, channels: int, n_speakers: int, hidden: int = 128):
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Conv1d(channels, hidden, 1), torch.nn.LeakyReLU(0.1),
+                                       torch.nn.Conv1d(hidden, n_speakers, 1))
+
+    def loss(self, m_p: torch.Tensor, mask: torch.Tensor, speaker: torch.Tensor, weight: float
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cross-entropy of the probe over the valid frames of ``m_p`` (B, C, T) and its frame accuracy. The probe
+        descends it; the prior, through the reversal, ascends it ``weight`` times. ``speaker``: (B,) ids; a speaker
+        mix per item (floats) is not classed, and gives zero."""
+        if speaker.is_floating_point() or speaker.dim() != 1:
+            return m_p.new_zeros(()), m_p.new_zeros(())
+        logits = self.net(_ReverseGradient.apply(m_p, weight))  # (B, S, T)
+        target = speaker.long().view(-1, 1).expand(-1, logits.size(-1))
+        valid = mask[:, 0] > 0
+        ce = F.cross_entropy(logits, target, reduction="none")
+        n = valid.sum().clamp(min=1)
+        acc = ((logits.argmax(1) == target) & valid).sum() / n
+        return (ce * valid).sum() / n, acc.detach().float()
