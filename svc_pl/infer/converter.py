@@ -27,6 +27,9 @@ from svc_pl.errors import UserFacingError
 from svc_pl.infer.loading import VoiceModel
 from svc_pl.infer.options import DECODE_WINDOW, OPTION_GROUPS, ConvertOptions  # noqa: F401  (part of this module's API)
 from svc_pl.infer.runtime import release_free_heap, resolve_precision, warn_if_bf16_is_emulated
+from svc_pl.infer.speakers import Speakers
+from svc_pl.infer.speakers import per_frame as speaker_per_frame
+from svc_pl.infer.speakers import stack as stack_speakers
 from svc_pl.infer.unit_match import UnitMatcher
 
 LOG = logging.getLogger(__name__)
@@ -69,6 +72,7 @@ class Converter:
     def __init__(self, model: VoiceModel, content_encoder, device: str | torch.device = "cpu", enhancer=None,
                  cluster=None, index=None, diffusion=None, unit_stats: dict | None = None):
         self.model = model
+        self.speakers = Speakers(model)
         self.diffusion = diffusion
         self.encoder = model.wrap_encoder(content_encoder).to(device).eval()
         self.device = torch.device(device)
@@ -175,27 +179,6 @@ class Converter:
                                              model_path=opts.f0_model_path, threshold=opts.f0_threshold)
         return self._f0[key]
 
-    def _speaker_weights(self, spec) -> torch.Tensor:
-        n = self.model.net.n_speakers
-        w = torch.zeros(n)
-        for k, v in spec.items():
-            w[self.model.speaker_id(k)] += float(v)
-        if w.sum() <= 0:
-            raise ValueError(f"speaker mix {spec} has no positive weight")
-        return w / w.sum()
-
-    def _speaker_for(self, opts: ConvertOptions, start: int, n_frames: int):
-        """Speaker conditioning for a piece starting at sample ``start``: an id, (S,) weights or (1, S, T)."""
-        if opts.speaker_keyframes:
-            times = np.array([t for t, _ in opts.speaker_keyframes], dtype=np.float64)
-            weights = torch.stack([self._speaker_weights(w) for _, w in opts.speaker_keyframes]).numpy()
-            frame_t = (start + (np.arange(n_frames) + 0.5) * self.model.hop_length) / self.model.sampling_rate
-            mix = np.stack([np.interp(frame_t, times, weights[:, s]) for s in range(weights.shape[1])])
-            return torch.from_numpy(mix).float().unsqueeze(0)
-        if isinstance(opts.speaker, dict):
-            return self._speaker_weights(opts.speaker)
-        return self.model.speaker_id(opts.speaker)
-
     def _pieces(self, start: int, end: int, opts: ConvertOptions) -> list[_Piece]:
         sr = self.model.sampling_rate
         clip = opts.clip_seconds if opts.clip_seconds > 0 else opts.max_chunk_seconds
@@ -268,7 +251,7 @@ class Converter:
                 "which this model does not store (a so-vits-svc model, or a checkpoint from before svc_pl "
                 "stored them): pass --unit-stats with the unit_stats.pt of `svc-pl train-index` or the dataset made by "
                 "`svc-pl preprocess` it was trained on")
-        self.unit_matcher.target(self._speaker_target(opts))
+        self.unit_matcher.target(self.speakers.target(opts))
 
     def _blocks(self, y: np.ndarray, y16: np.ndarray, pieces: list[_Piece],
                 opts: ConvertOptions) -> Iterator[np.ndarray]:
@@ -358,7 +341,7 @@ class Converter:
         units = self._units(p, y16, pad, total, n_frames, opts)
         return _PieceInputs(units=units, f0=f0, voiced=voiced,
                             volume=torch.from_numpy(frame_volume(seg, hop, n_frames)),
-                            speaker=self._speaker_for(opts, p.start - pad, n_frames))
+                            speaker=self.speakers.for_piece(opts, p.start - pad, n_frames))
 
     def _pitch(self, seg: np.ndarray, n_frames: int, opts: ConvertOptions) -> tuple[torch.Tensor, torch.Tensor]:
         """F0 of the padded segment ``seg`` (samples,), transposed, and its voiced flags: both (n_frames,)."""
@@ -394,14 +377,14 @@ class Converter:
         if opts.match_units > 0:  # the piece's own frames (not its padding) join the input's statistics
             hop = self.model.hop_length
             self.unit_matcher.observe(c[0, :, pad // hop:(pad + p.end - p.start) // hop])
-            c = self.unit_matcher.apply(c, self._speaker_target(opts), opts.match_units)
+            c = self.unit_matcher.apply(c, self.speakers.target(opts), opts.match_units)
         c = self._mix_units(c, opts)
         self.timings["units"] += time.perf_counter() - t0
         return c[0]
 
     def _mix_units(self, c: torch.Tensor, opts: ConvertOptions) -> torch.Tensor:
         """Blend units (1, C, T) with the target speaker's k-means centres and/or retrieved features."""
-        name = self._speaker_name(opts)
+        name = self.speakers.name(opts)
         if self.cluster is not None and opts.cluster_ratio > 0:
             c = self.cluster.mix(c, name, opts.cluster_ratio)
         if self.index is not None and opts.retrieval_ratio > 0:
@@ -419,7 +402,7 @@ class Converter:
         hop, net, dev = self.model.hop_length, self.model.net, self.device
         c, f0, uv, vol = (torch.stack([getattr(x, k) for x in inputs]).to(dev)
                           for k in ("units", "f0", "voiced", "volume"))
-        speaker = self._stack_speakers([x.speaker for x in inputs]).to(dev)
+        speaker = stack_speakers([x.speaker for x in inputs]).to(dev)
         # with windowed decoding only the frames kept are decoded (the padding is not: the decoder's
         # receptive field is a fraction of it); the enhancer wants the whole padded clip
         frames = None
@@ -471,7 +454,7 @@ class Converter:
             vol = frame_volumes(audio, self.model.hop_length, n)
         if audio is not None and opts.second_encoding:
             units = reencode(audio, self.model.sampling_rate, self.encoder, n, self.model.unit_interpolate_mode)
-        speaker = torch.cat([_speaker_frames(x.speaker, self.model.net.n_speakers, n) for x in inputs]).to(dev)
+        speaker = torch.cat([speaker_per_frame(x.speaker, self.model.net.n_speakers, n) for x in inputs]).to(dev)
         return self.diffusion.render(units, f0_used.float() if f0_used is not None else f0, vol, speaker,
                                      k_step=opts.k_step, method=opts.diffusion_method, speedup=opts.diffusion_speedup,
                                      seed=opts.seed, audio=audio, autocast=self._autocast(opts),
@@ -488,42 +471,6 @@ class Converter:
     def _autocast(self, opts: ConvertOptions):
         bf16 = resolve_precision(opts.precision, self.device) == "bf16"
         return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=bf16)
-
-    def _speaker_target(self, opts: ConvertOptions) -> str | dict[str, float]:
-        """The speaker whose unit statistics ``match_units`` moves to: its name, or {name: weight} for a static mix
-        (a keyframed mix: its dominant speaker, as retrieval takes)."""
-        if isinstance(opts.speaker, dict) and not opts.speaker_keyframes:
-            return {self._name_of(k): float(w) for k, w in opts.speaker.items()}
-        return self._speaker_name(opts)
-
-    def _name_of(self, spk: str | int) -> str:
-        if isinstance(spk, int) or str(spk).isdigit():
-            sid = int(spk)
-            return next((k for k, v in self.model.speakers.items() if v == sid), str(sid))
-        return str(spk)
-
-    def _speaker_name(self, opts: ConvertOptions) -> str:
-        spk = opts.speaker
-        if isinstance(spk, dict) or opts.speaker_keyframes:
-            spk = max(spk.items(), key=lambda kv: kv[1])[0] if isinstance(spk, dict) else spk
-        return self._name_of(spk)
-
-    @staticmethod
-    def _stack_speakers(spks: list) -> torch.Tensor:
-        if all(isinstance(s, int) for s in spks):
-            return torch.tensor(spks, dtype=torch.long)
-        if all(torch.is_tensor(s) and s.dim() == 1 for s in spks):
-            return torch.stack(spks)
-        return torch.cat([s if s.dim() == 3 else s.view(1, -1, 1).expand(1, -1, spks[0].shape[-1]) for s in spks])
-
-
-def _speaker_frames(speaker: int | torch.Tensor, n_speakers: int, n_frames: int) -> torch.Tensor:
-    """A piece's speaker (an id, (S,) weights or (1, S, T) keyframed weights) as (1, T, S) weights per frame."""
-    if isinstance(speaker, int):
-        speaker = torch.nn.functional.one_hot(torch.tensor(speaker), n_speakers).float()
-    if speaker.dim() == 1:
-        return speaker.float().view(1, 1, -1).expand(1, n_frames, -1)
-    return speaker.float().transpose(1, 2)
 
 
 def match_loudness(source: np.ndarray, output: np.ndarray, sr: int, rate: float) -> np.ndarray:

@@ -39,6 +39,7 @@ from svc_pl.infer.converter import Converter, ConvertOptions
 from svc_pl.infer.loading import VoiceModel
 from svc_pl.infer.options import DECODE_WINDOW
 from svc_pl.infer.resample import StreamResampler
+from svc_pl.infer.speakers import stack as stack_speakers
 from svc_pl.infer.stream_units import LiveUnits, Track
 
 LOG = logging.getLogger(__name__)
@@ -361,7 +362,7 @@ class StreamConverter:
         f0, uv = self._pitch(a, hi)
         c = self._units.frames(a, hi, opts)
         vol = frame_volume(self._y.get(a * hop, hi * hop), hop, n)
-        speaker = conv._stack_speakers([conv._speaker_for(opts, a * hop, n)]).to(self.device)
+        speaker = stack_speakers([conv.speakers.for_piece(opts, a * hop, n)]).to(self.device)
         net, dev = self.model.net, self.device
         seed = None if opts.seed is None else opts.seed + k  # deterministic, but no noise pattern repeated per block
         f0t = torch.from_numpy(f0 * 2 ** (opts.transpose / 12)).unsqueeze(0).to(dev)

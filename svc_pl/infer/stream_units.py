@@ -166,7 +166,7 @@ class LiveUnits:
         """Unit matching and cluster / retrieval mixing of units (D, T) for the current speaker."""
         conv = self.converter
         if opts.match_units > 0:
-            c = conv.unit_matcher.apply(torch.from_numpy(c).float().unsqueeze(0), conv._speaker_target(opts),
+            c = conv.unit_matcher.apply(torch.from_numpy(c).float().unsqueeze(0), conv.speakers.target(opts),
                                         opts.match_units)[0].numpy()
         if (conv.cluster is None or opts.cluster_ratio <= 0) and (conv.index is None or opts.retrieval_ratio <= 0):
             return c.astype(np.float32)
