@@ -84,7 +84,8 @@ def warm_start_file(work: Path, previous: Path) -> Path:
     return save_base(state, work / "warm_start.safetensors", meta)
 
 
-def stage_fit(work: Path, minutes: float, max_steps: int, init_from: Path | None = None) -> None:
+def stage_fit(work: Path, minutes: float, max_steps: int, init_from: Path | None = None,
+              fit_args: list[str] = ()) -> None:
     from svc_pl.cli import main as cli
 
     runs = work / "runs"
@@ -97,7 +98,7 @@ def stage_fit(work: Path, minutes: float, max_steps: int, init_from: Path | None
             "--trainer.logger.init_args.version", "0", "--trainer.enable_progress_bar", "false",
             # the shipped bases' recipe: every speaker is seen thousands of times, at the shared rate (the config's
             # larger speaker rate is for fine-tunes, whose new speaker must travel from the mean in a few hundred steps)
-            "--model.speaker_lr_scale", "1"]
+            "--model.speaker_lr_scale", "1", *fit_args]
     if last:
         args += ["--ckpt_path", str(last[-1])]
     elif init_from is not None:
@@ -343,11 +344,14 @@ def main() -> None:
     ap.add_argument("--stage", choices=["all", "data", "fit", "export", "evaluate"], default="all")
     ap.add_argument("--init-from", type=Path, default=None,
                     help="start from a previous base's weights (e.g. svc_pl/pretrained/tiny-base.safetensors)")
+    ap.add_argument("--fit-arg", action="append", default=[], metavar="ARG",
+                    help="one more `svc-pl fit` argument for the fit stage (repeat; e.g. "
+                         "--fit-arg=--model.speaker_adversary=0.5)")
     a = ap.parse_args()
     if a.stage in ("all", "data"):
         stage_data(a.work, a.workers)
     if a.stage in ("all", "fit"):
-        stage_fit(a.work, a.minutes, a.max_steps, a.init_from)
+        stage_fit(a.work, a.minutes, a.max_steps, a.init_from, a.fit_arg)
     if a.stage in ("all", "export"):
         stage_export(a.work, a.minutes)
     if a.stage in ("all", "evaluate"):

@@ -190,6 +190,23 @@ def test_base_card_names_every_machine_that_trained_it(tmp_path):
     assert script._config_hold() == 0.5  # the tiny config's
 
 
+def test_base_fit_stage_passes_extra_fit_arguments(tmp_path, monkeypatch):
+    """`train_base.py --fit-arg ARG`: each reaches `svc-pl fit` after the script's own, so it can override them."""
+    import importlib.util
+
+    import svc_pl.cli
+
+    spec = importlib.util.spec_from_file_location("train_base", REPO / "scripts" / "train_base.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    seen = []
+    monkeypatch.setattr(svc_pl.cli, "main", lambda args: seen.append(list(args)) or 0)
+    script.stage_fit(tmp_path, 5, 100, None, ["--model.speaker_adversary=0.5", "--seed_everything=3"])
+    (args,) = seen
+    assert args[-2:] == ["--model.speaker_adversary=0.5", "--seed_everything=3"]
+    assert args.index("--model.speaker_lr_scale") < len(args) - 2
+
+
 def _print_config(*configs: str) -> dict:
     args = [a for c in configs for a in ("--config", c)]
     proc = subprocess.run([sys.executable, "-m", "svc_pl.cli", "fit", *args, "--print_config"], cwd=REPO,
