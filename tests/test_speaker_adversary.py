@@ -42,7 +42,7 @@ def _batch(speakers: list[int]) -> Batch:
 
 
 def _prior_update(adversary: float) -> torch.Tensor:
-    """How one step on a fixed batch moves the prior's projection, with the adversary at ``adversary``."""
+    """The gradient of the prior's output projection on a fixed batch, with the adversary at ``adversary``."""
     torch.manual_seed(0)
     module = SVCModule(net=NET, dataset_info=INFO, learning_rate=1e-3, use_discriminator=False, c_stft=1.0,
                        speaker_adversary=adversary, segment_frames=20)

@@ -350,10 +350,8 @@ class SpeakerProbe(torch.nn.Module):
     def loss(self, m_p: torch.Tensor, mask: torch.Tensor, speaker: torch.Tensor, weight: float
              ) -> tuple[torch.Tensor, torch.Tensor]:
         """Cross-entropy of the probe over the valid frames of ``m_p`` (B, C, T) and its frame accuracy. The probe
-        descends it; the prior, through the reversal, ascends it ``weight`` times. ``speaker``: (B,) ids; a speaker
-        mix per item (floats) is not classed, and gives zero."""
-        if speaker.is_floating_point() or speaker.dim() != 1:
-            return m_p.new_zeros(()), m_p.new_zeros(())
+        descends it; the prior, through the reversal, ascends it ``weight`` times. ``speaker``: (B,) ids (training
+        batches hold ids, :class:`~svc_pl.data.dataset.Batch`)."""
         logits = self.net(_ReverseGradient.apply(m_p, weight))  # (B, S, T)
         target = speaker.long().view(-1, 1).expand(-1, logits.size(-1))
         valid = mask[:, 0] > 0
