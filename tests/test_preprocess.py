@@ -103,3 +103,19 @@ def test_worker_processes(tmp_path):
     assert cli_main(["preprocess", str(raw), str(tmp_path / "o"), "--random-encoder", "--workers", "2",
                      "--f0", "dio", "--no-progress", "--val-per-speaker", "1"]) == 0
     assert len(list((tmp_path / "o").rglob("*.pt"))) == 3
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_workers_that_cannot_start_stop_the_run_with_the_reason(tmp_path, capsys):
+    """A worker whose F0 tracker fails to load (RMVPE weights missing) ends the run with the reason: a Pool
+    initializer that raises would be restarted forever and the run would hang without a word."""
+    raw = tmp_path / "raw"
+    for i in range(2):
+        synth_speech(raw / "s" / f"{i}.wav", f"Number {i} is here today.")
+    missing = tmp_path / "no_rmvpe.pt"
+    assert cli_main(["preprocess", str(raw), str(tmp_path / "o"), "--random-encoder", "--workers", "2",
+                     "--f0", "rmvpe", "--f0-model", str(missing), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "workers could not start" in err and "no_rmvpe.pt" in err and "--workers 1" in err
+    assert not list((tmp_path / "o").rglob("*.pt"))

@@ -108,6 +108,20 @@ def _worker_init(opts: PreprocessOptions) -> None:
     _WORKER["units"] = UnitComputer(opts) if _units_in_workers(opts) else None
 
 
+class WorkerStartError(RuntimeError):
+    """A worker process could not set itself up (its F0 tracker or content encoder failed to load)."""
+
+
+def _start_worker(opts: PreprocessOptions) -> None:
+    """The pool's initializer: a failure is kept and raised by the worker's first job. (An exception escaping a
+    ``multiprocessing.Pool`` initializer kills the worker, the pool starts another, which fails the same way:
+    the run would hang without a word.)"""
+    try:
+        _worker_init(opts)
+    except Exception as exc:  # noqa: BLE001 - reported, with its type, by process_file
+        _WORKER["start_error"] = f"{type(exc).__name__}: {exc}"
+
+
 def _units_in_workers(opts: PreprocessOptions) -> bool:
     """On a CPU with several workers each worker encodes its own clips (one thread each); on a GPU one
     encoder in the main process does."""
@@ -119,6 +133,8 @@ def process_file(job: tuple[str, str, str]) -> FileResult:
     from svc_pl.data.audio import check_audio, load_audio, normalize_loudness
     from svc_pl.data.slicer import Slicer
 
+    if "start_error" in _WORKER:
+        raise WorkerStartError(_WORKER["start_error"])
     source, speaker, stem = job
     opts: PreprocessOptions = _WORKER["opts"]
     result = FileResult(source, speaker)
@@ -253,7 +269,7 @@ def preprocess(input_dir: str | os.PathLike, output_dir: str | os.PathLike, opts
 
         bar = tqdm(total=len(todo), desc="preprocess", unit="file")
     ctx = mp.get_context("spawn")
-    pool = ctx.Pool(opts.workers, initializer=_worker_init, initargs=(opts,)) if opts.workers > 1 and todo else None
+    pool = ctx.Pool(opts.workers, initializer=_start_worker, initargs=(opts,)) if opts.workers > 1 and todo else None
     try:
         if pool is None and todo:
             _worker_init(opts)
@@ -287,6 +303,10 @@ def preprocess(input_dir: str | os.PathLike, output_dir: str | os.PathLike, opts
                 done_clips.update(dict(zip(names, frames)))
             if bar is not None:
                 bar.update(1)
+    except WorkerStartError as exc:
+        pool.terminate()
+        raise UserFacingError(f"{input_dir}: the preprocessing workers could not start ({exc}); fix that (a missing "
+                              "package: install it), or run with --workers 1 to see the whole traceback") from None
     finally:
         if pool is not None:
             pool.close()
