@@ -31,6 +31,7 @@ from svc_pl.layers.encoders import F0Decoder, PosteriorEncoder, PriorEncoder
 from svc_pl.layers.f0 import CoarsePitch, f0_to_coarse, f0_to_lf0, lf0_to_f0, normalize_f0
 from svc_pl.layers.flow import ResidualCouplingBlock, TransformerCouplingBlock
 from svc_pl.layers.nsf import NSFHiFiGAN
+from svc_pl.layers.nsf_planar import PlanarDecoder
 
 
 class SynthesizerOutput(NamedTuple):
@@ -403,12 +404,32 @@ class Synthesizer(nn.Module):
                 audio = audio[..., lo * self.hop_length:hi * self.hop_length]
             return audio, f0
         z = self.flow(z_p, x_mask, g=g, reverse=True)
+        decode = self.inference_decoder(z)
+        har_source = self.dec.m_source(f0, self.dec.upp)
         if decode_window > 0:
-            har_source = self.dec.m_source(f0, self.dec.upp)
-            return self.dec.decode_windowed(z, har_source, g, window=decode_window, frames=decode_frames), f0
+            return self.dec.decode_windowed(z, har_source, g, window=decode_window, frames=decode_frames,
+                                            decode=decode), f0
         if decode_frames is not None:
             raise ValueError("decode_frames needs decode_window > 0")
-        return self.dec(z, g=g, f0=f0), f0
+        return decode(z, har_source, g), f0
+
+    def inference_decoder(self, z: torch.Tensor):
+        """What decodes ``z`` at inference: on a CPU, the channels-last 2-D copy of the NSF-HiFiGAN generator
+        (:class:`~svc_pl.layers.nsf_planar.PlanarDecoder`, 1.3-2.9x faster there) in the precision in force
+        (bfloat16 under CPU autocast, else the weights'); elsewhere, or while training, ``dec.decode``. The copy is
+        made on first use and again whenever the generator's weights have changed since."""
+        if self.training or z.device.type != "cpu" or torch.is_grad_enabled():
+            return self.dec.decode
+        dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else self.dec.conv_pre.weight.dtype
+        if dtype not in (torch.float32, torch.bfloat16):
+            return self.dec.decode
+        params = list(self.dec.parameters())
+        key = (dtype, tuple(id(q) for q in params), tuple(q._version for q in params))
+        cached = self.__dict__.get("_planar")  # not a submodule: no state-dict entries, no .to()/.train() visits
+        if cached is None or cached[0] != key:
+            cached = (key, PlanarDecoder.of(self.dec, dtype))
+            self.__dict__["_planar"] = cached
+        return cached[1] if cached[1] is not None else self.dec.decode
 
     def prepare_for_inference(self) -> Synthesizer:
         """Eval mode with weight norm folded into plain weights (same outputs, less work per call)."""

@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from svc_pl.layers.nsf_planar import planar_block
 from svc_pl.synthesizer import Synthesizer
 
 LOG = logging.getLogger(__name__)
@@ -141,42 +142,18 @@ class PlanarStage(nn.Module):
     def of(cls, blocks: nn.ModuleList, min_channels: int | None) -> PlanarStage | None:
         """The planar form of ``blocks``, or None where it does not apply (below ``min_channels``, or blocks
         with other layers than plain convolutions, e.g. depthwise-separable ones)."""
-        import copy
-
         if min_channels is None:
             return None
         convs = [m for b in blocks for m in b.modules() if isinstance(m, nn.Conv1d)]
         if not convs or convs[0].in_channels < min_channels:
             return None
-        planar = []
-        for block in blocks:
-            lists = [getattr(block, name) for name in ("convs1", "convs2", "convs") if hasattr(block, name)]
-            if not lists or any(not isinstance(c, nn.Conv1d) for lst in lists for c in lst):
-                return None
-            twin = copy.copy(block)  # the block's forward, with its own conv lists
-            twin._modules = dict(block._modules)
-            for name in ("convs1", "convs2", "convs"):
-                if hasattr(block, name):
-                    twin._modules[name] = nn.ModuleList([_conv2d_like(c) for c in getattr(block, name)])
-            planar.append(twin)
-        return cls(planar)
+        planar = [planar_block(block) for block in blocks]
+        return None if any(b is None for b in planar) else cls(planar)
 
     def forward(self, x):
         from svc_pl.layers.nsf import mean_of_blocks
 
         return mean_of_blocks(self.blocks, x.unsqueeze(2)).squeeze(2)
-
-
-def _conv2d_like(conv: nn.Conv1d) -> nn.Conv2d:
-    """The ``(1, k)`` 2-D convolution computing what ``conv`` does, on (B, C, 1, T)."""
-    out = nn.Conv2d(conv.in_channels, conv.out_channels, (1, conv.kernel_size[0]), stride=(1, conv.stride[0]),
-                    padding=(0, conv.padding[0]), dilation=(1, conv.dilation[0]), groups=conv.groups,
-                    bias=conv.bias is not None)
-    with torch.no_grad():
-        out.weight.copy_(conv.weight.detach().unsqueeze(2))
-        if conv.bias is not None:
-            out.bias.copy_(conv.bias.detach())
-    return out
 
 
 def _example(synth: Synthesizer, graph: str, frames: int) -> tuple[list[str], tuple, list[str]]:
