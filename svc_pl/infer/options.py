@@ -65,8 +65,8 @@ class ConvertOptions:
     seed: int | None = _option(52468, "quality", "inference seed (so-vits-svc: 52468); None for unseeded")
     enhancer_adaptive_key: float = _option(0.0, "quality", "semitone shift of the enhancer's working range")
     precision: Literal["auto", "fp32", "bf16"] = _option(
-        "auto", "speed", "bf16: content encoder and synthesizer under bfloat16 autocast (about 2x faster on CPUs "
-        "with AVX-512 BF16/AMX and on GPUs, many times slower on other CPUs; F0, the sine source's phase and the "
+        "auto", "speed", "bf16: content encoder and synthesizer under bfloat16 autocast (2-2.8x faster on CPUs "
+        "with AVX-512 BF16/AMX, slower than fp32 on an H200 GPU, many times slower on other CPUs; F0, the sine source's phase and the "
         "output stay fp32; the audio moves from fp32's by -30 to -40 dB); auto: bf16 where the hardware computes "
         "it natively, else fp32")
     backend: Literal["auto", "torch", "onnxruntime"] = _option(
