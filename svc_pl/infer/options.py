@@ -66,9 +66,9 @@ class ConvertOptions:
     enhancer_adaptive_key: float = _option(0.0, "quality", "semitone shift of the enhancer's working range")
     precision: Literal["auto", "fp32", "bf16"] = _option(
         "auto", "speed", "bf16: content encoder and synthesizer under bfloat16 autocast (2-2.8x faster on CPUs "
-        "with AVX-512 BF16/AMX, slower than fp32 on an H200 GPU, many times slower on other CPUs; F0, the sine source's phase and the "
-        "output stay fp32; the audio moves from fp32's by -30 to -40 dB); auto: bf16 where the hardware computes "
-        "it natively, else fp32")
+        "with AVX-512 BF16/AMX, slower than fp32 on an H200 GPU, many times slower on other CPUs; F0, the sine "
+        "source's phase and the output stay fp32; the audio moves from fp32's by -30 to -40 dB); auto: bf16 where "
+        "the hardware computes it natively, else fp32")
     backend: Literal["auto", "torch", "onnxruntime"] = _option(
         "auto", "speed", "what runs the synthesizer: onnxruntime (CPU, fp32, the same audio as torch fp32 to 1e-6; "
         "its graphs are exported once per model into ~/.cache/svc_pl/onnx or $SVC_PL_CACHE), torch, or auto: "

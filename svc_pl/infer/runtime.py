@@ -50,7 +50,8 @@ def resolve_precision(precision: str, device: str | torch.device) -> str:
     """"fp32" or "bf16" for ``precision`` ("fp32", "bf16" or "auto") on ``device``.
 
     "auto" is bf16 on CPUs with native bfloat16 arithmetic (AVX-512 BF16 or AMX), where it converts 2.3-2.8x
-    faster than fp32 (3.6x the reference on a 2-core Xeon with AMX, docs/benchmarks.md), and fp32 elsewhere: on CPUs without it bf16 is emulated and many times slower, and on CUDA the
+    faster than fp32 (3.6x the reference on a 2-core Xeon with AMX, docs/benchmarks.md), and fp32 elsewhere:
+    on CPUs without it bf16 is emulated and many times slower, and on CUDA the
     autocast casts cost more than these small convolutions gain (an H200 converted 60 s in 1.63 s fp32 against
     2.07 s bf16, with 5 % less GPU memory: ``bench/bench_infer.py --device cuda``). ``"bf16"`` still forces it.
     """
