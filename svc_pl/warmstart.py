@@ -7,8 +7,8 @@ One loader for every source a run may start from, whichever network it trains:
 - :func:`discriminator`: a so-vits-svc ``D_*.pth`` or an svc_pl run's ``.ckpt`` (its ``disc.*``);
 - :func:`diffusion`: a so-vits-svc diffusion ``model_*.pt`` or an svc_pl diffusion run's ``.ckpt`` (its ``model.*``).
 
-Every read is weights-only; a speaker table of another size keeps the new run's initial values (a shipped base's
-starts at the base's mean speaker); any other tensor that does not fit stops the run with every mismatch listed and
+Every read is weights-only; a speaker table of another size starts at the mean speaker of the table it replaces
+(a shipped base's or a run's; a so-vits-svc ``G_*.pth``'s keeps the new run's initial values); any other tensor that does not fit stops the run with every mismatch listed and
 what to do. The LightningModules call these from their constructors and hold nothing of it themselves.
 """
 
@@ -88,7 +88,7 @@ def _trained_source_rate(path: str) -> tuple[int, str] | None:
 def generator(net: nn.Module, path: PathLike, settings: dict[str, Any], dataset_info: dict[str, Any]) -> None:
     """Start the synthesizer ``net`` (built from ``settings``, a ``model.net`` mapping, for ``dataset_info``) from a
     shipped base, an svc_pl ``.ckpt`` or a so-vits-svc ``G_*.pth``; a speaker table of another size is
-    re-initialised (a base's to its mean speaker)."""
+    re-initialised (a base's or a run's to its mean speaker)."""
     if _is_base(path):
         _from_base(net, path, settings, dataset_info)
     elif _is_run(path):
@@ -96,8 +96,9 @@ def generator(net: nn.Module, path: PathLike, settings: dict[str, Any], dataset_
         left = _load_with_advice(net, state, path, _same_run_advice("--model.init_from", "model.net settings"),
                                  reinit_prefixes=("emb_g.",))
         if any(k.startswith("emb_g.") for k in left):
-            LOG.warning("%s: speaker table has %d rows, this dataset %d speakers: re-initialised emb_g",
-                        path, state["emb_g.weight"].shape[0], net.emb_g.weight.shape[0])
+            _speakers_at_mean(net, state["emb_g.weight"])
+            LOG.warning("%s: speaker table has %d rows, this dataset %d speakers: the new table starts at the "
+                        "run's mean speaker", path, state["emb_g.weight"].shape[0], net.emb_g.weight.shape[0])
     else:
         from svc_pl.compat import load_sovits_weights
 
@@ -138,13 +139,21 @@ def _from_base(net: nn.Module, path: PathLike, settings: dict[str, Any], info: d
     load_state_into(net, state, str(path), reinit_prefixes=("emb_g.",))
     table = state.get("emb_g.weight")
     if table is not None and table.shape != net.emb_g.weight.shape:
-        # new speakers start at the base's average voice (a random vector is far from any it learned)
-        with torch.no_grad():
-            gen = torch.Generator().manual_seed(0)
-            noise = torch.randn(net.emb_g.weight.shape, generator=gen) * table.std(0) * 0.1
-            net.emb_g.weight.copy_(table.mean(0, keepdim=True) + noise)
+        _speakers_at_mean(net, table)
         LOG.info("speaker table re-initialised to the base's mean speaker (%d -> %d speakers)",
                  table.shape[0], net.emb_g.weight.shape[0])
+
+
+def _speakers_at_mean(net: nn.Module, table: torch.Tensor) -> None:
+    """Start every row of ``net``'s speaker table at the loaded ``table``'s average voice, each a little apart (a
+    tenth of the table's spread per dimension, seeded): a random vector is far from any voice the network learned,
+    and a fine-tune's few hundred steps do not bring it home."""
+    table = table.float()
+    spread = table.std(0) if table.shape[0] > 1 else table.abs().mean(0)
+    with torch.no_grad():
+        gen = torch.Generator().manual_seed(0)
+        noise = torch.randn(net.emb_g.weight.shape, generator=gen) * spread * 0.1
+        net.emb_g.weight.copy_(table.mean(0, keepdim=True) + noise)
 
 
 def _window_words(window: dict[str, int]) -> str:
