@@ -31,7 +31,7 @@ from svc_pl.layers.encoders import F0Decoder, PosteriorEncoder, PriorEncoder
 from svc_pl.layers.f0 import CoarsePitch, f0_to_coarse, f0_to_lf0, lf0_to_f0, normalize_f0
 from svc_pl.layers.flow import ResidualCouplingBlock, TransformerCouplingBlock
 from svc_pl.layers.nsf import NSFHiFiGAN
-from svc_pl.layers.nsf_planar import PlanarDecoder
+from svc_pl.layers.nsf_planar import planar_decoder
 
 
 class SynthesizerOutput(NamedTuple):
@@ -421,15 +421,8 @@ class Synthesizer(nn.Module):
         if self.training or z.device.type != "cpu" or torch.is_grad_enabled():
             return self.dec.decode
         dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else self.dec.conv_pre.weight.dtype
-        if dtype not in (torch.float32, torch.bfloat16):
-            return self.dec.decode
-        params = list(self.dec.parameters())
-        key = (dtype, tuple(id(q) for q in params), tuple(q._version for q in params))
-        cached = self.__dict__.get("_planar")  # not a submodule: no state-dict entries, no .to()/.train() visits
-        if cached is None or cached[0] != key:
-            cached = (key, PlanarDecoder.of(self.dec, dtype))
-            self.__dict__["_planar"] = cached
-        return cached[1] if cached[1] is not None else self.dec.decode
+        planar = planar_decoder(self.dec, dtype) if dtype in (torch.float32, torch.bfloat16) else None
+        return planar if planar is not None else self.dec.decode
 
     def prepare_for_inference(self) -> Synthesizer:
         """Eval mode with weight norm folded into plain weights (same outputs, less work per call)."""

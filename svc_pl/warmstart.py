@@ -8,8 +8,9 @@ One loader for every source a run may start from, whichever network it trains:
 - :func:`diffusion`: a so-vits-svc diffusion ``model_*.pt`` or an svc_pl diffusion run's ``.ckpt`` (its ``model.*``).
 
 Every read is weights-only; a speaker table of another size starts at the mean speaker of the table it replaces
-(a shipped base's or a run's; a so-vits-svc ``G_*.pth``'s keeps the new run's initial values); any other tensor that does not fit stops the run with every mismatch listed and
-what to do. The LightningModules call these from their constructors and hold nothing of it themselves.
+(a shipped base's or a run's; a so-vits-svc ``G_*.pth``'s keeps the new run's initial values); any other tensor
+that does not fit stops the run with every mismatch listed and what to do. The LightningModules call these from
+their constructors and hold nothing of it themselves.
 """
 
 from __future__ import annotations

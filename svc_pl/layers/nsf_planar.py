@@ -27,21 +27,23 @@ CHANNELS_LAST = torch.channels_last
 
 def conv2d_like(conv: nn.Conv1d) -> nn.Conv2d:
     """The ``(1, k)`` 2-D convolution computing what ``conv`` does, on (B, C, 1, T)."""
-    out = nn.Conv2d(conv.in_channels, conv.out_channels, (1, conv.kernel_size[0]), stride=(1, conv.stride[0]),
-                    padding=(0, conv.padding[0]), dilation=(1, conv.dilation[0]), groups=conv.groups,
-                    bias=conv.bias is not None)
-    with torch.no_grad():
-        out.weight.copy_(conv.weight.detach().unsqueeze(2))
-        if conv.bias is not None:
-            out.bias.copy_(conv.bias.detach())
-    return out
+    return _with_weights(nn.Conv2d(conv.in_channels, conv.out_channels, (1, conv.kernel_size[0]),
+                                   stride=(1, conv.stride[0]), padding=(0, conv.padding[0]),
+                                   dilation=(1, conv.dilation[0]), groups=conv.groups, bias=conv.bias is not None),
+                         conv)
 
 
 def conv_transpose2d_like(conv: nn.ConvTranspose1d) -> nn.ConvTranspose2d:
     """The ``(1, k)`` 2-D transposed convolution computing what ``conv`` does, on (B, C, 1, T)."""
-    out = nn.ConvTranspose2d(conv.in_channels, conv.out_channels, (1, conv.kernel_size[0]), stride=(1, conv.stride[0]),
-                             padding=(0, conv.padding[0]), output_padding=(0, conv.output_padding[0]),
-                             groups=conv.groups, dilation=(1, conv.dilation[0]), bias=conv.bias is not None)
+    return _with_weights(nn.ConvTranspose2d(conv.in_channels, conv.out_channels, (1, conv.kernel_size[0]),
+                                            stride=(1, conv.stride[0]), padding=(0, conv.padding[0]),
+                                            output_padding=(0, conv.output_padding[0]), groups=conv.groups,
+                                            dilation=(1, conv.dilation[0]), bias=conv.bias is not None),
+                         conv)
+
+
+def _with_weights(out: nn.Module, conv: nn.Module) -> nn.Module:
+    """``out`` (a 2-D layer) given ``conv``'s (1-D) weight, as (.., 1, k), and bias."""
     with torch.no_grad():
         out.weight.copy_(conv.weight.detach().unsqueeze(2))
         if conv.bias is not None:
@@ -87,9 +89,7 @@ class PlanarDecoder(nn.Module):
         on its way gets the same excitation as one that does not."""
         with constant_init():
             blocks = [planar_block(b) for b in dec.resblocks]
-            if any(b is None for b in blocks) or not all(isinstance(c, nn.Conv1d) for c in dec.noise_convs):
-                return None
-            return cls(dec, blocks, dtype)
+            return None if any(b is None for b in blocks) else cls(dec, blocks, dtype)
 
     def _planar(self, t: torch.Tensor) -> torch.Tensor:
         return t.to(self.dtype).unsqueeze(2).contiguous(memory_format=CHANNELS_LAST)
@@ -107,3 +107,16 @@ class PlanarDecoder(nn.Module):
                 x = mean_of_blocks(self.resblocks[i * self.num_kernels:(i + 1) * self.num_kernels], x)
             x = self.conv_post(F.leaky_relu(x))  # default slope 0.01 here, as upstream
             return torch.tanh(x).squeeze(2).float()
+
+
+def planar_decoder(dec: NSFHiFiGAN, dtype: torch.dtype) -> PlanarDecoder | None:
+    """``dec``'s planar copy in ``dtype`` (None where :meth:`PlanarDecoder.of` gives none), kept on ``dec`` and made
+    again whenever its parameters have changed since (other tensors, or written in place: a loaded checkpoint, a
+    training step). The copy is not a submodule of ``dec``: no state-dict entries, no ``.to()``/``.train()`` visits."""
+    params = list(dec.parameters())
+    key = (dtype, tuple(id(q) for q in params), tuple(q._version for q in params))
+    cached = dec.__dict__.get("_planar")
+    if cached is None or cached[0] != key:
+        cached = (key, PlanarDecoder.of(dec, dtype))
+        dec.__dict__["_planar"] = cached
+    return cached[1]
