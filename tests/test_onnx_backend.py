@@ -282,7 +282,7 @@ def test_nsf_conversion_with_ort_units_and_synthesizer_equals_torch(voice, tmp_p
 
 
 def test_default_decode_window_follows_the_backend(voice, tmp_path, monkeypatch):
-    """``decode_window=None`` (the default) decodes in windows of 512 frames under ONNX Runtime and 256 under torch
+    """``decode_window=None`` (the default) decodes in windows of 1024 frames under ONNX Runtime and 256 under torch
     (also after ONNX Runtime failed); a window given is used as given."""
     seen = []
     real_ort, real_torch = OrtSynthesizer.infer, Synthesizer.infer
@@ -301,7 +301,7 @@ def test_default_decode_window_follows_the_backend(voice, tmp_path, monkeypatch)
     for backend, window in (("torch", None), ("onnxruntime", None), ("onnxruntime", 64)):
         seen.clear()
         conv.convert(y, sr, ConvertOptions(speaker="alto", precision="fp32", backend=backend, decode_window=window))
-        expected = {"torch": 256, "onnxruntime": 512}[backend] if window is None else window
+        expected = {"torch": 256, "onnxruntime": 1024}[backend] if window is None else window
         assert seen and set(seen) == {(backend, expected)}, (backend, window, seen)
 
     def broken(path, threads=None, prepack=True):

@@ -17,11 +17,12 @@ def _option(default, group: str, help: str):
 
 
 OPTION_GROUPS = ("input/output", "pitch", "speaker", "quality", "diffusion", "speed")
-# the decoder's default window per backend (frames). ONNX Runtime decodes equal windows of up to 512 frames about as
-# fast as whole clips and faster than 256 (decoder alone, 10 s of the 4.1 default: 3.9-4.5 s, whole 3.8-3.9 s, 256:
-# 4.4-5.0 s; RSS 1298 / 1535 / 1172 MiB; end to end 1.76x the reference against 1.58x at 256,
-# bench/results/infer-ort-windows.json); torch's 256 keeps one kernel shape for every length
-DECODE_WINDOW = {"torch": 256, "onnxruntime": 512}
+# the decoder's default window per backend (frames). ONNX Runtime decodes equal windows of up to 1024 frames about as
+# fast as whole clips and faster than 256 (decoder alone, 10 s of the 4.1 default: 3.9-4.5 s at 512, whole 3.8-3.9 s,
+# 256: 4.4-5.0 s; RSS 1298 / 1535 / 1172 MiB; bench/results/infer-ort-windows.json) and 1024 converts 1.5 % (10 s) and
+# 2.3 % (60 s) faster than 512 (fewer window joins: a clip of up to 20 s is one window), peak RSS +124 MiB at 10 s
+# (in-process A/B with AVX2 kernels, docs/benchmarks.md); torch's 256 keeps one kernel shape for every length
+DECODE_WINDOW = {"torch": 256, "onnxruntime": 1024}
 
 
 @dataclass
@@ -76,7 +77,7 @@ class ConvertOptions:
         "CPU")
     decode_window: int | None = _option(
         None, "speed", "frames the decoder works on at a time (0: whole clips); same audio up to float rounding, "
-        "less memory (default: 512 when ONNX Runtime runs the synthesizer, in equal windows about as fast as whole "
+        "less memory (default: 1024 when ONNX Runtime runs the synthesizer, in equal windows about as fast as whole "
         "clips; 256 for torch, one kernel shape for every clip length)")
     length_bucket_seconds: float = _option(
         0.5, "speed", "pad clips with silence to a multiple of this length (0: a whole frame): few distinct "
