@@ -63,10 +63,8 @@ def worker_prepare_ort(args) -> dict:
     """Export the ONNX Runtime graphs (the synthesizer's and the content encoder's) into the cache the timed workers
     use (untimed there), once per model."""
     C.setup_torch()
-    from svc_pl.infer.onnx_backend import SynthesizerBackends
-
     from svc_pl.data.content import ContentEncoder, random_content_encoder
-    from svc_pl.infer.onnx_backend import OrtContentEncoder
+    from svc_pl.infer.onnx_backend import OrtContentEncoder, SynthesizerBackends
 
     t0 = time.perf_counter()
     vm = _load_model(Path(args.model_dir))

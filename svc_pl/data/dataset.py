@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import Dataset, DistributedSampler
 
 from svc_pl.data.layout import DatasetInfo, load_bundle, read_filelist
-from svc_pl.data.pitch import hold_unvoiced
+from svc_pl.data.f0_track import hold_unvoiced
 from svc_pl.data.spectral import LinearSpectrogram
 from svc_pl.errors import UserFacingError
 
