@@ -35,7 +35,8 @@ class ConvertOptions:
         None, "speaker", "time-varying mix [(seconds, {name_or_id: weight}), ...], linearly interpolated between "
         "keyframes (overrides the speaker)")
     transpose: float = _option(0.0, "pitch", "pitch shift in semitones")
-    noise_scale: float = _option(0.4, "quality", "prior noise (so-vits-svc's noice_scale)")
+    noise_scale: float = _option(0.4, "quality", "prior noise (so-vits-svc's noice_scale); no effect on DDSP "
+                                "(tiny) voices, which decode the prior's mean")
     auto_predict_f0: bool = _option(
         False, "pitch", "predict F0 with the model instead of the (transposed) source F0 (speech, not singing)")
     f0_method: str = _option("pm", "pitch", "F0 extractor")
