@@ -68,11 +68,11 @@ def resolve_backend(backend: str, precision: str, device: str | torch.device,
     """("torch" or "onnxruntime", why) for ``backend`` ("auto", "torch" or "onnxruntime").
 
     ``auto`` is torch on GPUs and on CPUs with native bf16 when the precision resolves to bf16 (bf16 torch
-    converts 2.3-2.8x faster than fp32 there), and onnxruntime for fp32 on the CPU (with AVX2 kernels 1.40x / 1.56x
-    the reference at 10 / 60 s against torch fp32's 1.09x / 1.31x, ``bench/bench_infer.py --backend``); torch if
-    onnxruntime is not installed, and torch for a DDSP ``decoder`` (``tiny`` voices: their synthesizer is a sixth
-    of a conversion and ONNX Runtime runs it no faster, 1.30 s against 1.15 s for 60 s of ``tiny-base``, while its
-    sessions add a second to loading).
+    converts 2.3-2.8x faster than fp32 there), and onnxruntime for fp32 on the CPU (with AVX2 kernels
+    1.40-1.50x / 1.54-1.57x the reference at 10 / 60 s against torch fp32's 1.09x / 1.31x,
+    ``bench/bench_infer.py --backend``); torch if onnxruntime is not installed, and torch for a DDSP ``decoder``
+    (``tiny`` voices: their synthesizer is a sixth of a conversion and ONNX Runtime runs it no faster, 1.30 s
+    against 1.15 s for 60 s of ``tiny-base``, while its sessions add a second to loading).
     ``onnxruntime`` on a GPU device falls back to torch (only the CPU provider is used).
     """
     from svc_pl.infer.runtime import resolve_precision
