@@ -115,6 +115,7 @@ class NetConfig:
     ddsp_hidden: int = 256
     n_harmonics: int = 64
     n_noise_bands: int = 65
+    ddsp_envelope_bins: int = 0
     source_sampling_rate: int | None = None
 
     @classmethod
@@ -201,7 +202,8 @@ class Synthesizer(nn.Module):
                  use_transformer_flow: bool = _NET.use_transformer_flow,
                  decoder: Literal["nsf-hifigan", "ddsp"] = _NET.decoder, hop_length: int | None = None,
                  ddsp_hidden: int = _NET.ddsp_hidden, n_harmonics: int = _NET.n_harmonics,
-                 n_noise_bands: int = _NET.n_noise_bands, source_sampling_rate: int | None = None):
+                 n_noise_bands: int = _NET.n_noise_bands, ddsp_envelope_bins: int = _NET.ddsp_envelope_bins,
+                 source_sampling_rate: int | None = None):
         super().__init__()
         if decoder not in ("nsf-hifigan", "ddsp"):
             raise ValueError(f"decoder {decoder!r} is not one of 'nsf-hifigan', 'ddsp'")
@@ -233,7 +235,8 @@ class Synthesizer(nn.Module):
         if decoder == "ddsp":
             # DDSP decoder on the prior's mean: no posterior encoder and no flow (trained by spectral losses)
             self.dec = DDSPDecoder(inter_channels, sampling_rate, self.hop_length, hidden=ddsp_hidden,
-                                   n_harmonics=n_harmonics, n_noise_bands=n_noise_bands, gin_channels=gin_channels)
+                                   n_harmonics=n_harmonics, n_noise_bands=n_noise_bands, gin_channels=gin_channels,
+                                   envelope_bins=ddsp_envelope_bins)
             if use_automatic_f0_prediction:
                 self.f0_decoder = F0Decoder(1, hidden_channels, filter_channels, n_heads, n_layers, kernel_size,
                                             p_dropout, spk_channels=gin_channels)

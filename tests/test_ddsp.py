@@ -40,6 +40,38 @@ def test_untrained_decoder_follows_pitch_and_respects_nyquist_and_voicing():
     assert torch.all(amps == 0) and torch.all(gains > 0)
 
 
+def _peaked_decoder(envelope_bins: int, peak: int) -> DDSPDecoder:
+    """An untrained decoder whose shape outputs are all 0 but output ``peak`` (1 + index), which is 8."""
+    dec = DDSPDecoder(16, SR, HOP, hidden=32, n_harmonics=64, envelope_bins=envelope_bins).eval()
+    with torch.no_grad():
+        dec.out.weight.zero_()
+        dec.out.bias.zero_()
+        dec.out.bias[1 + peak] = 8.0
+    return dec
+
+
+def test_envelope_keeps_a_formant_at_its_frequency_whatever_the_pitch():
+    """``envelope_bins``: the harmonics' shares are read from an envelope over frequency at k * F0, so a peak stays
+    at 1 kHz at 100 and at 250 Hz; the harmonic distribution (0) keeps it at a harmonic number instead."""
+    x = torch.zeros(1, 16, 4)
+    env = _peaked_decoder(65, 8)  # 65 bins from 0 to 8 kHz: bin 8 is 1000 Hz
+    dist = _peaked_decoder(0, 8)  # output 8: harmonic 9
+    for f0 in (100.0, 250.0):
+        f, uv = torch.full((1, 4), f0), torch.ones(1, 4)
+        with torch.no_grad():
+            a_env, _ = env.controls(x, f, uv, None)
+            a_dist, _ = dist.controls(x, f, uv, None)
+        assert (int(a_env[0, :, 0].argmax()) + 1) * f0 == 1000.0
+        assert int(a_dist[0, :, 0].argmax()) + 1 == 9
+        # the same loudness either way: the shares sum to one over the harmonics below Nyquist
+        assert torch.allclose(a_env.sum(1), a_dist.sum(1), rtol=1e-5)
+    with torch.no_grad():  # between bins: interpolated (bin 8 = 1000 Hz, harmonic 3 of 300 Hz = 900 Hz)
+        logits = env.harmonic_logits(env.out.bias[1:66].view(1, 65, 1), torch.tensor([[300.0]]))
+    assert float(logits[0, 2, 0]) == pytest.approx(8.0 * 0.2, rel=1e-4)  # bin 7.2: a fifth of the way to bin 8
+    with pytest.raises(ValueError, match="envelope_bins"):
+        DDSPDecoder(16, SR, HOP, envelope_bins=1)
+
+
 def test_phase_stays_accurate_over_long_inputs():
     f0 = torch.full((1, 30000), 440.0)  # 10 minutes of frames
     phase = harmonic_phase(f0, HOP, SR)
@@ -79,6 +111,33 @@ def test_ddsp_synthesizer_train_and_infer_shapes():
     assert torch.allclose(part, audio[..., 10 * HOP:30 * HOP], atol=1e-6)
     again, _ = net.infer(c[:1], f0[:1], uv[:1], speaker=1)
     assert torch.equal(again, audio)  # seeded noise: repeatable
+
+
+def test_envelope_synthesizer_config_round_trip_and_onnx(tmp_path):
+    """``ddsp_envelope_bins`` in the net config builds the decoder's envelope head, survives the config round trip,
+    and its prior graph (with the envelope read by a gather) gives torch's controls in ONNX Runtime."""
+    pytest.importorskip("onnxruntime")
+    from svc_pl.infer.onnx_backend import OrtSynthesizer
+    from svc_pl.synthesizer import NetConfig, synthesizer_kwargs
+
+    kw = synthesizer_kwargs(NetConfig.from_dict({"decoder": "ddsp", "ddsp_envelope_bins": 33, "inter_channels": 16,
+                                                  "hidden_channels": 16, "filter_channels": 32, "n_layers": 1,
+                                                  "gin_channels": 8, "ddsp_hidden": 32}),
+                            {"sampling_rate": SR, "hop_length": HOP, "filter_length": 1024, "unit_dim": 12,
+                             "n_speakers": 2})
+    assert kw["ddsp_envelope_bins"] == 33
+    torch.manual_seed(0)
+    net = Synthesizer(**kw).eval()
+    assert net.dec.out.out_channels == 1 + 33 + net.dec.n_noise_bands
+    t = 40
+    gen = torch.Generator().manual_seed(1)
+    c, f0 = torch.randn(1, 12, t, generator=gen), 100 + 300 * torch.rand(1, t, generator=gen)
+    uv = torch.ones(1, t)
+    with torch.no_grad():
+        ref, _ = net.infer(c, f0, uv, speaker=1, seed=3)
+    out, _ = OrtSynthesizer(net).infer(c, f0, uv, 1, seed=3)
+    assert ref.abs().max() > 1e-3
+    assert ((out - ref).abs().max() / ref.abs().max()).item() < 1e-4
 
 
 def test_ddsp_training_step_without_discriminator(tmp_path):

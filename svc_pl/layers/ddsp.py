@@ -50,22 +50,46 @@ class DDSPDecoder(nn.Module):
         n_harmonics: sines per frame (those above Nyquist are silenced).
         n_noise_bands: linearly spaced gains of the noise filter, 0 Hz to Nyquist.
         gin_channels: speaker-embedding size.
+        envelope_bins: 0: the network gives each harmonic's share directly (DDSP's harmonic distribution, one
+            output per harmonic number); N > 0: it gives a log-amplitude envelope at N frequencies spaced evenly
+            from 0 Hz to Nyquist, read at k * F0 (linear interpolation), so a formant stays at its frequency
+            whatever the pitch (a source-filter reading of the same controls).
     """
 
     def __init__(self, in_channels: int, sampling_rate: int, hop: int, hidden: int = 256, n_harmonics: int = 64,
-                 n_noise_bands: int = 65, gin_channels: int = 0, kernel_size: int = 3):
+                 n_noise_bands: int = 65, gin_channels: int = 0, kernel_size: int = 3, envelope_bins: int = 0):
         super().__init__()
+        if envelope_bins == 1 or envelope_bins < 0:
+            raise ValueError(f"envelope_bins must be 0 (harmonic distribution) or at least 2, not {envelope_bins}")
         self.sampling_rate = sampling_rate
         self.upp = hop
         self.n_harmonics = n_harmonics
         self.n_noise_bands = n_noise_bands
+        self.envelope_bins = envelope_bins
         self.pre = nn.Conv1d(in_channels + 2, hidden, kernel_size, padding=kernel_size // 2)
         self.cond = nn.Conv1d(gin_channels, hidden, 1) if gin_channels else None
         self.convs = nn.ModuleList(nn.Conv1d(hidden, hidden, kernel_size, padding=kernel_size // 2) for _ in range(3))
         self.norms = nn.ModuleList(nn.GroupNorm(1, hidden) for _ in range(3))
-        self.out = nn.Conv1d(hidden, 1 + n_harmonics + n_noise_bands, 1)
+        self.out = nn.Conv1d(hidden, 1 + self.n_shape + n_noise_bands, 1)
         self.n_fft = 4 * hop
         self.register_buffer("window", torch.hann_window(self.n_fft), persistent=False)
+
+    @property
+    def n_shape(self) -> int:
+        """Outputs that shape the harmonics: one per harmonic, or the envelope's bins."""
+        return self.envelope_bins or self.n_harmonics
+
+    def harmonic_logits(self, shape: torch.Tensor, f0: torch.Tensor) -> torch.Tensor:
+        """(B, K, T) logits of the harmonics' shares from the shape outputs (B, n_shape, T) and F0 (B, T)."""
+        if not self.envelope_bins:
+            return shape
+        k = torch.arange(1, self.n_harmonics + 1, device=shape.device, dtype=shape.dtype).view(1, -1, 1)
+        pos = (f0.float().unsqueeze(1) * k * (2.0 * (self.envelope_bins - 1) / self.sampling_rate))
+        pos = pos.clamp(0, self.envelope_bins - 1.0)  # above Nyquist: the top bin (those harmonics are silenced)
+        lo = pos.floor().clamp(max=self.envelope_bins - 2)
+        w = pos - lo
+        lo = lo.long()
+        return torch.gather(shape, 1, lo) * (1 - w) + torch.gather(shape, 1, lo + 1) * w
 
     def controls(self, x: torch.Tensor, f0: torch.Tensor, uv: torch.Tensor, g: torch.Tensor | None):
         """Frame controls: harmonic amplitudes (B, K, T) (zero above Nyquist and when unvoiced) and
@@ -77,7 +101,8 @@ class DDSPDecoder(nn.Module):
         for conv, norm in zip(self.convs, self.norms):
             h = h + F.leaky_relu(norm(conv(h)), 0.1)
         o = self.out(h).float()
-        loud, dist, noise = o[:, :1], o[:, 1:1 + self.n_harmonics], o[:, 1 + self.n_harmonics:]
+        loud, noise = o[:, :1], o[:, 1 + self.n_shape:]
+        dist = self.harmonic_logits(o[:, 1:1 + self.n_shape], f0)
         k = torch.arange(1, self.n_harmonics + 1, device=o.device, dtype=o.dtype).view(1, -1, 1)
         audible = (f0.float().unsqueeze(1) * k < self.sampling_rate / 2).to(o.dtype)
         dist = torch.softmax(dist, dim=1) * audible
