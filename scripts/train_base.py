@@ -78,10 +78,36 @@ def warm_start_file(work: Path, previous: Path) -> Path:
     from svc_pl.pretrained import load_base, save_base
 
     state, meta = load_base(previous)
+    bins = _config_envelope_bins()
+    if bins and not meta["net"].get("ddsp_envelope_bins"):  # a harmonic-distribution base: new envelope head
+        state = _with_envelope_head(state, meta["net"], bins)
+        meta["net"] = dict(meta["net"], ddsp_envelope_bins=bins)
     info = json.loads((work / "data" / "dataset.json").read_text())
     meta["dataset_info"] = dict(meta["dataset_info"], unit_window=info.get("unit_window") or {})
     meta["warm_started_from"] = {"file": previous.name, "global_step": meta.get("global_step")}
     return save_base(state, work / "warm_start.safetensors", meta)
+
+
+def _config_envelope_bins() -> int:
+    """The tiny config's ``net.ddsp_envelope_bins`` (0: the harmonic distribution)."""
+    import yaml
+
+    net = yaml.safe_load((OUT.parent / "configs" / "tiny.yaml").read_text())["model"]["net"]
+    return int(net.get("ddsp_envelope_bins", 0))
+
+
+def _with_envelope_head(state: dict, net: dict, bins: int) -> dict:
+    """A harmonic-distribution base's weights for a decoder that reads the harmonics from an envelope of ``bins``:
+    its output layer keeps the loudness and noise rows and gets ``bins`` zero rows (a flat envelope, all harmonics
+    alike) in place of the per-harmonic ones; every other weight is kept."""
+    import torch
+
+    h, w, b = int(net["n_harmonics"]), state["dec.out.weight"], state["dec.out.bias"]
+    new_w = torch.zeros((1 + bins + w.shape[0] - 1 - h, *w.shape[1:]), dtype=w.dtype)
+    new_b = torch.zeros(new_w.shape[0], dtype=b.dtype)
+    new_w[0], new_b[0] = w[0], b[0]
+    new_w[1 + bins:], new_b[1 + bins:] = w[1 + h:], b[1 + h:]
+    return dict(state, **{"dec.out.weight": new_w, "dec.out.bias": new_b})
 
 
 def stage_fit(work: Path, minutes: float, max_steps: int, init_from: Path | None = None,
@@ -273,8 +299,11 @@ def write_card(work: Path, summary: dict) -> Path:
         "## Model", "",
         f"- Prior encoder: {n['n_layers']} transformer layers, {n['hidden_channels']} channels, coarse-F0 embedding "
         "(so-vits-svc's `enc_p`), F0 predictor for `--auto-predict-f0`.",
-        f"- Decoder: DDSP harmonic-plus-noise ({n['n_harmonics']} harmonics at k*F0, {n['n_noise_bands']} noise "
-        f"bands, 3 convolutions of {n['ddsp_hidden']} channels), speaker embedding of {n['gin_channels']}.",
+        f"- Decoder: DDSP harmonic-plus-noise ({n['n_harmonics']} harmonics at k*F0"
+        + (f", their amplitudes read at k*F0 from a log envelope of {n['ddsp_envelope_bins']} bins over 0-8 kHz"
+           if n.get("ddsp_envelope_bins") else "")
+        + f", {n['n_noise_bands']} noise bands, 3 convolutions of {n['ddsp_hidden']} channels), speaker embedding "
+        f"of {n['gin_channels']}.",
         "- No discriminator: trained on multi-resolution STFT loss (FFT 2048/1024/512/256) + mel L1.",
         "- Weights stored as float16 safetensors (no pickle).", "",
         "## Units", "",

@@ -256,3 +256,34 @@ def test_44k_dataset_with_a_16k_config_says_what_to_run(tmp_path, data_44k, caps
     assert "tiny-nsf is made for data from: svc-pl preprocess IN OUT --sampling-rate 16000 --hop-length 320" in err
     assert "--config 44k" in err and "--config 44k-tiny" in err
     assert not list((tmp_path / "run").rglob("*.ckpt"))
+
+
+def test_base_warm_start_gives_a_harmonic_distribution_base_an_envelope_head(tmp_path):
+    """`train_base.py --init-from` a base with per-harmonic outputs, for a tiny config that reads the harmonics
+    from an envelope: the output layer gets a flat envelope head (zero rows) and keeps its loudness and noise rows;
+    the result loads into the tiny config's decoder, and its harmonics are all alike until trained."""
+    import importlib.util
+
+    import torch
+
+    from svc_pl.layers.ddsp import DDSPDecoder
+
+    spec = importlib.util.spec_from_file_location("train_base", REPO / "scripts" / "train_base.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    bins = script._config_envelope_bins()
+    net = yaml.safe_load((CONFIGS / "tiny.yaml").read_text())["model"]["net"]
+    assert bins == net["ddsp_envelope_bins"] > 1
+    torch.manual_seed(0)
+    old = DDSPDecoder(8, 16000, 320, hidden=16, n_harmonics=6, n_noise_bands=5)
+    state = {f"dec.{k}": v for k, v in old.state_dict().items()}
+    new = script._with_envelope_head(state, {"n_harmonics": 6}, bins)
+    dec = DDSPDecoder(8, 16000, 320, hidden=16, n_harmonics=6, n_noise_bands=5, envelope_bins=bins)
+    dec.load_state_dict({k[4:]: v for k, v in new.items()})
+    w, b = dec.out.weight, dec.out.bias
+    assert torch.equal(w[0], old.out.weight[0]) and torch.equal(w[1 + bins:], old.out.weight[1 + 6:])
+    assert torch.equal(b[1 + bins:], old.out.bias[1 + 6:]) and not w[1:1 + bins].any()
+    with torch.no_grad():
+        amps, _ = dec.controls(torch.randn(1, 8, 3), torch.full((1, 3), 200.0), torch.ones(1, 3), None)
+    assert torch.allclose(amps, amps[:, :1].expand_as(amps))  # flat: every harmonic the same share
+    assert all(torch.equal(new[k], v) for k, v in state.items() if not k.startswith("dec.out."))
