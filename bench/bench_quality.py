@@ -89,9 +89,10 @@ def sox_shift(src: Path, dst: Path, semitones: int) -> Path:
 def timbre_oracle(source: Path, target_rendition: Path, semitones: int, dst: Path, sr: int = 16000) -> Path:
     """The target's own voice on the source's performance: what a perfect conversion would be.
 
-    A's rendition of the same words is analysed with WORLD (Harvest F0, CheapTrick envelope, D4C aperiodicity,
-    5 ms frames), its frames are mapped onto B's timing by DTW over mel-cepstra that are mean- and
-    variance-normalised per recording (so the path follows the words, not the voices), and the result is
+    A's rendition of the same words is analysed with WORLD (CheapTrick envelope, D4C aperiodicity, 5 ms frames, on
+    the F0 of the conversion's tracker ``F0_METHOD``: Harvest reads the soprano's 700 Hz sung notes at 180 Hz),
+    its frames are mapped onto B's timing by DTW over mel-cepstra that are mean- and variance-normalised per
+    recording (so the path follows the words, not the voices), and the result is
     synthesised on B's F0 transposed by ``semitones`` with B's voicing. Conversion keeps B's timing and melody
     by design; this row shows how alike A such a rendering can be by each judge (A's own rendition keeps A's
     timing and melody too, which the judges also hear)."""
@@ -99,9 +100,14 @@ def timbre_oracle(source: Path, target_rendition: Path, semitones: int, dst: Pat
     import pyworld as pw
     import soundfile as sf
 
+    from svc_pl.data.pitch import get_f0_extractor
+
+    tracker = get_f0_extractor(F0_METHOD, sr, sr // 200, device="cpu")  # 5 ms frames
+
     def world(y: np.ndarray):
-        y = y.astype(np.float64)
-        f0, t = pw.harvest(y, sr, frame_period=5.0, f0_floor=60.0, f0_ceil=1200.0)
+        track = tracker.compute(y, n_frames=len(y) // (sr // 200) + 1)
+        f0, y = (track.f0 * track.voiced).astype(np.float64), y.astype(np.float64)
+        t = np.arange(len(f0)) * 0.005
         sp, ap = pw.cheaptrick(y, f0, t, sr), pw.d4c(y, f0, t, sr)
         cep = pw.code_spectral_envelope(sp, sr, 25)[:, 1:]
         return f0, sp, ap, (cep - cep.mean(0)) / np.maximum(cep.std(0), 1e-8)
