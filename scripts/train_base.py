@@ -88,12 +88,16 @@ def warm_start_file(work: Path, previous: Path) -> Path:
     return save_base(state, work / "warm_start.safetensors", meta)
 
 
-def _config_envelope_bins() -> int:
-    """The tiny config's ``net.ddsp_envelope_bins`` (0: the harmonic distribution)."""
+def _tiny_config() -> dict:
+    """The shipped tiny config (what the fit stage trains with)."""
     import yaml
 
-    net = yaml.safe_load((OUT.parent / "configs" / "tiny.yaml").read_text())["model"]["net"]
-    return int(net.get("ddsp_envelope_bins", 0))
+    return yaml.safe_load((OUT.parent / "configs" / "tiny.yaml").read_text())
+
+
+def _config_envelope_bins() -> int:
+    """The tiny config's ``net.ddsp_envelope_bins`` (0: the harmonic distribution)."""
+    return int(_tiny_config()["model"]["net"].get("ddsp_envelope_bins", 0))
 
 
 def _with_envelope_head(state: dict, net: dict, bins: int) -> dict:
@@ -165,9 +169,7 @@ def _step_of(ckpt: Path) -> int:
 
 def _config_hold() -> float:
     """The tiny config's ``data.unvoiced_f0_hold`` (what the fit stage trains with)."""
-    import yaml
-
-    return float(yaml.safe_load((OUT.parent / "configs" / "tiny.yaml").read_text())["data"].get("unvoiced_f0_hold", 0))
+    return float(_tiny_config()["data"].get("unvoiced_f0_hold", 0))
 
 
 def _hold_since(work: Path) -> tuple[float, int] | None:
@@ -300,8 +302,8 @@ def write_card(work: Path, summary: dict) -> Path:
         f"- Prior encoder: {n['n_layers']} transformer layers, {n['hidden_channels']} channels, coarse-F0 embedding "
         "(so-vits-svc's `enc_p`), F0 predictor for `--auto-predict-f0`.",
         f"- Decoder: DDSP harmonic-plus-noise ({n['n_harmonics']} harmonics at k*F0"
-        + (f", their amplitudes read at k*F0 from a log envelope of {n['ddsp_envelope_bins']} bins over 0-8 kHz"
-           if n.get("ddsp_envelope_bins") else "")
+        + (f", their amplitudes read at k*F0 from a log envelope of {n['ddsp_envelope_bins']} bins over "
+           f"0-{meta['dataset_info']['sampling_rate'] / 2000:g} kHz" if n.get("ddsp_envelope_bins") else "")
         + f", {n['n_noise_bands']} noise bands, 3 convolutions of {n['ddsp_hidden']} channels), speaker embedding "
         f"of {n['gin_channels']}.",
         "- No discriminator: trained on multi-resolution STFT loss (FFT 2048/1024/512/256) + mel L1.",
