@@ -92,10 +92,10 @@ def timbre_oracle(source: Path, target_rendition: Path, semitones: int, dst: Pat
     A's rendition of the same words is analysed with WORLD (CheapTrick envelope, D4C aperiodicity, 5 ms frames, on
     the F0 of the conversion's tracker ``F0_METHOD``: Harvest reads the soprano's 700 Hz sung notes at 180 Hz),
     its frames are mapped onto B's timing by DTW over mel-cepstra that are mean- and variance-normalised per
-    recording (so the path follows the words, not the voices), and the result is
-    synthesised on B's F0 transposed by ``semitones`` with B's voicing. Conversion keeps B's timing and melody
-    by design; this row shows how alike A such a rendering can be by each judge (A's own rendition keeps A's
-    timing and melody too, which the judges also hear)."""
+    recording (so the path follows the words, not the voices), and the result is synthesised on B's F0
+    transposed by ``semitones`` with B's voicing. Conversion keeps B's timing and melody by design; this row
+    shows how alike A such a rendering can be by each judge (A's own rendition keeps A's timing and melody too,
+    which the judges also hear)."""
     import librosa
     import pyworld as pw
     import soundfile as sf
