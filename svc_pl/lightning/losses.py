@@ -55,3 +55,37 @@ class MelLoss(nn.Module):
             mel_hat = self.mel(y_hat.float())
             mel = self.mel(y.float())
             return F.l1_loss(mel, mel_hat), mel_hat, mel
+
+
+class ContentLoss(nn.Module):
+    """L1 between the content encoder's units of generated and of real audio (the same segment): the output must
+    read as its input's words to the encoder the units come from (an ASR encoder for Whisper units).
+
+    The encoder is frozen and kept out of the module's state (checkpoints do not carry it); it follows the audio's
+    device on the first call. Audio at another rate than the encoder's 16 kHz is resampled (differentiably).
+    """
+
+    def __init__(self, encoder: nn.Module, sampling_rate: int):
+        super().__init__()
+        encoder.requires_grad_(False).eval()
+        self._encoder = [encoder]  # a list: not a submodule, so neither saved nor moved by Lightning
+        self.sampling_rate = int(sampling_rate)
+
+    def forward(self, y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """y_hat, y: (B, 1, T) at ``sampling_rate``. Returns the mean absolute unit difference."""
+        from svc_pl.data.unit_window import HOP16, encode_unpadded
+
+        enc = self._encoder[0]
+        if next(enc.parameters()).device != y.device:
+            enc.to(y.device)
+        with torch.autocast(device_type=y.device.type, enabled=False):
+            a, b = y_hat.float().flatten(1), y.float().flatten(1)
+            if self.sampling_rate != 16000:
+                import torchaudio.functional as AF
+
+                a, b = AF.resample(a, self.sampling_rate, 16000), AF.resample(b, self.sampling_rate, 16000)
+            frames = b.shape[-1] // HOP16
+            a, b = a[:, :frames * HOP16], b[:, :frames * HOP16]
+            with torch.no_grad():
+                units = encode_unpadded(enc, b, frames)
+            return F.l1_loss(encode_unpadded(enc, a, frames), units)

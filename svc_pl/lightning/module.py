@@ -16,7 +16,7 @@ from svc_pl.errors import UserFacingError
 from svc_pl.layers.commons import slice_segments
 from svc_pl.layers.ddsp import MultiResolutionSTFTLoss
 from svc_pl.layers.discriminator import MultiPeriodDiscriminator
-from svc_pl.lightning.losses import MelLoss, discriminator_loss, feature_loss, generator_loss, kl_loss
+from svc_pl.lightning.losses import ContentLoss, MelLoss, discriminator_loss, feature_loss, generator_loss, kl_loss
 from svc_pl.lightning.resume import restore_random_state, save_random_state
 from svc_pl.synthesizer import NetConfig, Synthesizer
 
@@ -61,6 +61,10 @@ class SVCModule(pl.LightningModule):
             tell the training speakers apart from each frame of ``m_p``; its gradient reaches the prior reversed
             and scaled by this weight (a gradient-reversal layer), so the prior learns to drop the speaker the units
             carry and the decoder must take the voice from the speaker embedding.
+        c_content: weight of a content loss (0: none): L1 between the units a content encoder reads from the
+            generated segment and from the real one, so the output keeps the words as that encoder hears them.
+        content_loss_encoder: the encoder of the content loss, as ``svc-pl preprocess --content-encoder`` takes it
+            (``whisper-tiny.en``, ``whisper-base``, a Whisper or HuBERT-family weight file). Not saved in checkpoints.
     """
 
     def __init__(self, net: NetConfig | None = None, dataset_info: dict[str, Any] | None = None,
@@ -71,7 +75,8 @@ class SVCModule(pl.LightningModule):
                  grad_clip: float | None = None, init_from: str | None = None,
                  init_discriminator_from: str | None = None, max_nonfinite_steps: int = 10,
                  val_media_every: int = 1, discriminator_width: float = 1.0, use_discriminator: bool = True,
-                 c_stft: float = 0.0, speaker_lr_scale: float = 1.0, speaker_adversary: float = 0.0):
+                 c_stft: float = 0.0, speaker_lr_scale: float = 1.0, speaker_adversary: float = 0.0,
+                 c_content: float = 0.0, content_loss_encoder: str = "whisper-tiny.en"):
         params = {k: v for k, v in locals().items() if k not in ("self", "net", "dataset_info", "__class__")}
         super().__init__()
         net = NetConfig.from_dict(net).to_dict()  # defaults for keys not given
@@ -104,6 +109,8 @@ class SVCModule(pl.LightningModule):
         self.stft_loss = MultiResolutionSTFTLoss() if c_stft > 0 else None
         self.speaker_probe = (SpeakerProbe(int(net["inter_channels"]), int(info["n_speakers"]))
                               if speaker_adversary > 0 else None)
+        self.content_loss = (ContentLoss(_content_loss_encoder(content_loss_encoder, info), int(info["sampling_rate"]))
+                             if c_content > 0 else None)
         self.mel_loss = MelLoss(int(info["sampling_rate"]), int(info["filter_length"]), hop, int(info["win_length"]),
                                 n_mels, mel_fmin, mel_fmax)
         self._nonfinite = 0
@@ -241,11 +248,12 @@ class SVCModule(pl.LightningModule):
                 loss_stft = self.stft_loss(y_hat, y)
             loss_lf0 = (F.mse_loss(out.pred_lf0.float(), out.norm_lf0.float()) if out.pred_lf0 is not None else zero)
             loss_spk = spk_acc = zero
+            loss_content = self.content_loss(y_hat, y) if self.content_loss is not None else zero
             if self.speaker_probe is not None:
                 loss_spk, spk_acc = self.speaker_probe.loss(out.m_p.float(), out.spec_mask, batch.speaker,
                                                             self.hparams.speaker_adversary)
             loss_g = (loss_adv + loss_fm + loss_mel * self.hparams.c_mel + loss_kl * self.hparams.c_kl
-                      + loss_stft * self.hparams.c_stft + loss_lf0 + loss_spk)
+                      + loss_stft * self.hparams.c_stft + loss_lf0 + loss_spk + loss_content * self.hparams.c_content)
         if self._all_finite(loss_g):
             opt_g.zero_grad(set_to_none=True)
             self.manual_backward(loss_g)
@@ -266,6 +274,8 @@ class SVCModule(pl.LightningModule):
             logs["loss/g/kl"] = loss_kl
         if self.stft_loss is not None:
             logs["loss/g/stft"] = loss_stft
+        if self.content_loss is not None:
+            logs["loss/g/content"] = loss_content
         if self.speaker_probe is not None:
             logs["speaker_probe/loss"] = loss_spk
             logs["speaker_probe/accuracy"] = spk_acc
@@ -337,6 +347,20 @@ class _ReverseGradient(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         return -ctx.scale * grad, None
+
+
+def _content_loss_encoder(path: str, info: dict[str, Any]) -> torch.nn.Module:
+    """The frozen encoder of ``model.c_content``: Whisper weights (a short name, CTranslate2 folder or checkpoint)
+    as Whisper, anything else as the dataset's own encoder kind."""
+    from svc_pl.data.content import WHISPER_ENCODERS, load_content_encoder
+    from svc_pl.data.whisper import is_whisper_weights
+
+    kind = info["content_encoder"]
+    name = kind if kind in WHISPER_ENCODERS or not is_whisper_weights(path) else "whisper-ppg"
+    try:
+        return load_content_encoder(name, path)
+    except UserFacingError as err:
+        raise UserFacingError(f"model.content_loss_encoder: {err}") from err
 
 
 class SpeakerProbe(torch.nn.Module):
