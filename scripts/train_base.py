@@ -135,7 +135,8 @@ def stage_fit(work: Path, minutes: float, max_steps: int, init_from: Path | None
         args += ["--model.init_from", str(warm_start_file(work, init_from))]
     with (work / MACHINES).open("a") as f:  # the model card names every machine that trained the base
         f.write(f"{time.strftime('%Y-%m-%d')}\t{_this_machine()}\t{minutes:g} min (cumulative)\t"
-                f"from step {_step_of(last[-1]) if last else 0}, unvoiced_f0_hold {_config_hold()}\n")
+                f"from step {_step_of(last[-1]) if last else 0}, unvoiced_f0_hold {_config_hold()}"
+                + (f", fit args {' '.join(fit_args)}" if fit_args else "") + "\n")
     if cli(args) != 0:
         sys.exit("training failed")
 
@@ -184,6 +185,14 @@ def _hold_since(work: Path) -> tuple[float, int] | None:
     for step, hold in runs:
         since = (since or (hold, step)) if hold > 0 else None
     return since
+
+
+def _fit_args_of(work: Path) -> list[tuple[int, str]]:
+    """(first step, extra ``svc-pl fit`` arguments) of each recorded fit stage that had any."""
+    path = work / MACHINES
+    found = [re.search(r"from step (\d+),.*, fit args (.+)$", line)
+             for line in (path.read_text().splitlines() if path.is_file() else [])]
+    return [(int(m.group(1)), m.group(2)) for m in found if m]
 
 
 def _machines_of(work: Path) -> list[str]:
@@ -339,6 +348,10 @@ def write_card(work: Path, summary: dict) -> Path:
         f"- {meta['global_step']} steps (batch 8 x 1 s, Adam lr 5e-4, decay 0.998 per epoch) in "
         f"{meta['train_minutes']:.0f} minutes on {' then '.join(meta.get('machines') or ['2 CPU cores'])} (fp32)"
         + (f", starting from the previous base's weights ({warm})." if warm else "."),
+        *[f"- From step {step}: `{args}`" + (" (the content loss: Whisper tiny.en's units of each generated "
+                                             "segment held to those of the real one, `docs/training.md`)."
+                                             if "c_content" in args else ".")
+          for step, args in _fit_args_of(work)],
         "- Final losses (mean of the last logged values): " + ", ".join(f"{k} {v:.3f}" for k, v in losses.items()),
         "",
         "## Evaluation (held-out voices, resynthesis through `svc-pl infer` with their own F0, speaker 0)", "",

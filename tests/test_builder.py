@@ -205,6 +205,11 @@ def test_base_fit_stage_passes_extra_fit_arguments(tmp_path, monkeypatch):
     (args,) = seen
     assert args[-2:] == ["--model.speaker_adversary=0.5", "--seed_everything=3"]
     assert args.index("--model.speaker_lr_scale") < len(args) - 2
+    # recorded for the card, with the step they start at; the hold reader still reads the line
+    assert script._fit_args_of(tmp_path) == [(0, "--model.speaker_adversary=0.5 --seed_everything=3")]
+    assert script._hold_since(tmp_path) == (0.5, 0)
+    script.stage_fit(tmp_path, 5, 100, None, [])
+    assert len(script._fit_args_of(tmp_path)) == 1
 
 
 def _print_config(*configs: str) -> dict:
