@@ -68,8 +68,10 @@ class ContentLoss(nn.Module):
     def __init__(self, encoder: nn.Module, sampling_rate: int):
         super().__init__()
         encoder.requires_grad_(False).eval()
-        self._encoder = [encoder]  # a list: not a submodule, so neither saved nor moved by Lightning
         self.sampling_rate = int(sampling_rate)
+        # lists: not submodules, so neither saved nor moved by Lightning; the resampler's kernel is built once
+        self._encoder = [encoder]
+        self._resample = [] if self.sampling_rate == 16000 else [_resampler(self.sampling_rate)]
 
     def forward(self, y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """y_hat, y: (B, 1, T) at ``sampling_rate``. Returns the mean absolute unit difference."""
@@ -77,15 +79,21 @@ class ContentLoss(nn.Module):
 
         enc = self._encoder[0]
         if next(enc.parameters()).device != y.device:
-            enc.to(y.device)
+            for m in (enc, *self._resample):
+                m.to(y.device)
         with torch.autocast(device_type=y.device.type, enabled=False):
             a, b = y_hat.float().flatten(1), y.float().flatten(1)
-            if self.sampling_rate != 16000:
-                import torchaudio.functional as AF
-
-                a, b = AF.resample(a, self.sampling_rate, 16000), AF.resample(b, self.sampling_rate, 16000)
+            for resample in self._resample:
+                a, b = resample(a), resample(b)
             frames = b.shape[-1] // HOP16
             a, b = a[:, :frames * HOP16], b[:, :frames * HOP16]
             with torch.no_grad():
                 units = encode_unpadded(enc, b, frames)
             return F.l1_loss(encode_unpadded(enc, a, frames), units)
+
+
+def _resampler(rate: int) -> nn.Module:
+    """A differentiable resampler from ``rate`` to 16 kHz (its filter computed here, once)."""
+    import torchaudio
+
+    return torchaudio.transforms.Resample(rate, 16000)
