@@ -36,6 +36,7 @@ performance, can do; A's own rendition also has A's timing and melody, which the
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import shutil
@@ -78,6 +79,20 @@ def word_error_rate_of(words: str | None, transcript: str) -> float:
     from svc_pl.evaluate import word_error_rate
 
     return word_error_rate(words or "", transcript)
+
+
+class ReadOnce:
+    """A transcriber that reads each distinct recording once: every system is scored against the same sources, and
+    Whisper's greedy decoding gives the same text for the same audio."""
+
+    def __init__(self, transcriber):
+        self.transcriber, self.texts = transcriber, {}
+
+    def __call__(self, audio: np.ndarray, sr: int) -> str:
+        key = (hashlib.sha1(np.ascontiguousarray(audio).tobytes()).hexdigest(), sr)
+        if key not in self.texts:
+            self.texts[key] = self.transcriber(audio, sr)
+        return self.texts[key]
 
 
 def sox_shift(src: Path, dst: Path, semitones: int) -> Path:
@@ -181,8 +196,8 @@ def main() -> None:
     from svc_pl.evaluate import Transcriber, evaluate_f0, intelligibility, require_speaker_extra, speaker_similarity
 
     require_speaker_extra()
-    transcriber = Transcriber()  # fails early, with the install hint, without the asr extra
-    second = Transcriber(a.second_asr) if a.second_asr else None
+    transcriber = ReadOnce(Transcriber())  # fails early, with the install hint, without the asr extra
+    second = ReadOnce(Transcriber(a.second_asr)) if a.second_asr else None
 
     if {a.target, a.source} - {v.name for v in HELD_OUT_VOICES + DERIVED_VOICES}:
         raise SystemExit("--target/--source must be held-out voices (never in the base)")

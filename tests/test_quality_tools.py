@@ -210,3 +210,20 @@ def test_timbre_oracle_puts_the_targets_voice_on_the_sources_timing_and_melody(t
     assert abs(cents) < 50, cents  # B's melody, transposed (20 cents here: Harvest vs Praat on B)
     assert abs(1200 * np.log2(median_f0(yo) / median_f0(ya))) > 100  # (not A's)
     assert bq.mcd_db(yo, ya) < 0.6 * bq.mcd_db(yb, ya)  # A's envelope (6.1 against 16.4 dB here)
+
+
+def test_bench_reads_each_recording_once_per_judge():
+    """bench_quality scores every system against the same sources: its transcriber reads each distinct recording
+    (samples and rate) once and gives the stored text again."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("bench_quality", Path(__file__).parents[1] / "bench/bench_quality.py")
+    bq = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bq)
+    calls = []
+    judge = bq.ReadOnce(lambda audio, sr: calls.append(sr) or f"text {len(calls)}")
+    x = np.random.default_rng(0).standard_normal(1600).astype(np.float32)
+    assert judge(x, 16000) == judge(x.copy(), 16000) == "text 1"
+    assert judge(x, 22050) == "text 2" and judge(x[::-1], 16000) == "text 3"
+    assert calls == [16000, 22050, 16000]
