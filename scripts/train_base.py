@@ -367,9 +367,29 @@ def write_card(work: Path, summary: dict) -> Path:
         "- Whisper tiny.en is an English ASR encoder: other languages convert with weaker content.",
     ]
     path = OUT / "tiny-base.md"
-    path.write_text("\n".join(lines) + "\n")
-    print(f"model card: {path}")
+    kept = _hand_kept_sections(path.read_text() if path.is_file() else "", lines)
+    text = "\n".join(lines) + "\n" + "".join("\n" + s for s in kept)
+    tmp = path.with_suffix(".md.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+    print(f"model card: {path}" + (f" (kept by hand: {', '.join(s.splitlines()[0][3:] for s in kept)})"
+                                   if kept else ""))
     return path
+
+
+def _hand_kept_sections(old_card: str, lines: list[str]) -> list[str]:
+    """The sections of the card that were written by hand (their ``## `` title is not one the writer makes), in
+    their order: a rewrite of the card after a new export or evaluation keeps them (conversion tables, history)."""
+    made = {line for line in lines if line.startswith("## ")}
+    sections, current = [], None
+    for line in old_card.splitlines(keepends=True):
+        if line.startswith("## ") or line.startswith("# "):
+            current = [line] if line.startswith("## ") and line.rstrip("\n") not in made else None
+            if current is not None:
+                sections.append(current)
+        elif current is not None:
+            current.append(line)
+    return ["".join(s).rstrip("\n") + "\n" for s in sections]
 
 
 def _base_as_ckpt(path: Path, base: Path = OUT / "tiny-base.safetensors") -> None:

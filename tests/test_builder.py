@@ -212,6 +212,26 @@ def test_base_fit_stage_passes_extra_fit_arguments(tmp_path, monkeypatch):
     assert len(script._fit_args_of(tmp_path)) == 1
 
 
+def test_base_card_rewrite_keeps_the_sections_written_by_hand(tmp_path):
+    """`--stage export/evaluate` rewrite the card: sections the writer does not make (a conversion table, the
+    history of the run) stay, in order, once each; the writer's own sections are replaced."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("train_base", REPO / "scripts" / "train_base.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    made = ["# tiny-base", "", "## Model", "", "- new model line", "", "## Evaluation", "", "- 3.1 cents"]
+    old = ("# tiny-base\n\n## Model\n\n- old model line\n\n## History\n\nwarm-started from the 2026-12-04 base\n\n"
+           "## Evaluation\n\n- 3.8 cents\n\n## Conversion, against the previous base\n\n| a | b |\n| --- | --- |\n")
+    kept = script._hand_kept_sections(old, made)
+    assert [k.splitlines()[0] for k in kept] == ["## History", "## Conversion, against the previous base"]
+    assert "warm-started from" in kept[0] and "| a | b |" in kept[1]
+    assert not any("old model line" in k or "3.8 cents" in k for k in kept)
+    card = "\n".join(made) + "\n" + "".join("\n" + k for k in kept)
+    assert script._hand_kept_sections(card, made) == kept  # a second rewrite keeps the same, not twice
+    assert script._hand_kept_sections("", made) == []
+
+
 def _print_config(*configs: str) -> dict:
     args = [a for c in configs for a in ("--config", c)]
     proc = subprocess.run([sys.executable, "-m", "svc_pl.cli", "fit", *args, "--print_config"], cwd=REPO,
