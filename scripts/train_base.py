@@ -214,12 +214,21 @@ def stage_export(work: Path, minutes: float) -> Path:
     hp = ckpt["hyper_parameters"]
     state = {k[4:]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
     meta = {"net": dict(hp["net"]), "dataset_info": dict(hp["dataset_info"]), "global_step": int(ckpt["global_step"]),
-            "segment_frames": segment_frames(hp), "epoch": int(ckpt["epoch"]), "train_minutes": minutes,
+            "segment_frames": segment_frames(hp), "epoch": int(ckpt["epoch"]),
+            "train_minutes": _trained_minutes(ckpt, minutes),
             "config": "tiny", "init_from": _warm_start_of(work, hp.get("init_from") or _warm_start_file_of(work)),
             "machines": _machines_of(work)}
     path = save_base(state, OUT / "tiny-base.safetensors", meta)
     print(f"base: {path} ({path.stat().st_size / 1e6:.1f} MB, step {meta['global_step']})", flush=True)
     return path
+
+
+def _trained_minutes(ckpt: dict, fallback: float) -> float:
+    """Training time of the run as its checkpoint's Timer counted it (cumulative over resumes, right for a run
+    stopped by hand); ``fallback`` (``--minutes``) for a checkpoint without one."""
+    timer = next((v for k, v in (ckpt.get("callbacks") or {}).items() if k.startswith("Timer")), None)
+    seconds = ((timer or {}).get("time_elapsed") or {}).get("train")
+    return round(seconds / 60, 1) if seconds else fallback
 
 
 def _warm_start_file_of(work: Path) -> str | None:
@@ -402,7 +411,9 @@ def _base_as_ckpt(path: Path, base: Path = OUT / "tiny-base.safetensors") -> Non
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("work", type=Path)
-    ap.add_argument("--minutes", type=float, default=90.0, help="training time")
+    ap.add_argument("--minutes", type=float, default=90.0,
+                    help="training time (cumulative over resumes); the export stage takes the run's own count from "
+                         "its checkpoint and this only when the checkpoint has none")
     ap.add_argument("--max-steps", type=int, default=200000)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--stage", choices=["all", "data", "fit", "export", "evaluate"], default="all")

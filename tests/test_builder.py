@@ -230,6 +230,10 @@ def test_base_card_rewrite_keeps_the_sections_written_by_hand(tmp_path):
     card = "\n".join(made) + "\n" + "".join("\n" + k for k in kept)
     assert script._hand_kept_sections(card, made) == kept  # a second rewrite keeps the same, not twice
     assert script._hand_kept_sections("", made) == []
+    # the card's training time: the run's Timer (cumulative, right for a run stopped by hand), else --minutes
+    ckpt = {"callbacks": {"Timer": {"time_elapsed": {"train": 14329.5, "validate": 1.0}}}}
+    assert script._trained_minutes(ckpt, 90.0) == 238.8
+    assert script._trained_minutes({"callbacks": {}}, 90.0) == 90.0
 
 
 def _print_config(*configs: str) -> dict:
