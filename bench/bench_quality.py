@@ -31,6 +31,8 @@ performance, can do; A's own rendition also has A's timing and melody, which the
     python bench/bench_quality.py --out /tmp/quality --steps 600     # prints a markdown table + JSON
     python bench/bench_quality.py --out /tmp/q_smoke --steps 20      # end-to-end smoke run
     python bench/bench_quality.py --out /tmp/q_joe --steps 400 --source joe --target alto   # the words
+    python bench/bench_quality.py --out /tmp/q_jf --steps 400 --source joe --target joe_f --match-units 1 \
+        --second-asr whisper-base --seeds 1234,7      # the words, two judges, two fine-tune seeds and their mean
 """
 
 from __future__ import annotations
@@ -93,6 +95,12 @@ class ReadOnce:
         if key not in self.texts:
             self.texts[key] = self.transcriber(audio, sr)
         return self.texts[key]
+
+
+def mean_over_seeds(rows: dict[str, dict[str, float]], groups: dict[str, list[str]]) -> dict[str, dict[str, float]]:
+    """A row per group: the mean of each figure over the group's rows (one system fine-tuned at several seeds)."""
+    return {label: {k: float(np.mean([rows[m][k] for m in members])) for k in rows[members[0]]}
+            for label, members in groups.items() if members}
 
 
 def sox_shift(src: Path, dst: Path, semitones: int) -> Path:
@@ -174,6 +182,10 @@ def main() -> None:
                     help="a second ASR judge (e.g. whisper-base, the multilingual Whisper base of the whisper-base "
                          "extra): its WER / CER against the source's transcript by the same model, as more columns; "
                          "a judge whose encoder a content loss (--model.c_content) never saw")
+    ap.add_argument("--seeds", default=None, metavar="S1,S2,...",
+                    help="fine-tune once per seed (`--seed_everything`; runs_seed<S>/, converted_seed<S>/) and score "
+                         "each, plus their mean: five files' word error rate moves with the seed by more than most "
+                         "changes being compared (default: the tiny config's seed, one run)")
     ap.add_argument("--resynthesis", action="store_true",
                     help="also score A's held-out files converted to A itself (transpose 0): what the fine-tune "
                          "renders from the target's own units, which separates 'cannot render A' from 'keeps B'")
@@ -182,9 +194,9 @@ def main() -> None:
     from svc_pl.cli import main as cli
     from svc_pl.cli.demo import _median_f0
     from svc_pl.corpus import (
+        DERIVED_VOICES,
         EVAL_MELODIES,
         EVAL_SENTENCES,
-        DERIVED_VOICES,
         HELD_OUT_VOICES,
         TRAIN_MELODIES,
         TRAIN_SENTENCES,
@@ -210,16 +222,7 @@ def main() -> None:
             "--val-per-speaker", "1", "--no-progress", "--unit-window", a.unit_window,
             "--perturb-copies", str(a.perturb_copies)]) != 0:
         raise SystemExit("preprocessing failed")
-    runs = a.out / "runs"
-    t_fit = time.time()
-    if not list(runs.rglob("last.ckpt")):
-        if cli(["fit", "--config", "tiny", "--model.init_from", a.base, "--data.dataset_dir", str(a.out / "data"),
-                "--trainer.default_root_dir", str(runs), "--trainer.max_steps", str(a.steps),
-                "--trainer.check_val_every_n_epoch", "1000", "--trainer.enable_progress_bar", "false",
-                *a.fit_arg]) != 0:
-            raise SystemExit("fine-tuning failed")
-    fit_s = time.time() - t_fit
-    ckpt = sorted(runs.rglob("last.ckpt"))[-1]
+    seeds = [int(x) for x in a.seeds.split(",")] if a.seeds else [None]
     tgt_f0 = _median_f0(sorted((raw / a.target).glob("*.wav")))
     src_f0 = _median_f0(sorted((raw / a.source).glob("*.wav")))
     transpose = int(round(12 * math.log2(tgt_f0 / src_f0)))
@@ -232,16 +235,31 @@ def main() -> None:
         retrieval = ["--feature-index", str(index), "--retrieval-ratio", str(a.retrieval_ratio)]
     if a.match_units > 0:  # the dataset's statistics: also for fine-tunes made before checkpoints stored them
         retrieval += ["--match-units", str(a.match_units), "--unit-stats", str(a.out / "data")]
-    conv = a.out / (a.converted_dir or (f"converted_r{a.retrieval_ratio:g}" if a.retrieval_ratio > 0 else "converted"))
-    if cli(["infer", *map(str, sources), "-o", str(conv), "-m", str(ckpt), "-s", a.target, "-t", str(transpose),
-            "--content-encoder", "whisper-tiny.en", "--f0", a.f0, "--no-progress", "--precision", "fp32",
-            *retrieval]) != 0:
-        raise SystemExit("conversion failed")
-    resynth = conv.with_name(conv.name + "_resynthesis")
-    if a.resynthesis and cli(["infer", *map(str, sorted((held / a.target).glob("*.wav"))), "-o", str(resynth), "-m",
-                              str(ckpt), "-s", a.target, "-t", "0", "--content-encoder", "whisper-tiny.en", "--f0",
-                              a.f0, "--no-progress", "--precision", "fp32", *retrieval]) != 0:
-        raise SystemExit("resynthesis failed")
+    conv_name = a.converted_dir or (f"converted_r{a.retrieval_ratio:g}" if a.retrieval_ratio > 0 else "converted")
+    fit_s, outputs = {}, {}  # per seed: fine-tune seconds; (conversion folder, resynthesis folder)
+    for seed in seeds:
+        tag = "" if seed is None else f"_seed{seed}"
+        runs = a.out / f"runs{tag}"
+        t_fit = time.time()
+        if not list(runs.rglob("last.ckpt")):
+            if cli(["fit", "--config", "tiny", "--model.init_from", a.base, "--data.dataset_dir", str(a.out / "data"),
+                    "--trainer.default_root_dir", str(runs), "--trainer.max_steps", str(a.steps),
+                    "--trainer.check_val_every_n_epoch", "1000", "--trainer.enable_progress_bar", "false",
+                    *([] if seed is None else [f"--seed_everything={seed}"]), *a.fit_arg]) != 0:
+                raise SystemExit("fine-tuning failed")
+        fit_s[seed] = time.time() - t_fit
+        ckpt = sorted(runs.rglob("last.ckpt"))[-1]
+        conv = a.out / f"{conv_name}{tag}"
+        if cli(["infer", *map(str, sources), "-o", str(conv), "-m", str(ckpt), "-s", a.target, "-t", str(transpose),
+                "--content-encoder", "whisper-tiny.en", "--f0", a.f0, "--no-progress", "--precision", "fp32",
+                *retrieval]) != 0:
+            raise SystemExit("conversion failed")
+        resynth = conv.with_name(conv.name + "_resynthesis")
+        if a.resynthesis and cli(["infer", *map(str, sorted((held / a.target).glob("*.wav"))), "-o", str(resynth),
+                                  "-m", str(ckpt), "-s", a.target, "-t", "0", "--content-encoder", "whisper-tiny.en",
+                                  "--f0", a.f0, "--no-progress", "--precision", "fp32", *retrieval]) != 0:
+            raise SystemExit("resynthesis failed")
+        outputs[seed] = (conv, resynth)
     shifted = a.out / "sox_shifted"
     shifted.mkdir(parents=True, exist_ok=True)
 
@@ -249,14 +267,21 @@ def main() -> None:
         return np.concatenate([load_audio(f, 16000)[0] for f in sorted((raw / name).glob("speech_*.wav"))[:4]])
 
     ref_a, ref_b = ref(a.target), ref(a.source)
-    svc_label = f"svc_pl ({Path(a.base).stem} fine-tuned" + (f", retrieval {a.retrieval_ratio:g})" if retrieval else ")")
-    systems = {svc_label: lambda s: conv / s.name, "source unchanged": lambda s: s,
+    def svc_label(seed: int | None) -> str:
+        return (f"svc_pl ({Path(a.base).stem} fine-tuned" + (f", retrieval {a.retrieval_ratio:g}" if retrieval else "")
+                + ("" if seed is None else f", seed {seed}") + ")")
+
+    systems = {svc_label(seed): (lambda s, c=conv: c / s.name) for seed, (conv, _) in outputs.items()}
+    systems |= {"source unchanged": lambda s: s,
                "source + sox pitch": lambda s: sox_shift(s, shifted / s.name, transpose),
                "target's own rendition": lambda s: held / a.target / s.name,
                "A's timbre on B's performance (WORLD oracle)":
                    lambda s: timbre_oracle(s, held / a.target / s.name, transpose, a.out / "oracle" / s.name)}
+    resynth_labels = []
     if a.resynthesis:  # judged like the others (F0 against B's transposed, which A's rendition follows)
-        systems["target resynthesised (A -> A)"] = lambda s: resynth / s.name
+        for seed, (_, resynth) in outputs.items():
+            resynth_labels.append("target resynthesised (A -> A)" + ("" if seed is None else f", seed {seed}"))
+            systems[resynth_labels[-1]] = lambda s, r=resynth: r / s.name
     rows, transcripts = {}, {}
     for label, out_of in systems.items():
         per = []
@@ -294,10 +319,14 @@ def main() -> None:
                 if k in p:
                     p[k] = min(1.0, p[k])
         rows[label] = {k: float(np.nanmean([p[k] for p in per])) for k in per[0]}
+    if len(seeds) > 1:  # the figure to compare: each system's mean over the fine-tune seeds
+        rows |= mean_over_seeds(rows, {"svc_pl, mean over seeds": [svc_label(seed) for seed in seeds],
+                                       "target resynthesised, mean over seeds": resynth_labels})
     lyrics_wer_b = float(np.mean([word_error_rate_of(text_of(s), transcripts["source B"][s.name]) for s in sources]))
     result = {"target_A": a.target, "source_B": a.source, "transpose": transpose, "fine_tune_steps": a.steps,
               "base": a.base, "unit_window": a.unit_window, "perturb_copies": a.perturb_copies,
-              "fine_tune_seconds": round(fit_s, 1), "retrieval_ratio": a.retrieval_ratio, "f0_method": a.f0,
+              "fine_tune_seconds": round(sum(fit_s.values()), 1), "seeds": seeds,
+              "retrieval_ratio": a.retrieval_ratio, "f0_method": a.f0,
               "match_units": a.match_units, "fit_args": a.fit_arg, "second_asr": a.second_asr,
               "held_out_files": [s.name for s in sources], "words": {s.name: text_of(s) for s in sources},
               "source_wer_vs_lyrics": lyrics_wer_b, "transcripts": transcripts,
@@ -305,8 +334,9 @@ def main() -> None:
     report = a.out / (f"quality-{a.converted_dir}.json" if a.converted_dir else "quality.json")
     report.write_text(json.dumps(result, indent=2))
     print(f"\n{a.source} -> {a.target}, transpose {transpose:+d}, {len(sources)} held-out files, "
-          f"fine-tune {a.steps} steps in {fit_s:.0f} s, retrieval ratio {a.retrieval_ratio:g}, match units "
-          f"{a.match_units:g}\n")
+          f"fine-tune {a.steps} steps in {sum(fit_s.values()):.0f} s"
+          + (f" ({len(seeds)} seeds)" if len(seeds) > 1 else "")
+          + f", retrieval ratio {a.retrieval_ratio:g}, match units {a.match_units:g}\n")
     print("| system | F0 median err (cents) | gross err (share of B's frames judged) "
           "| sim to A / B (resemblyzer) | sim to A / B (voicefilter) "
           "| MCD to A (dB) | WER / CER vs B's transcript | WER / CER vs lyrics |"

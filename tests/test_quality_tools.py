@@ -227,3 +227,18 @@ def test_bench_reads_each_recording_once_per_judge():
     assert judge(x, 16000) == judge(x.copy(), 16000) == "text 1"
     assert judge(x, 22050) == "text 2" and judge(x[::-1], 16000) == "text 3"
     assert calls == [16000, 22050, 16000]
+
+
+def test_bench_quality_mean_over_seeds():
+    """`bench_quality --seeds`: one row per seed and their mean, per figure, for each system fine-tuned per seed."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("bench_quality", Path(__file__).parents[1] / "bench/bench_quality.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rows = {"svc (seed 1)": {"wer": 0.25, "sim": 0.80}, "svc (seed 7)": {"wer": 0.45, "sim": 0.81},
+            "source unchanged": {"wer": 0.0, "sim": 0.64}}
+    mean = bench.mean_over_seeds(rows, {"svc, mean": ["svc (seed 1)", "svc (seed 7)"], "resynthesis, mean": []})
+    assert list(mean) == ["svc, mean"]
+    assert mean["svc, mean"] == {"wer": pytest.approx(0.35), "sim": pytest.approx(0.805)}
