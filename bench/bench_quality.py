@@ -190,6 +190,10 @@ def main() -> None:
                     help="also score A's held-out files converted to A itself (transpose 0): what the fine-tune "
                          "renders from the target's own units, which separates 'cannot render A' from 'keeps B'")
     a = ap.parse_args()
+    try:
+        seeds = [int(x) for x in a.seeds.split(",")] if a.seeds else [None]
+    except ValueError:
+        ap.error(f"--seeds {a.seeds!r}: give whole numbers separated by commas, e.g. --seeds 1234,7")
 
     from svc_pl.cli import main as cli
     from svc_pl.cli.demo import _median_f0
@@ -222,7 +226,6 @@ def main() -> None:
             "--val-per-speaker", "1", "--no-progress", "--unit-window", a.unit_window,
             "--perturb-copies", str(a.perturb_copies)]) != 0:
         raise SystemExit("preprocessing failed")
-    seeds = [int(x) for x in a.seeds.split(",")] if a.seeds else [None]
     tgt_f0 = _median_f0(sorted((raw / a.target).glob("*.wav")))
     src_f0 = _median_f0(sorted((raw / a.source).glob("*.wav")))
     transpose = int(round(12 * math.log2(tgt_f0 / src_f0)))
@@ -267,6 +270,7 @@ def main() -> None:
         return np.concatenate([load_audio(f, 16000)[0] for f in sorted((raw / name).glob("speech_*.wav"))[:4]])
 
     ref_a, ref_b = ref(a.target), ref(a.source)
+
     def svc_label(seed: int | None) -> str:
         return (f"svc_pl ({Path(a.base).stem} fine-tuned" + (f", retrieval {a.retrieval_ratio:g}" if retrieval else "")
                 + ("" if seed is None else f", seed {seed}") + ")")
