@@ -6,6 +6,7 @@ target and to the source. Part of scoring a conversion (:mod:`svc_pl.evaluate`).
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from pathlib import Path
 
@@ -101,6 +102,13 @@ class ResemblyzerJudge:
 JUDGES = {"resemblyzer": ResemblyzerJudge, "voicefilter": VoiceFilterJudge}
 
 
+@functools.cache
+def _judge(name: str, device: str | None):
+    """One loaded judge per name and device for the process: a report scores many files, each against the same
+    judges (a judge that fails to load is not cached, so its error is raised again)."""
+    return JUDGES[name](device) if name == "resemblyzer" else JUDGES[name]()
+
+
 def speaker_similarity(converted: np.ndarray, sr_converted: int, reference: np.ndarray, sr_reference: int,
                        source: np.ndarray | None = None, sr_source: int | None = None,
                        device=None, judges: tuple[str, ...] = ("resemblyzer", "voicefilter"),
@@ -117,7 +125,7 @@ def speaker_similarity(converted: np.ndarray, sr_converted: int, reference: np.n
     """
     out: dict[str, float] = {}
     for name in judges:
-        judge = JUDGES[name](device) if name == "resemblyzer" else JUDGES[name]()
+        judge = _judge(name, None if device is None else str(device))
         conv = judge.embed(converted, sr_converted)
         out[f"{name}_similarity_to_target"] = float(np.dot(conv, judge.embed(reference, sr_reference)))
         if source is not None:
