@@ -253,15 +253,15 @@ def main() -> None:
         fit_s[seed] = time.time() - t_fit
         ckpt = sorted(runs.rglob("last.ckpt"))[-1]
         conv = a.out / f"{conv_name}{tag}"
-        if cli(["infer", *map(str, sources), "-o", str(conv), "-m", str(ckpt), "-s", a.target, "-t", str(transpose),
-                "--content-encoder", "whisper-tiny.en", "--f0", a.f0, "--no-progress", "--precision", "fp32",
-                *retrieval]) != 0:
-            raise SystemExit("conversion failed")
         resynth = conv.with_name(conv.name + "_resynthesis")
-        if a.resynthesis and cli(["infer", *map(str, sorted((held / a.target).glob("*.wav"))), "-o", str(resynth),
-                                  "-m", str(ckpt), "-s", a.target, "-t", "0", "--content-encoder", "whisper-tiny.en",
-                                  "--f0", a.f0, "--no-progress", "--precision", "fp32", *retrieval]) != 0:
-            raise SystemExit("resynthesis failed")
+        jobs = [(sources, conv, transpose, "conversion")]
+        if a.resynthesis:
+            jobs.append((sorted((held / a.target).glob("*.wav")), resynth, 0, "resynthesis"))
+        for files, out_dir, semitones, what in jobs:
+            if cli(["infer", *map(str, files), "-o", str(out_dir), "-m", str(ckpt), "-s", a.target, "-t",
+                    str(semitones), "--content-encoder", "whisper-tiny.en", "--f0", a.f0, "--no-progress",
+                    "--precision", "fp32", *retrieval]) != 0:
+                raise SystemExit(f"{what} failed")
         outputs[seed] = (conv, resynth)
     shifted = a.out / "sox_shifted"
     shifted.mkdir(parents=True, exist_ok=True)
