@@ -294,6 +294,7 @@ def write_card(work: Path, summary: dict) -> Path:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     from svc_pl.corpus import BASE_VOICES, HARVARD_SENTENCES, HELD_OUT_VOICES, SUNG_SENTENCES
+    from svc_pl.io import write_text_atomic
     from svc_pl.pretrained import load_base
 
     _, meta = load_base(OUT / "tiny-base.safetensors")
@@ -377,10 +378,7 @@ def write_card(work: Path, summary: dict) -> Path:
     ]
     path = OUT / "tiny-base.md"
     kept = _hand_kept_sections(path.read_text() if path.is_file() else "", lines)
-    text = "\n".join(lines) + "\n" + "".join("\n" + s for s in kept)
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    write_text_atomic(path, "\n".join(lines) + "\n" + "".join("\n" + s for s in kept))
     print(f"model card: {path}" + (f" (kept by hand: {', '.join(s.splitlines()[0][3:] for s in kept)})"
                                    if kept else ""))
     return path
