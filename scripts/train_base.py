@@ -67,21 +67,29 @@ def stage_data(work: Path, workers: int) -> None:
         sys.exit("preprocessing failed")
 
 
-def warm_start_file(work: Path, previous: Path) -> Path:
+def warm_start_file(work: Path, previous: Path, fit_args: list[str] = ()) -> Path:
     """A previous base's weights labelled with this corpus's unit window, to start training from.
 
     The previous base may have learned on other units (whole-clip ones, for the first base): its prior and
     decoder are still a far better start than random weights, and training on the new units adapts them.
+    Where the run's decoder (the tiny config's ``model.net``, with ``--model.net.KEY=VALUE`` fit args over it) has
+    heads the previous base lacks, they are added at their neutral start (see :func:`_with_envelope_head`,
+    :func:`_with_noise_steps`).
     """
     import json
 
     from svc_pl.pretrained import load_base, save_base
 
     state, meta = load_base(previous)
-    bins = _config_envelope_bins()
+    net = _run_net(fit_args)
+    bins = int(net.get("ddsp_envelope_bins", 0))
     if bins and not meta["net"].get("ddsp_envelope_bins"):  # a harmonic-distribution base: new envelope head
         state = _with_envelope_head(state, meta["net"], bins)
         meta["net"] = dict(meta["net"], ddsp_envelope_bins=bins)
+    steps = int(net.get("ddsp_noise_steps", 1))
+    if steps != int(meta["net"].get("ddsp_noise_steps", 1)):
+        state = _with_noise_steps(state, meta["net"], steps)
+        meta["net"] = dict(meta["net"], ddsp_noise_steps=steps)
     info = json.loads((work / "data" / "dataset.json").read_text())
     meta["dataset_info"] = dict(meta["dataset_info"], unit_window=info.get("unit_window") or {})
     meta["warm_started_from"] = {"file": previous.name, "global_step": meta.get("global_step")}
@@ -98,6 +106,32 @@ def _tiny_config() -> dict:
 def _config_envelope_bins() -> int:
     """The tiny config's ``net.ddsp_envelope_bins`` (0: the harmonic distribution)."""
     return int(_tiny_config()["model"]["net"].get("ddsp_envelope_bins", 0))
+
+
+def _run_net(fit_args: list[str] = ()) -> dict:
+    """The ``model.net`` the fit stage trains: the tiny config's, with each ``--model.net.KEY=VALUE`` fit arg over it."""
+    import yaml
+
+    net = dict(_tiny_config()["model"]["net"])
+    for arg in fit_args:
+        key, eq, value = arg.partition("=")
+        if eq and key.startswith("--model.net."):
+            net[key.removeprefix("--model.net.")] = yaml.safe_load(value)
+    return net
+
+
+def _with_noise_steps(state: dict, net: dict, steps: int) -> dict:
+    """A base's weights for a decoder that shapes its noise ``steps`` times per frame (``ddsp_noise_steps``): the
+    level head is added at zero (level 1 at every sub-step, the frame gains interpolated between frames), or
+    dropped when going back to one step; every other weight is kept."""
+    import torch
+
+    state = {k: v for k, v in state.items() if not k.startswith("dec.noise_env.")}
+    if steps > 1:
+        hidden = state["dec.out.weight"].shape[1]
+        state["dec.noise_env.weight"] = torch.zeros((steps, hidden, 1), dtype=state["dec.out.weight"].dtype)
+        state["dec.noise_env.bias"] = torch.zeros(steps, dtype=state["dec.out.bias"].dtype)
+    return state
 
 
 def _with_envelope_head(state: dict, net: dict, bins: int) -> dict:
@@ -132,7 +166,7 @@ def stage_fit(work: Path, minutes: float, max_steps: int, init_from: Path | None
     if last:
         args += ["--ckpt_path", str(last[-1])]
     elif init_from is not None:
-        args += ["--model.init_from", str(warm_start_file(work, init_from))]
+        args += ["--model.init_from", str(warm_start_file(work, init_from, fit_args))]
     with (work / MACHINES).open("a") as f:  # the model card names every machine that trained the base
         f.write(f"{time.strftime('%Y-%m-%d')}\t{_this_machine()}\t{minutes:g} min (cumulative)\t"
                 f"from step {_step_of(last[-1]) if last else 0}, unvoiced_f0_hold {_config_hold()}"

@@ -116,6 +116,7 @@ class NetConfig:
     n_harmonics: int = 64
     n_noise_bands: int = 65
     ddsp_envelope_bins: int = 0
+    ddsp_noise_steps: int = 1
     source_sampling_rate: int | None = None
 
     @classmethod
@@ -203,7 +204,7 @@ class Synthesizer(nn.Module):
                  decoder: Literal["nsf-hifigan", "ddsp"] = _NET.decoder, hop_length: int | None = None,
                  ddsp_hidden: int = _NET.ddsp_hidden, n_harmonics: int = _NET.n_harmonics,
                  n_noise_bands: int = _NET.n_noise_bands, ddsp_envelope_bins: int = _NET.ddsp_envelope_bins,
-                 source_sampling_rate: int | None = None):
+                 ddsp_noise_steps: int = _NET.ddsp_noise_steps, source_sampling_rate: int | None = None):
         super().__init__()
         if decoder not in ("nsf-hifigan", "ddsp"):
             raise ValueError(f"decoder {decoder!r} is not one of 'nsf-hifigan', 'ddsp'")
@@ -236,7 +237,7 @@ class Synthesizer(nn.Module):
             # DDSP decoder on the prior's mean: no posterior encoder and no flow (trained by spectral losses)
             self.dec = DDSPDecoder(inter_channels, sampling_rate, self.hop_length, hidden=ddsp_hidden,
                                    n_harmonics=n_harmonics, n_noise_bands=n_noise_bands, gin_channels=gin_channels,
-                                   envelope_bins=ddsp_envelope_bins)
+                                   envelope_bins=ddsp_envelope_bins, noise_steps=ddsp_noise_steps)
             if use_automatic_f0_prediction:
                 self.f0_decoder = F0Decoder(1, hidden_channels, filter_channels, n_heads, n_layers, kernel_size,
                                             p_dropout, spk_channels=gin_channels)

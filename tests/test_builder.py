@@ -316,3 +316,31 @@ def test_base_warm_start_gives_a_harmonic_distribution_base_an_envelope_head(tmp
         amps, _ = dec.controls(torch.randn(1, 8, 3), torch.full((1, 3), 200.0), torch.ones(1, 3), None)
     assert torch.allclose(amps, amps[:, :1].expand_as(amps))  # flat: every harmonic the same share
     assert all(torch.equal(new[k], v) for k, v in state.items() if not k.startswith("dec.out."))
+
+
+def test_base_warm_start_adds_the_noise_level_head_a_fit_arg_asks_for():
+    """`train_base.py --init-from BASE --fit-arg=--model.net.ddsp_noise_steps=4`: the run's net is the tiny config's
+    with the fit arg over it; the base's weights get a zero level head (level 1: the frame gains, interpolated),
+    load into that decoder, and every other weight is kept; going back to one step drops the head."""
+    import importlib.util
+
+    import torch
+
+    from svc_pl.layers.ddsp import DDSPDecoder
+
+    spec = importlib.util.spec_from_file_location("train_base", REPO / "scripts" / "train_base.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    tiny = yaml.safe_load((CONFIGS / "tiny.yaml").read_text())["model"]["net"]
+    assert script._run_net([]) == tiny
+    net = script._run_net(["--model.c_content=1", "--model.net.ddsp_noise_steps=4"])
+    assert net == dict(tiny, ddsp_noise_steps=4)
+    torch.manual_seed(0)
+    old = DDSPDecoder(8, 16000, 320, hidden=16, n_harmonics=6, n_noise_bands=5)
+    state = {f"dec.{k}": v for k, v in old.state_dict().items()}
+    new = script._with_noise_steps(state, {}, net["ddsp_noise_steps"])
+    dec = DDSPDecoder(8, 16000, 320, hidden=16, n_harmonics=6, n_noise_bands=5, noise_steps=4)
+    dec.load_state_dict({k[4:]: v for k, v in new.items()})  # strict: nothing missing, nothing left over
+    assert not dec.noise_env.weight.any() and not dec.noise_env.bias.any()
+    assert all(torch.equal(new[k], v) for k, v in state.items())
+    assert script._with_noise_steps(new, {}, 1).keys() == state.keys()

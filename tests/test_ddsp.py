@@ -72,6 +72,48 @@ def test_envelope_keeps_a_formant_at_its_frequency_whatever_the_pitch():
         DDSPDecoder(16, SR, HOP, envelope_bins=1)
 
 
+def _span_ms(y: np.ndarray, share: float = 0.9) -> float:
+    """The shortest stretch of ``y`` (ms) that holds ``share`` of its energy."""
+    c = np.concatenate([[0.0], np.cumsum(y.astype(np.float64) ** 2)])
+    starts = np.arange(int(np.searchsorted(c, (1 - share) * c[-1], side="right")))  # those that can hold it
+    return 1000 * int((np.searchsorted(c, c[starts] + share * c[-1]) - starts).min()) / SR
+
+
+def test_noise_steps_shape_a_burst_shorter_than_a_frame():
+    """``noise_steps`` S: the noise is shaped S times per frame through a window of 4 hops / S, and a level head
+    scales each sub-step. A burst of one sub-step (5 ms at S = 4) keeps 90 % of its energy within about 7 ms;
+    one step per frame (the 80 ms window) cannot: even a single frame's gain spreads it over ~28 ms."""
+    t, m = 20, 65
+    fine = DDSPDecoder(16, SR, HOP, hidden=32, noise_steps=4).eval()
+    coarse = DDSPDecoder(16, SR, HOP, hidden=32).eval()
+    assert fine.n_fft == HOP and coarse.n_fft == 4 * HOP and coarse.noise_env is None
+    burst = torch.zeros(1, m, 4 * t)
+    burst[..., 4 * 10 + 2] = 1.0  # sub-step 2 of frame 10: centred at sample 42 * 80
+    frame = torch.zeros(1, m, t)
+    frame[..., 10] = 1.0  # frame 10: centred at sample 10 * 320
+    torch.manual_seed(0)
+    y_fine = fine.noise(burst, t * HOP)[0].numpy()
+    y_coarse = coarse.noise(frame, t * HOP)[0].numpy()
+    assert _span_ms(y_fine) < 10 and _span_ms(y_coarse) > 3 * _span_ms(y_fine)
+    assert abs(int(np.abs(y_fine).argmax()) - 42 * HOP // 4) < HOP // 2  # where the sub-step is
+
+    x, f0, uv = torch.randn(1, 16, t), torch.full((1, t), 200.0), torch.zeros(1, t)
+    with torch.no_grad():
+        _, frame_gains = coarse.controls(x, f0, uv, None)
+        fine.load_state_dict(coarse.state_dict() | {k: v for k, v in fine.state_dict().items()
+                                                    if k.startswith("noise_env.")})
+        _, gains = fine.controls(x, f0, uv, None)
+        # a zero level head (its start, and a base trained without it): the frame gains, interpolated
+        assert gains.shape == (1, m, 4 * t)
+        assert torch.allclose(gains[..., ::4], frame_gains)
+        assert torch.allclose(gains[..., 2:-4:4], (frame_gains[..., :-1] + frame_gains[..., 1:]) / 2)
+        fine.noise_env.bias.copy_(torch.tensor([-30.0, -30.0, 30.0, -30.0]))
+        _, gated = fine.controls(x, f0, uv, None)
+    assert torch.allclose(gated[..., 2::4], 2 * gains[..., 2::4]) and gated[..., 0::4].max() < 1e-9
+    with pytest.raises(ValueError, match="noise_steps"):
+        DDSPDecoder(16, SR, HOP, noise_steps=3)
+
+
 def test_phase_stays_accurate_over_long_inputs():
     f0 = torch.full((1, 30000), 440.0)  # 10 minutes of frames
     phase = harmonic_phase(f0, HOP, SR)
@@ -113,22 +155,28 @@ def test_ddsp_synthesizer_train_and_infer_shapes():
     assert torch.equal(again, audio)  # seeded noise: repeatable
 
 
-def test_envelope_synthesizer_config_round_trip_and_onnx(tmp_path):
-    """``ddsp_envelope_bins`` in the net config builds the decoder's envelope head, survives the config round trip,
-    and its prior graph (with the envelope read by a gather) gives torch's controls in ONNX Runtime."""
+@pytest.mark.parametrize("noise_steps", [1, 4])
+def test_envelope_synthesizer_config_round_trip_and_onnx(tmp_path, noise_steps):
+    """``ddsp_envelope_bins`` (and ``ddsp_noise_steps``) in the net config build the decoder's envelope head (and
+    noise level head), survive the config round trip, and the prior graph (with the envelope read by a gather, the
+    gains at noise_steps per frame) gives torch's audio in ONNX Runtime."""
     pytest.importorskip("onnxruntime")
     from svc_pl.infer.onnx_backend import OrtSynthesizer
     from svc_pl.synthesizer import NetConfig, synthesizer_kwargs
 
     kw = synthesizer_kwargs(NetConfig.from_dict({"decoder": "ddsp", "ddsp_envelope_bins": 33, "inter_channels": 16,
                                                   "hidden_channels": 16, "filter_channels": 32, "n_layers": 1,
-                                                  "gin_channels": 8, "ddsp_hidden": 32}),
+                                                  "gin_channels": 8, "ddsp_hidden": 32,
+                                                  "ddsp_noise_steps": noise_steps}),
                             {"sampling_rate": SR, "hop_length": HOP, "filter_length": 1024, "unit_dim": 12,
                              "n_speakers": 2})
-    assert kw["ddsp_envelope_bins"] == 33
+    assert kw["ddsp_envelope_bins"] == 33 and kw["ddsp_noise_steps"] == noise_steps
     torch.manual_seed(0)
     net = Synthesizer(**kw).eval()
     assert net.dec.out.out_channels == 1 + 33 + net.dec.n_noise_bands
+    if noise_steps > 1:
+        assert net.dec.noise_env.out_channels == noise_steps
+        torch.nn.init.normal_(net.dec.noise_env.weight)  # a level that varies within each frame
     t = 40
     gen = torch.Generator().manual_seed(1)
     c, f0 = torch.randn(1, 12, t, generator=gen), 100 + 300 * torch.rand(1, t, generator=gen)

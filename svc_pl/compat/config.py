@@ -18,7 +18,7 @@ LOG = logging.getLogger(__name__)
 # svc_pl's own architecture settings, which so-vits-svc's model block does not have (source_sampling_rate is
 # there as "sampling_rate")
 SVC_PL_NET_KEYS = ("decoder", "ddsp_hidden", "n_harmonics", "n_noise_bands", "ddsp_envelope_bins",
-                   "source_sampling_rate")
+                   "ddsp_noise_steps", "source_sampling_rate")
 # model-block keys the synthesizer reads: the architecture (NetConfig) and what upstream keeps beside it
 MODEL_KEYS = (*(f.name for f in fields(NetConfig) if f.name not in SVC_PL_NET_KEYS), "ssl_dim", "n_speakers",
               "vocoder_name", "sampling_rate")

@@ -183,12 +183,14 @@ def export_graph(synth: Synthesizer, graph: str, path: str | os.PathLike, planar
     ``planar_channels``: see :class:`DecoderGraph`."""
     module = PriorGraph(synth) if graph == "prior" else DecoderGraph(synth, planar_channels)
     names, args, outputs = _example(synth, graph, 64)
+    # the DDSP gains come noise_steps per frame (net.ddsp_noise_steps): their time axis has its own name
     time_axis = {"c": 2, "f0": 1, "uv": 1, "g": 2, "noise": 2, "vol": 1, "z": 2, "amps": 2, "gains": 2,
                  "har_source": 2, "audio": 2}
     axes = {}
     for n in names + outputs:
         if n != "noise_scale":
-            axes[n] = {0: "batch", time_axis[n]: "samples" if n in ("har_source", "audio") else "frames"}
+            axes[n] = {0: "batch", time_axis[n]: {"har_source": "samples", "audio": "samples",
+                                                   "gains": "gain_steps"}.get(n, "frames")}
     return _export(module, args, path, names, outputs, axes)
 
 

@@ -54,13 +54,21 @@ class DDSPDecoder(nn.Module):
             output per harmonic number); N > 0: it gives a log-amplitude envelope at N frequencies spaced evenly
             from 0 Hz to Nyquist, read at k * F0 (linear interpolation), so a formant stays at its frequency
             whatever the pitch (a source-filter reading of the same controls).
+        noise_steps: times per frame the noise is shaped. 1: the noise filter's gains are set once per frame and
+            applied through a 4-frame (Hann) STFT window, hop one frame. S > 1: the STFT hop is ``hop / S`` and the
+            window ``4 * hop / S`` (an 80 ms window becomes 20 ms at S = 4), the frame gains are interpolated
+            between frames, and a second head gives the noise a level per sub-step (``2 * sigmoid``, 1 when its
+            weights are zero), so a plosive's 5-10 ms burst is not smeared over the window.
     """
 
     def __init__(self, in_channels: int, sampling_rate: int, hop: int, hidden: int = 256, n_harmonics: int = 64,
-                 n_noise_bands: int = 65, gin_channels: int = 0, kernel_size: int = 3, envelope_bins: int = 0):
+                 n_noise_bands: int = 65, gin_channels: int = 0, kernel_size: int = 3, envelope_bins: int = 0,
+                 noise_steps: int = 1):
         super().__init__()
         if envelope_bins == 1 or envelope_bins < 0:
             raise ValueError(f"envelope_bins must be 0 (harmonic distribution) or at least 2, not {envelope_bins}")
+        if noise_steps < 1 or hop % noise_steps or (4 * hop // noise_steps) < 4:
+            raise ValueError(f"noise_steps must divide the hop ({hop}) and be at most {hop}, not {noise_steps}")
         self.sampling_rate = sampling_rate
         self.upp = hop
         self.n_harmonics = n_harmonics
@@ -71,7 +79,14 @@ class DDSPDecoder(nn.Module):
         self.convs = nn.ModuleList(nn.Conv1d(hidden, hidden, kernel_size, padding=kernel_size // 2) for _ in range(3))
         self.norms = nn.ModuleList(nn.GroupNorm(1, hidden) for _ in range(3))
         self.out = nn.Conv1d(hidden, 1 + self.n_shape + n_noise_bands, 1)
-        self.n_fft = 4 * hop
+        self.noise_steps = noise_steps
+        # the noise's level per sub-step (none at one step per frame: the bases trained that way load unchanged)
+        self.noise_env = nn.Conv1d(hidden, noise_steps, 1) if noise_steps > 1 else None
+        if self.noise_env is not None:  # level 1 everywhere at the start (and from a base trained without it)
+            nn.init.zeros_(self.noise_env.weight)
+            nn.init.zeros_(self.noise_env.bias)
+        self.noise_hop = hop // noise_steps
+        self.n_fft = 4 * self.noise_hop
         self.register_buffer("window", torch.hann_window(self.n_fft), persistent=False)
 
     @property
@@ -93,7 +108,7 @@ class DDSPDecoder(nn.Module):
 
     def controls(self, x: torch.Tensor, f0: torch.Tensor, uv: torch.Tensor, g: torch.Tensor | None):
         """Frame controls: harmonic amplitudes (B, K, T) (zero above Nyquist and when unvoiced) and
-        noise-filter gains (B, M, T)."""
+        noise-filter gains (B, M, T * noise_steps)."""
         lf0 = torch.log(f0.clamp(min=1.0)).unsqueeze(1) / 6.0 - 1.0
         h = self.pre(torch.cat([x, lf0.to(x.dtype), uv.unsqueeze(1).to(x.dtype)], dim=1))
         if self.cond is not None and g is not None:
@@ -108,7 +123,12 @@ class DDSPDecoder(nn.Module):
         dist = torch.softmax(dist, dim=1) * audible
         dist = dist / dist.sum(dim=1, keepdim=True).clamp(min=1e-7)
         amps = exp_sigmoid(loud) * dist * uv.float().unsqueeze(1)
-        return amps, exp_sigmoid(noise - 5.0)
+        gains = exp_sigmoid(noise - 5.0)
+        if self.noise_env is not None:  # (B, M, T) -> (B, M, T * S): between frames, times the level per sub-step
+            b, m, t = gains.shape
+            level = 2 * torch.sigmoid(self.noise_env(h).float())  # (B, S, T)
+            gains = upsample_frames(gains, self.noise_steps) * level.transpose(1, 2).reshape(b, 1, t * self.noise_steps)
+        return amps, gains
 
     def harmonics(self, amps: torch.Tensor, f0: torch.Tensor) -> torch.Tensor:
         """Additive synthesis: (B, K, T) amplitudes at k * F0 -> (B, T * hop)."""
@@ -119,14 +139,15 @@ class DDSPDecoder(nn.Module):
         return (sines * amps_up).sum(dim=1)
 
     def noise(self, gains: torch.Tensor, n_samples: int) -> torch.Tensor:
-        """White noise shaped per frame by ``gains`` (B, M, T), via STFT filtering (B, n_samples)."""
+        """White noise shaped per sub-step by ``gains`` (B, M, T * noise_steps), via STFT filtering
+        (B, n_samples)."""
         b = gains.shape[0]
         white = rand_rows(b, n_samples, device=gains.device) * 2 - 1
-        spec = torch.stft(white, self.n_fft, self.upp, window=self.window, return_complex=True)
+        spec = torch.stft(white, self.n_fft, self.noise_hop, window=self.window, return_complex=True)
         bins = spec.shape[1]
         g = F.interpolate(gains.transpose(1, 2), size=bins, mode="linear", align_corners=True).transpose(1, 2)
         g = torch.cat([g, g[..., -1:]], dim=-1)[..., :spec.shape[-1]]
-        return torch.istft(spec * g, self.n_fft, self.upp, window=self.window, length=n_samples)
+        return torch.istft(spec * g, self.n_fft, self.noise_hop, window=self.window, length=n_samples)
 
     def forward(self, x: torch.Tensor, f0: torch.Tensor, uv: torch.Tensor, g: torch.Tensor | None = None
                 ) -> torch.Tensor:
