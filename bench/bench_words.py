@@ -5,7 +5,8 @@ For each voice, its spoken sentences (the corpus's own words) are scored as:
 
 * ``original``: the voice's own recording (how well Whisper reads the voice at all);
 * ``world20``: a WORLD analysis-resynthesis with 20 ms frames, the base's frame rate (is a harmonic-plus-noise
-  model at 20 ms enough for the words? an oracle of the DDSP decoder's model class);
+  model at 20 ms enough for the words? an oracle of the DDSP decoder's model class); ``world5``: the same at 5 ms
+  frames (what the 20 ms frame rate itself costs; ``--world-ms`` picks the frame periods);
 * ``resynthesis``: ``svc-pl infer`` with the base itself, the voice's own speaker when the base knows it
   (speaker 0 for held-out voices), its own F0 (FCPE): units -> prior -> DDSP decoder, no conversion.
 
@@ -44,7 +45,14 @@ def main() -> None:
     ap.add_argument("--voices", default="fest_slt,es_m1,es_f2,joe,tenor",
                     help="comma-separated corpus voices (base voices resynthesise as themselves)")
     ap.add_argument("--train-sentences", type=int, default=4, help="how many of the base's training sentences")
+    ap.add_argument("--world-ms", default="20,5", help="comma-separated WORLD frame periods (ms) to score")
     a = ap.parse_args()
+    try:
+        world_ms = [float(x) for x in a.world_ms.split(",")]
+    except ValueError:
+        ap.error(f"--world-ms {a.world_ms!r}: give frame periods in ms, e.g. 20,5")
+    worlds = [f"world{ms:g}" for ms in world_ms]
+    stages = ("original", *worlds, "resynthesis")
 
     from svc_pl.cli import main as cli
     from svc_pl.corpus import EVAL_SENTENCES, TRAIN_SENTENCES, VOICES, render_voice, text_of
@@ -73,29 +81,28 @@ def main() -> None:
                 z, _ = load_audio(out_dir / f.name, 16000)
                 words = text_of(f)
                 row = {"voice": name, "in_base": name in speakers, "split": split, "file": f.name}
-                for stage, audio in (("original", y), ("world20", world_resynthesis(y, 16000, 20.0)),
-                                     ("resynthesis", z)):
+                audios = (y, *(world_resynthesis(y, 16000, ms) for ms in world_ms), z)
+                for stage, audio in zip(stages, audios):
                     text = transcriber(audio, 16000)
                     row[stage] = min(1.0, word_error_rate(words, text))
                     row[f"{stage}_text"] = text
                 rows.append(row)
-                print(f"{name:9s} {split:8s} {f.name:14s} original {row['original']:.2f}  world20 "
-                      f"{row['world20']:.2f}  resynthesis {row['resynthesis']:.2f}  | {row['resynthesis_text']}",
-                      flush=True)
-    print("\n| voice | in base | split | WER original | WER WORLD 20 ms | WER base resynthesis |")
-    print("| --- | --- | --- | --- | --- | --- |")
+                print(f"{name:9s} {split:8s} {f.name:14s} " + "  ".join(f"{k} {row[k]:.2f}" for k in stages)
+                      + f"  | {row['resynthesis_text']}", flush=True)
+    print("\n| voice | in base | split | WER original | " + " | ".join(f"WER WORLD {ms:g} ms" for ms in world_ms)
+          + " | WER base resynthesis |")
+    print("| --- | --- | --- | --- |" + " --- |" * len(world_ms) + " --- |")
     summary = []
     for name in a.voices.split(","):
         for split in ("train", "held_out"):
             r = [x for x in rows if x["voice"] == name and x["split"] == split]
-            m = {k: float(np.mean([x[k] for x in r])) for k in ("original", "world20", "resynthesis")}
+            m = {k: float(np.mean([x[k] for x in r])) for k in stages}
             summary.append({"voice": name, "split": split, **m})
-            print(f"| {name} | {'yes' if r[0]['in_base'] else 'no'} | {split} | {m['original']:.2f} "
-                  f"| {m['world20']:.2f} | {m['resynthesis']:.2f} |")
+            print(f"| {name} | {'yes' if r[0]['in_base'] else 'no'} | {split} | "
+                  + " | ".join(f"{m[k]:.2f}" for k in stages) + " |")
     for split in ("train", "held_out"):
         r = [x for x in rows if x["split"] == split]
-        print(f"| all | | {split} | {np.mean([x['original'] for x in r]):.2f} | "
-              f"{np.mean([x['world20'] for x in r]):.2f} | {np.mean([x['resynthesis'] for x in r]):.2f} |")
+        print(f"| all | | {split} | " + " | ".join(f"{np.mean([x[k] for x in r]):.2f}" for k in stages) + " |")
     (a.out / "words.json").write_text(json.dumps({"base": a.base, "summary": summary, "files": rows}, indent=1))
     print(f"\nper file: {a.out / 'words.json'}")
 
