@@ -88,7 +88,7 @@ def warm_start_file(work: Path, previous: Path, fit_args: list[str] = ()) -> Pat
         meta["net"] = dict(meta["net"], ddsp_envelope_bins=bins)
     steps = int(net.get("ddsp_noise_steps", 1))
     if steps != int(meta["net"].get("ddsp_noise_steps", 1)):
-        state = _with_noise_steps(state, meta["net"], steps)
+        state = _with_noise_steps(state, steps)
         meta["net"] = dict(meta["net"], ddsp_noise_steps=steps)
     info = json.loads((work / "data" / "dataset.json").read_text())
     meta["dataset_info"] = dict(meta["dataset_info"], unit_window=info.get("unit_window") or {})
@@ -103,13 +103,8 @@ def _tiny_config() -> dict:
     return yaml.safe_load((OUT.parent / "configs" / "tiny.yaml").read_text())
 
 
-def _config_envelope_bins() -> int:
-    """The tiny config's ``net.ddsp_envelope_bins`` (0: the harmonic distribution)."""
-    return int(_tiny_config()["model"]["net"].get("ddsp_envelope_bins", 0))
-
-
 def _run_net(fit_args: list[str] = ()) -> dict:
-    """The ``model.net`` the fit stage trains: the tiny config's, with each ``--model.net.KEY=VALUE`` fit arg over it."""
+    """The ``model.net`` the fit stage trains: the tiny config's, each ``--model.net.KEY=VALUE`` fit arg over it."""
     import yaml
 
     net = dict(_tiny_config()["model"]["net"])
@@ -120,7 +115,7 @@ def _run_net(fit_args: list[str] = ()) -> dict:
     return net
 
 
-def _with_noise_steps(state: dict, net: dict, steps: int) -> dict:
+def _with_noise_steps(state: dict, steps: int) -> dict:
     """A base's weights for a decoder that shapes its noise ``steps`` times per frame (``ddsp_noise_steps``): the
     level head is added at zero (level 1 at every sub-step, the frame gains interpolated between frames), or
     dropped when going back to one step; every other weight is kept."""

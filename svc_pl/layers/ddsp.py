@@ -67,8 +67,8 @@ class DDSPDecoder(nn.Module):
         super().__init__()
         if envelope_bins == 1 or envelope_bins < 0:
             raise ValueError(f"envelope_bins must be 0 (harmonic distribution) or at least 2, not {envelope_bins}")
-        if noise_steps < 1 or hop % noise_steps or (4 * hop // noise_steps) < 4:
-            raise ValueError(f"noise_steps must divide the hop ({hop}) and be at most {hop}, not {noise_steps}")
+        if noise_steps < 1 or hop % noise_steps:
+            raise ValueError(f"noise_steps must be a positive divisor of the hop ({hop}), not {noise_steps}")
         self.sampling_rate = sampling_rate
         self.upp = hop
         self.n_harmonics = n_harmonics
@@ -127,7 +127,8 @@ class DDSPDecoder(nn.Module):
         if self.noise_env is not None:  # (B, M, T) -> (B, M, T * S): between frames, times the level per sub-step
             b, m, t = gains.shape
             level = 2 * torch.sigmoid(self.noise_env(h).float())  # (B, S, T)
-            gains = upsample_frames(gains, self.noise_steps) * level.transpose(1, 2).reshape(b, 1, t * self.noise_steps)
+            level = level.transpose(1, 2).reshape(b, 1, t * self.noise_steps)  # sub-step s of frame t at t * S + s
+            gains = upsample_frames(gains, self.noise_steps) * level
         return amps, gains
 
     def harmonics(self, amps: torch.Tensor, f0: torch.Tensor) -> torch.Tensor:
