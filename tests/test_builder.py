@@ -34,6 +34,16 @@ DATA_16K = {"sampling_rate": 16000, "hop_length": 320, "filter_length": 1024, "w
 DATA_44K = dict(DATA_16K, sampling_rate=44100, hop_length=512, filter_length=2048, win_length=2048)
 
 
+def _train_base_script():
+    """scripts/train_base.py as a module (it is a script, not part of the package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("train_base", REPO / "scripts" / "train_base.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script
+
+
 def _net(config: str) -> dict:
     return yaml.safe_load((CONFIGS / f"{config}.yaml").read_text())["model"]["net"]
 
@@ -147,14 +157,10 @@ def test_shipped_base_refuses_data_at_another_rate():
 def test_base_as_checkpoint_gives_its_segment_in_frames(tmp_path):
     """scripts/train_base.py converts the base to a .ckpt stating ``segment_frames`` (its metadata's, or for a
     base written without it, its config's), never the old ``segment_size`` in samples."""
-    import importlib.util
-
     from svc_pl.infer.loading import load_voice_model, read_ckpt
     from svc_pl.pretrained import load_base, pretrained_path, save_base
 
-    spec = importlib.util.spec_from_file_location("train_base", REPO / "scripts" / "train_base.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = _train_base_script()
     state, meta = load_base(pretrained_path("tiny-base"))
     with_frames = save_base(state, tmp_path / "with.safetensors", dict(meta, segment_frames=7))
     tiny = yaml.safe_load((CONFIGS / "tiny.yaml").read_text())["model"]["segment_frames"]
@@ -167,11 +173,7 @@ def test_base_as_checkpoint_gives_its_segment_in_frames(tmp_path):
 
 def test_base_card_names_every_machine_that_trained_it(tmp_path):
     """The fit stage records the machine of each run; the export lists each once, in order, for the card."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("train_base", REPO / "scripts" / "train_base.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = _train_base_script()
     assert script._machines_of(tmp_path) == []
     here = script._this_machine()
     assert "core" in here or "NVIDIA" in here
@@ -192,13 +194,9 @@ def test_base_card_names_every_machine_that_trained_it(tmp_path):
 
 def test_base_fit_stage_passes_extra_fit_arguments(tmp_path, monkeypatch):
     """`train_base.py --fit-arg ARG`: each reaches `svc-pl fit` after the script's own, so it can override them."""
-    import importlib.util
-
     import svc_pl.cli
 
-    spec = importlib.util.spec_from_file_location("train_base", REPO / "scripts" / "train_base.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = _train_base_script()
     seen = []
     monkeypatch.setattr(svc_pl.cli, "main", lambda args: seen.append(list(args)) or 0)
     script.stage_fit(tmp_path, 5, 100, None, ["--model.speaker_adversary=0.5", "--seed_everything=3"])
@@ -215,11 +213,7 @@ def test_base_fit_stage_passes_extra_fit_arguments(tmp_path, monkeypatch):
 def test_base_card_rewrite_keeps_the_sections_written_by_hand(tmp_path):
     """`--stage export/evaluate` rewrite the card: sections the writer does not make (a conversion table, the
     history of the run) stay, in order, once each; the writer's own sections are replaced."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("train_base", REPO / "scripts" / "train_base.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = _train_base_script()
     made = ["# tiny-base", "", "## Model", "", "- new model line", "", "## Evaluation", "", "- 3.1 cents"]
     old = ("# tiny-base\n\n## Model\n\n- old model line\n\n## History\n\nwarm-started from the 2026-12-04 base\n\n"
            "## Evaluation\n\n- 3.8 cents\n\n## Conversion, against the previous base\n\n| a | b |\n| --- | --- |\n")
@@ -291,15 +285,11 @@ def test_base_warm_start_gives_a_harmonic_distribution_base_an_envelope_head(tmp
     """`train_base.py --init-from` a base with per-harmonic outputs, for a tiny config that reads the harmonics
     from an envelope: the output layer gets a flat envelope head (zero rows) and keeps its loudness and noise rows;
     the result loads into the tiny config's decoder, and its harmonics are all alike until trained."""
-    import importlib.util
-
     import torch
 
     from svc_pl.layers.ddsp import DDSPDecoder
 
-    spec = importlib.util.spec_from_file_location("train_base", REPO / "scripts" / "train_base.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = _train_base_script()
     bins = int(script._run_net([]).get("ddsp_envelope_bins", 0))
     net = yaml.safe_load((CONFIGS / "tiny.yaml").read_text())["model"]["net"]
     assert bins == net["ddsp_envelope_bins"] > 1
@@ -322,15 +312,11 @@ def test_base_warm_start_adds_the_noise_level_head_a_fit_arg_asks_for():
     """`train_base.py --init-from BASE --fit-arg=--model.net.ddsp_noise_steps=4`: the run's net is the tiny config's
     with the fit arg over it; the base's weights get a zero level head (level 1: the frame gains, interpolated),
     load into that decoder, and every other weight is kept; going back to one step drops the head."""
-    import importlib.util
-
     import torch
 
     from svc_pl.layers.ddsp import DDSPDecoder
 
-    spec = importlib.util.spec_from_file_location("train_base", REPO / "scripts" / "train_base.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = _train_base_script()
     tiny = yaml.safe_load((CONFIGS / "tiny.yaml").read_text())["model"]["net"]
     assert script._run_net([]) == tiny
     net = script._run_net(["--model.c_content=1", "--model.net.ddsp_noise_steps=4"])

@@ -125,7 +125,7 @@ class DDSPDecoder(nn.Module):
         amps = exp_sigmoid(loud) * dist * uv.float().unsqueeze(1)
         gains = exp_sigmoid(noise - 5.0)
         if self.noise_env is not None:  # (B, M, T) -> (B, M, T * S): between frames, times the level per sub-step
-            b, m, t = gains.shape
+            b, _, t = gains.shape
             level = 2 * torch.sigmoid(self.noise_env(h).float())  # (B, S, T)
             level = level.transpose(1, 2).reshape(b, 1, t * self.noise_steps)  # sub-step s of frame t at t * S + s
             gains = upsample_frames(gains, self.noise_steps) * level
