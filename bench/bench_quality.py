@@ -54,6 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 # the README's fine-tune recipe, as a user types it
 PREPROCESS = ["--encoder", "whisper-ppg", "--content-encoder", "whisper-tiny.en", "--sampling-rate", "16000",
               "--hop-length", "320", "--filter-length", "1024"]
+HOP = PREPROCESS.index("--hop-length") + 1
 F0_METHOD = "fcpe"  # conversion and scoring (pm misreads octave-up sung notes; see the README)
 
 
@@ -222,7 +223,12 @@ def main() -> None:
     for name in (a.target, a.source):
         render_voice(raw, VOICES[name], TRAIN_SENTENCES[:a.phrases], TRAIN_MELODIES[:3])
         render_voice(held, VOICES[name], EVAL_SENTENCES, EVAL_MELODIES)
-    if cli(["preprocess", str(raw), str(a.out / "data"), *PREPROCESS, "--workers", str(a.workers),
+    # the base's hop (a base of another hop than the recipe's is fine-tuned on data of its own hop)
+    from svc_pl.pretrained import load_base, pretrained_path
+
+    preprocess = list(PREPROCESS)
+    preprocess[HOP] = str(load_base(pretrained_path(a.base) or a.base)[1]["dataset_info"]["hop_length"])
+    if cli(["preprocess", str(raw), str(a.out / "data"), *preprocess, "--workers", str(a.workers),
             "--val-per-speaker", "1", "--no-progress", "--unit-window", a.unit_window,
             "--perturb-copies", str(a.perturb_copies)]) != 0:
         raise SystemExit("preprocessing failed")

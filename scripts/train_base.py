@@ -91,9 +91,22 @@ def warm_start_file(work: Path, previous: Path, fit_args: list[str] = ()) -> Pat
         state = _with_noise_steps(state, steps)
         meta["net"] = dict(meta["net"], ddsp_noise_steps=steps)
     info = json.loads((work / "data" / "dataset.json").read_text())
-    meta["dataset_info"] = dict(meta["dataset_info"], unit_window=info.get("unit_window") or {})
+    meta["dataset_info"] = dict(meta["dataset_info"], unit_window=info.get("unit_window") or {},
+                                hop_length=_warm_start_hop(meta, info))
     meta["warm_started_from"] = {"file": previous.name, "global_step": meta.get("global_step")}
     return save_base(state, work / "warm_start.safetensors", meta)
+
+
+def _warm_start_hop(meta: dict, info: dict) -> int:
+    """The corpus's hop, for a previous base of another hop: a DDSP decoder's weights do not depend on the hop (it
+    reads one frame of controls per hop and renders them at the audio rate), so a hop-320 base starts a hop-160
+    one; its frame-level layers then see half the time per frame, which training adapts to. A HiFi-GAN decoder's
+    upsampling *is* its hop: refused."""
+    hop, base_hop = int(info["hop_length"]), int(meta["dataset_info"].get("hop_length", 0))
+    if base_hop and hop != base_hop and meta["net"].get("decoder") != "ddsp":
+        sys.exit(f"--init-from: the base's {meta['net'].get('decoder', 'nsf-hifigan')} decoder renders hop "
+                 f"{base_hop} only, this corpus is hop {hop}: preprocess it with --hop-length {base_hop}")
+    return hop
 
 
 def _tiny_config() -> dict:

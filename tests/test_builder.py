@@ -330,3 +330,32 @@ def test_base_warm_start_adds_the_noise_level_head_a_fit_arg_asks_for():
     assert not dec.noise_env.weight.any() and not dec.noise_env.bias.any()
     assert all(torch.equal(new[k], v) for k, v in state.items())
     assert script._with_noise_steps(new, 1).keys() == state.keys()
+
+
+def test_base_warm_start_takes_the_corpus_hop_for_a_ddsp_base(tmp_path):
+    """`train_base.py --init-from` the shipped (hop 320) base on a hop-160 corpus: the warm start is labelled with the
+    corpus's hop, so the run's `--model.init_from` loads it into a hop-160 DDSP synthesizer (whose output is then
+    twice as many frames' worth of samples per second); a HiFi-GAN base, whose upsampling is its hop, is refused."""
+    import json
+
+    from svc_pl.pretrained import load_base, pretrained_path
+    from svc_pl.warmstart import _from_base
+
+    script = _train_base_script()
+    _, shipped = load_base(pretrained_path("tiny-base"))
+    info = dict(shipped["dataset_info"], hop_length=160)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "dataset.json").write_text(json.dumps(info))
+    warm = script.warm_start_file(tmp_path, pretrained_path("tiny-base"))
+    state, meta = load_base(warm)
+    assert meta["dataset_info"]["hop_length"] == 160
+    net = Synthesizer.from_config(meta["net"], info)
+    _from_base(net, warm, meta["net"], info)
+    assert net.dec.upp == 160
+    assert torch.equal(net.dec.out.weight, state["dec.out.weight"])
+    with pytest.raises(UserFacingError, match="hop 160"):  # the unlabelled base still refuses a hop-160 dataset
+        _from_base(Synthesizer.from_config(meta["net"], info), pretrained_path("tiny-base"), meta["net"], info)
+    hifigan = {"net": {"decoder": "nsf-hifigan"}, "dataset_info": {"hop_length": 512}}
+    assert script._warm_start_hop(hifigan, {"hop_length": 512}) == 512
+    with pytest.raises(SystemExit, match="--hop-length 512"):
+        script._warm_start_hop(hifigan, {"hop_length": 256})
