@@ -75,7 +75,8 @@ def _stream(s, x: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize("device_rate", [16000, 44100, 48000])
-@pytest.mark.parametrize("model_rate, hop, block", [(16000, 320, 0.08), (44100, 512, 0.1), (44100, 512, 0.25)])
+@pytest.mark.parametrize("model_rate, hop, block", [(16000, 320, 0.08), (16000, 160, 0.08), (44100, 512, 0.1),
+                                                     (44100, 512, 0.25)])
 def test_identity_voice_is_the_input_delayed_by_the_reported_latency(device_rate, model_rate, hop, block):
     s = _Identity(_voice(model_rate, hop), _Encoder(), device_rate=device_rate, block_seconds=block, gate_db=None,
                   drop_late=False)
@@ -93,6 +94,18 @@ def test_identity_voice_is_the_input_delayed_by_the_reported_latency(device_rate
     np.testing.assert_allclose(out[skip:], trip[skip - lat:len(x) - lat], atol=1e-5)
     # and the input itself, sample for sample, away from the resampler's passband edge
     np.testing.assert_allclose(out[skip:], x[skip - lat:len(x) - lat], atol=2e-2)
+
+
+@pytest.mark.parametrize("hop, block, frames", [(320, 0.1, 4), (320, 0.25, 12), (160, 0.1, 8), (160, 0.25, 24),
+                                               (160, 0.03, 8)])
+def test_blocks_are_whole_unit_chunks_at_any_hop_that_divides_one(hop, block, frames):
+    """Windowed units come 4 unit frames (80 ms) per encoder call: a block of whole chunks gets exactly the file's
+    units, so the block is rounded to whole chunks, 4 model frames at hop 320 and 8 at hop 160 (16 kHz)."""
+    window = {"window_frames": 50, "chunk_frames": 4, "lookahead_frames": 2}
+    vm = VoiceModel(net=None, sampling_rate=16000, hop_length=hop, speakers={"a": 0}, content_encoder="test",
+                    unit_interpolate_mode="nearest", source="test", unit_window=window)
+    s = _Identity(vm, _Encoder(), device_rate=16000, block_seconds=block, gate_db=None)
+    assert s.block_frames == frames and s.N % (4 * 320) == 0
 
 
 def test_warm_up_leaves_no_trace_in_the_stream():

@@ -97,9 +97,11 @@ class StreamConverter:
         self.window = enc.window if isinstance(enc, WindowedEncoder) else UnitWindow.from_dict(model.unit_window)
         self.units_per_frame = hop * 16000 / (msr * HOP16)  # unit frames (20 ms) per model frame
         frames = max(1, round(block_seconds * msr / hop))
-        if self.window is not None and hop * 50 == msr:  # model frames are unit frames: whole chunks
-            c = self.window.chunk_frames
-            frames = max(c, round(frames / c) * c)
+        # blocks of whole unit chunks where a chunk is a whole number of model frames (4 at hop 320, 8 at hop 160,
+        # both 16 kHz): each block's units are then exactly the file's
+        chunk = None if self.window is None else self.window.chunk_frames * HOP16 * msr / (16000 * hop)
+        if chunk is not None and chunk == int(chunk):
+            frames = max(int(chunk), round(frames / chunk) * int(chunk))
         self.block_frames = frames
         self.N = frames * hop
         self.cf = max(1, round(crossfade_seconds * msr))
