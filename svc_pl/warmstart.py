@@ -111,9 +111,15 @@ def _from_base(net: nn.Module, path: PathLike, settings: dict[str, Any], info: d
     """A shipped base (by name or file): its settings must be the run's, its speakers may differ."""
     from svc_pl.pretrained import load_base, pretrained_path
 
+    from dataclasses import asdict
+
+    from svc_pl.synthesizer import NetConfig
+
     state, meta = load_base(pretrained_path(str(path)) or path)
-    have = meta.get("net", {})
-    differ = sorted(k for k in have if k in settings and have[k] != settings[k])
+    # both with the defaults filled in: a setting that a base older than it lacks is that base's default
+    have = asdict(NetConfig.from_dict(meta.get("net", {}), strict=False))
+    want = asdict(NetConfig.from_dict(settings, strict=False))
+    differ = sorted(k for k in have if have[k] != want[k])
     if differ:
         raise UserFacingError(f"{path}: the base was trained with other model settings ({', '.join(differ)}); "
                               "fine-tune it with its own config (--config tiny for tiny-base)")

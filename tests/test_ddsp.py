@@ -240,6 +240,10 @@ def test_shipped_base_loads_and_fine_tunes_with_new_speakers(tmp_path):
     with pytest.raises(UserFacingError, match="other model settings"):
         SVCModule(net=dict(meta["net"], hidden_channels=64), dataset_info=info, segment_size=16000,
                   use_discriminator=False, init_from="tiny-base")
+    assert "ddsp_noise_steps" not in meta["net"]  # a setting newer than the base: the base has its default (1)
+    with pytest.raises(UserFacingError, match=r"other model settings \(ddsp_noise_steps\)"):
+        SVCModule(net=dict(meta["net"], ddsp_noise_steps=4), dataset_info=info, segment_size=16000,
+                  use_discriminator=False, init_from="tiny-base")
     card = path.with_suffix(".md").read_text()
     assert "F0" in card and "steps" in card
     json.loads(path.with_name("tiny-base-eval.json").read_text())
