@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -110,9 +111,6 @@ def generator(net: nn.Module, path: PathLike, settings: dict[str, Any], dataset_
 def _from_base(net: nn.Module, path: PathLike, settings: dict[str, Any], info: dict[str, Any]) -> None:
     """A shipped base (by name or file): its settings must be the run's, its speakers may differ."""
     from svc_pl.pretrained import load_base, pretrained_path
-
-    from dataclasses import asdict
-
     from svc_pl.synthesizer import NetConfig
 
     state, meta = load_base(pretrained_path(str(path)) or path)
