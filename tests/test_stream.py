@@ -101,7 +101,10 @@ def test_identity_voice_is_the_input_delayed_by_the_reported_latency(device_rate
 def test_blocks_are_whole_unit_chunks_at_any_hop_that_divides_one(hop, block, frames):
     """Windowed units come 4 unit frames (80 ms) per encoder call: a block of whole chunks gets exactly the file's
     units, so the block is rounded to whole chunks, 4 model frames at hop 320 and 8 at hop 160 (16 kHz)."""
-    window = {"window_frames": 50, "chunk_frames": 4, "lookahead_frames": 2}
+    from svc_pl.data.unit_window import UnitWindow
+
+    window = UnitWindow().to_dict()
+    assert window["chunk_frames"] == 4
     vm = VoiceModel(net=None, sampling_rate=16000, hop_length=hop, speakers={"a": 0}, content_encoder="test",
                     unit_interpolate_mode="nearest", source="test", unit_window=window)
     s = _Identity(vm, _Encoder(), device_rate=16000, block_seconds=block, gate_db=None)

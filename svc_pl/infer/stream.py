@@ -99,9 +99,9 @@ class StreamConverter:
         frames = max(1, round(block_seconds * msr / hop))
         # blocks of whole unit chunks where a chunk is a whole number of model frames (4 at hop 320, 8 at hop 160,
         # both 16 kHz): each block's units are then exactly the file's
-        chunk = None if self.window is None else self.window.chunk_frames * HOP16 * msr / (16000 * hop)
-        if chunk is not None and chunk == int(chunk):
-            frames = max(int(chunk), round(frames / chunk) * int(chunk))
+        chunk = 0.0 if self.window is None else self.window.chunk_frames / self.units_per_frame
+        if chunk >= 1 and abs(chunk - round(chunk)) < 1e-9:
+            frames = max(round(chunk), round(frames / chunk) * round(chunk))
         self.block_frames = frames
         self.N = frames * hop
         self.cf = max(1, round(crossfade_seconds * msr))
