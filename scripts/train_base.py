@@ -32,6 +32,8 @@ PREPROCESS = ["--encoder", "whisper-ppg", "--content-encoder", "whisper-tiny.en"
               "--perturb-copies", "2"]
 # voices per Harvard sentence (spoken) and per sentence of SUNG_SENTENCES (sung)
 SPOKEN_PER_SENTENCE, SUNG_PER_SENTENCE = 5, 4
+# voices per sentence of SUS_SENTENCES, spoken and sung (each sung by other voices than those that speak it)
+SUS_SPOKEN_PER_SENTENCE, SUS_SUNG_PER_SENTENCE, SUS_SUNG_OFFSET = 2, 1, 3
 
 
 def stage_data(work: Path, workers: int) -> None:
@@ -39,6 +41,7 @@ def stage_data(work: Path, workers: int) -> None:
     from svc_pl.corpus import (
         BASE_VOICES,
         SUNG_SENTENCE_IDS,
+        SUS_SENTENCE_IDS,
         TRAIN_MELODIES,
         TRAIN_SENTENCES,
         extra_sentences_of,
@@ -50,14 +53,18 @@ def stage_data(work: Path, workers: int) -> None:
     t = time.time()
     files = render_corpus(work / "raw", BASE_VOICES, TRAIN_SENTENCES, TRAIN_MELODIES, extra_shift=5.0,
                           transposes=(0, -7, 7), workers=workers)
-    # more words: the 80 Harvard sentences, each spoken by 5 of the voices (about 29 per voice, unshifted), and 36
-    # more sentences, each sung by 4 voices on a training melody (about 10 per voice)
+    # more words: the 80 Harvard sentences, each spoken by 5 of the voices (about 29 per voice, unshifted), 36
+    # more sentences, each sung by 4 voices on a training melody (about 10 per voice), and 320 semantically
+    # unpredictable ones, each spoken by 2 voices and sung by a third (about 46 and 23 per voice)
     from concurrent.futures import ProcessPoolExecutor
 
     n = len(BASE_VOICES)
     with ProcessPoolExecutor(workers) as pool:
-        jobs = [pool.submit(render_voice, work / "raw", v, extra_sentences_of(i, n, SPOKEN_PER_SENTENCE), [],
-                            sung_sentences=spread_over(SUNG_SENTENCE_IDS, i, n, SUNG_PER_SENTENCE))
+        jobs = [pool.submit(render_voice, work / "raw", v,
+                            extra_sentences_of(i, n, SPOKEN_PER_SENTENCE)
+                            + spread_over(SUS_SENTENCE_IDS, i, n, SUS_SPOKEN_PER_SENTENCE), [],
+                            sung_sentences=spread_over(SUNG_SENTENCE_IDS, i, n, SUNG_PER_SENTENCE)
+                            + spread_over(SUS_SENTENCE_IDS, (i + SUS_SUNG_OFFSET) % n, n, SUS_SUNG_PER_SENTENCE))
                 for i, v in enumerate(BASE_VOICES)]
         files += [p for j in jobs for p in j.result()]
     print(f"corpus: {len(files)} files from {len(BASE_VOICES)} voices in {time.time() - t:.0f} s", flush=True)
@@ -335,7 +342,7 @@ def write_card(work: Path, summary: dict) -> Path:
     """The model card beside the weights: recipe, run time, final losses, evaluation figures."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from svc_pl.corpus import BASE_VOICES, HARVARD_SENTENCES, HELD_OUT_VOICES, SUNG_SENTENCES
+    from svc_pl.corpus import BASE_VOICES, HARVARD_SENTENCES, HELD_OUT_VOICES, SUNG_SENTENCES, SUS_SENTENCES
     from svc_pl.io import write_text_atomic
     from svc_pl.pretrained import load_base
 
@@ -391,7 +398,11 @@ def write_card(work: Path, summary: dict) -> Path:
         f"{len(HARVARD_SENTENCES) * SPOKEN_PER_SENTENCE // len(BASE_VOICES)} of the {len(HARVARD_SENTENCES)} "
         f"Harvard sentences (each spoken by {SPOKEN_PER_SENTENCE} voices, for more words), about "
         f"{len(SUNG_SENTENCES) * SUNG_PER_SENTENCE // len(BASE_VOICES)} of {len(SUNG_SENTENCES)} more sentences "
-        f"sung on a training melody (each by {SUNG_PER_SENTENCE} voices) and 5 melodies sung at three "
+        f"sung on a training melody (each by {SUNG_PER_SENTENCE} voices), about "
+        f"{len(SUS_SENTENCES) * SUS_SPOKEN_PER_SENTENCE // len(BASE_VOICES)} spoken and "
+        f"{len(SUS_SENTENCES) * SUS_SUNG_PER_SENTENCE // len(BASE_VOICES)} sung of {len(SUS_SENTENCES)} semantically "
+        f"unpredictable sentences (random common words; each spoken by {SUS_SPOKEN_PER_SENTENCE} voices and sung by "
+        f"{SUS_SUNG_PER_SENTENCE} other) and 5 melodies sung at three "
         "transpositions (WORLD re-synthesis of slow speech on a melody; C2 to about D6 over the corpus). "
         f"{hours} clips, {data.get('speakers') and len(data['speakers'])} speakers.",
         f"- Held out (never trained on): voices {', '.join(v.name for v in HELD_OUT_VOICES)}; sentences 16-19 and "

@@ -31,6 +31,8 @@ from svc_pl.corpus_texts import (  # noqa: F401 - the texts are part of this mod
     SENTENCES,
     SUNG_SENTENCE_IDS,
     SUNG_SENTENCES,
+    SUS_SENTENCE_IDS,
+    SUS_SENTENCES,
     TRAIN_LYRICS,
     TRAIN_MELODIES,
     TRAIN_SENTENCES,

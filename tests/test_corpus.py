@@ -10,6 +10,8 @@ from svc_pl.corpus import (
     SENTENCES,
     SUNG_SENTENCE_IDS,
     SUNG_SENTENCES,
+    SUS_SENTENCE_IDS,
+    SUS_SENTENCES,
     TRAIN_MELODIES,
     VOICES,
     render_voice,
@@ -18,7 +20,8 @@ from svc_pl.corpus import (
 )
 
 
-@pytest.mark.parametrize("items,k", [(EXTRA_SENTENCES, 3), (EXTRA_SENTENCES, 5), (SUNG_SENTENCE_IDS, 4)])
+@pytest.mark.parametrize("items,k", [(EXTRA_SENTENCES, 3), (EXTRA_SENTENCES, 5), (SUNG_SENTENCE_IDS, 4),
+                                     (SUS_SENTENCE_IDS, 2), (SUS_SENTENCE_IDS, 1)])
 def test_each_item_goes_to_k_different_voices_and_the_load_is_even(items, k):
     n = len(BASE_VOICES)
     per_voice = [spread_over(items, i, n, k) for i in range(n)]
@@ -29,8 +32,11 @@ def test_each_item_goes_to_k_different_voices_and_the_load_is_even(items, k):
 
 
 def test_sung_sentences_are_new_words_at_their_own_indices():
-    assert SENTENCES[SUNG_SENTENCE_IDS[0]:] == SUNG_SENTENCES and len(set(SENTENCES)) == len(SENTENCES)
+    assert [SENTENCES[i] for i in SUNG_SENTENCE_IDS] == SUNG_SENTENCES and len(set(SENTENCES)) == len(SENTENCES)
     assert text_of(f"raw/es_m1/sungs_{SUNG_SENTENCE_IDS[3]}.wav") == SUNG_SENTENCES[3]
+    # the unpredictable sentences come after them, so the indices of the base's earlier material never moved
+    assert SUS_SENTENCE_IDS[0] == SUNG_SENTENCE_IDS[-1] + 1 == 136 and SENTENCES[SUS_SENTENCE_IDS[0]:] == SUS_SENTENCES
+    assert text_of(f"raw/es_m1/speech_{SUS_SENTENCE_IDS[-1]}.wav") == SUS_SENTENCES[-1]
 
 
 def test_a_sung_sentence_is_rendered_on_its_training_melody(tmp_path):
