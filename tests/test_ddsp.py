@@ -218,7 +218,7 @@ def test_shipped_base_loads_and_fine_tunes_with_new_speakers(tmp_path):
     """tiny-base by name: weights in the package, speaker table restarted at the base's mean voice."""
     from svc_pl.errors import UserFacingError
     from svc_pl.lightning.module import SVCModule
-    from svc_pl.pretrained import load_base, pretrained_path
+    from svc_pl.pretrained import load_base, pretrained_path, save_base
 
     path = pretrained_path("tiny-base")
     assert path.stat().st_size < 25e6
@@ -240,10 +240,15 @@ def test_shipped_base_loads_and_fine_tunes_with_new_speakers(tmp_path):
     with pytest.raises(UserFacingError, match="other model settings"):
         SVCModule(net=dict(meta["net"], hidden_channels=64), dataset_info=info, segment_size=16000,
                   use_discriminator=False, init_from="tiny-base")
-    assert "ddsp_noise_steps" not in meta["net"]  # a setting newer than the base: the base has its default (1)
-    with pytest.raises(UserFacingError, match=r"other model settings \(ddsp_noise_steps\)"):
-        SVCModule(net=dict(meta["net"], ddsp_noise_steps=4), dataset_info=info, segment_size=16000,
-                  use_discriminator=False, init_from="tiny-base")
+    # a setting the base does not share is refused by name, also where the base's metadata predates the setting
+    # (a base written before it existed has its default, 1)
+    assert meta["net"].get("ddsp_noise_steps", 1) == 1
+    older = save_base(state, tmp_path / "older.safetensors",
+                      dict(meta, net={k: v for k, v in meta["net"].items() if k != "ddsp_noise_steps"}))
+    for base in ("tiny-base", str(older)):
+        with pytest.raises(UserFacingError, match=r"other model settings \(ddsp_noise_steps\)"):
+            SVCModule(net=dict(meta["net"], ddsp_noise_steps=4), dataset_info=info, segment_size=16000,
+                      use_discriminator=False, init_from=base)
     card = path.with_suffix(".md").read_text()
     assert "F0" in card and "steps" in card
     json.loads(path.with_name("tiny-base-eval.json").read_text())
