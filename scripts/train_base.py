@@ -36,12 +36,21 @@ SPOKEN_PER_SENTENCE, SUNG_PER_SENTENCE = 5, 4
 SUS_SPOKEN_PER_SENTENCE, SUS_SUNG_PER_SENTENCE, SUS_SUNG_OFFSET = 2, 1, 3
 
 
+def sus_sentences_of(voice_index: int, n_voices: int) -> tuple[list[int], list[int]]:
+    """(spoken, sung) :data:`SUS_SENTENCE_IDS` of base voice ``voice_index``: the sung ones are spread from a voice
+    ``SUS_SUNG_OFFSET`` further on, so no voice sings a sentence it speaks."""
+    from svc_pl.corpus import SUS_SENTENCE_IDS, spread_over
+
+    sung_as = (voice_index + SUS_SUNG_OFFSET) % n_voices
+    return (spread_over(SUS_SENTENCE_IDS, voice_index, n_voices, SUS_SPOKEN_PER_SENTENCE),
+            spread_over(SUS_SENTENCE_IDS, sung_as, n_voices, SUS_SUNG_PER_SENTENCE))
+
+
 def stage_data(work: Path, workers: int) -> None:
     from svc_pl.cli import main as cli
     from svc_pl.corpus import (
         BASE_VOICES,
         SUNG_SENTENCE_IDS,
-        SUS_SENTENCE_IDS,
         TRAIN_MELODIES,
         TRAIN_SENTENCES,
         extra_sentences_of,
@@ -60,11 +69,9 @@ def stage_data(work: Path, workers: int) -> None:
 
     n = len(BASE_VOICES)
     with ProcessPoolExecutor(workers) as pool:
-        jobs = [pool.submit(render_voice, work / "raw", v,
-                            extra_sentences_of(i, n, SPOKEN_PER_SENTENCE)
-                            + spread_over(SUS_SENTENCE_IDS, i, n, SUS_SPOKEN_PER_SENTENCE), [],
-                            sung_sentences=spread_over(SUNG_SENTENCE_IDS, i, n, SUNG_PER_SENTENCE)
-                            + spread_over(SUS_SENTENCE_IDS, (i + SUS_SUNG_OFFSET) % n, n, SUS_SUNG_PER_SENTENCE))
+        sus = [sus_sentences_of(i, n) for i in range(n)]
+        jobs = [pool.submit(render_voice, work / "raw", v, extra_sentences_of(i, n, SPOKEN_PER_SENTENCE) + sus[i][0],
+                            [], sung_sentences=spread_over(SUNG_SENTENCE_IDS, i, n, SUNG_PER_SENTENCE) + sus[i][1])
                 for i, v in enumerate(BASE_VOICES)]
         files += [p for j in jobs for p in j.result()]
     print(f"corpus: {len(files)} files from {len(BASE_VOICES)} voices in {time.time() - t:.0f} s", flush=True)

@@ -362,11 +362,11 @@ def test_base_warm_start_takes_the_corpus_hop_for_a_ddsp_base(tmp_path):
 
 
 def test_each_unpredictable_sentence_of_the_base_is_sung_by_a_voice_that_does_not_speak_it():
-    from svc_pl.corpus import BASE_VOICES, SUS_SENTENCE_IDS, spread_over
+    from svc_pl.corpus import BASE_VOICES, SUS_SENTENCE_IDS
 
-    tb, n = _train_base_script(), len(BASE_VOICES)
+    n = len(BASE_VOICES)
+    per_voice = [_train_base_script().sus_sentences_of(i, n) for i in range(n)]
     for j in SUS_SENTENCE_IDS[:n]:
-        speakers = {i for i in range(n) if j in spread_over(SUS_SENTENCE_IDS, i, n, tb.SUS_SPOKEN_PER_SENTENCE)}
-        singers = {i for i in range(n) if j in spread_over(SUS_SENTENCE_IDS, (i + tb.SUS_SUNG_OFFSET) % n, n,
-                                                            tb.SUS_SUNG_PER_SENTENCE)}
+        speakers = {i for i in range(n) if j in per_voice[i][0]}
+        singers = {i for i in range(n) if j in per_voice[i][1]}
         assert len(speakers) == 2 and len(singers) == 1 and not speakers & singers, j
