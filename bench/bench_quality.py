@@ -224,10 +224,15 @@ def main() -> None:
         render_voice(raw, VOICES[name], TRAIN_SENTENCES[:a.phrases], TRAIN_MELODIES[:3])
         render_voice(held, VOICES[name], EVAL_SENTENCES, EVAL_MELODIES)
     # the base's hop (a base of another hop than the recipe's is fine-tuned on data of its own hop)
+    from svc_pl.data.whisper_weights import builtin_for_unit_dim
     from svc_pl.pretrained import load_base, pretrained_path
 
+    base_info = load_base(pretrained_path(a.base) or a.base)[1]["dataset_info"] if a.base else {}
     preprocess = list(PREPROCESS)
-    preprocess[HOP] = str(load_base(pretrained_path(a.base) or a.base)[1]["dataset_info"]["hop_length"])
+    preprocess[HOP] = str(base_info.get("hop_length", preprocess[HOP]))
+    # the base's Whisper (a base made on whisper-base units is fine-tuned and converted with them)
+    encoder = builtin_for_unit_dim(base_info.get("unit_dim")) or "whisper-tiny.en"
+    preprocess[preprocess.index("--content-encoder") + 1] = encoder
     if cli(["preprocess", str(raw), str(a.out / "data"), *preprocess, "--workers", str(a.workers),
             "--val-per-speaker", "1", "--no-progress", "--unit-window", a.unit_window,
             "--perturb-copies", str(a.perturb_copies)]) != 0:
@@ -265,7 +270,7 @@ def main() -> None:
             jobs.append((sorted((held / a.target).glob("*.wav")), resynth, 0, "resynthesis"))
         for files, out_dir, semitones, what in jobs:
             if cli(["infer", *map(str, files), "-o", str(out_dir), "-m", str(ckpt), "-s", a.target, "-t",
-                    str(semitones), "--content-encoder", "whisper-tiny.en", "--f0", a.f0, "--no-progress",
+                    str(semitones), "--content-encoder", encoder, "--f0", a.f0, "--no-progress",
                     "--precision", "fp32", *retrieval]) != 0:
                 raise SystemExit(f"{what} failed")
         outputs[seed] = (conv, resynth)
@@ -334,7 +339,8 @@ def main() -> None:
                                        "target resynthesised, mean over seeds": resynth_labels})
     lyrics_wer_b = float(np.mean([word_error_rate_of(text_of(s), transcripts["source B"][s.name]) for s in sources]))
     result = {"target_A": a.target, "source_B": a.source, "transpose": transpose, "fine_tune_steps": a.steps,
-              "base": a.base, "unit_window": a.unit_window, "perturb_copies": a.perturb_copies,
+              "base": a.base, "content_encoder": encoder, "unit_window": a.unit_window,
+              "perturb_copies": a.perturb_copies,
               "fine_tune_seconds": round(sum(fit_s.values()), 1), "seeds": seeds,
               "retrieval_ratio": a.retrieval_ratio, "f0_method": a.f0,
               "match_units": a.match_units, "fit_args": a.fit_arg, "second_asr": a.second_asr,

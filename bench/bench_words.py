@@ -64,7 +64,11 @@ def main() -> None:
     a.out.mkdir(parents=True, exist_ok=True)
     ckpt = a.out / "base.ckpt"
     write_base_ckpt(ckpt, a.base)
-    speakers = load_base(pretrained_path(a.base) or Path(a.base))[1]["dataset_info"]["speakers"]
+    from svc_pl.data.whisper_weights import builtin_for_unit_dim
+
+    info = load_base(pretrained_path(a.base) or Path(a.base))[1]["dataset_info"]
+    speakers = info["speakers"]
+    encoder = builtin_for_unit_dim(info.get("unit_dim")) or "whisper-tiny.en"  # the units the base was made on
     rows = []
     for name in a.voices.split(","):
         voice = VOICES[name]
@@ -73,7 +77,7 @@ def main() -> None:
             files = render_voice(a.out / "raw" / split, voice, sentences, [])
             out_dir = a.out / "resynthesis" / split / name
             if cli(["infer", *map(str, files), "-o", str(out_dir), "-m", str(ckpt), "-s",
-                    str(speakers.get(name, 0)), "--content-encoder", "whisper-tiny.en", "--f0", "fcpe",
+                    str(speakers.get(name, 0)), "--content-encoder", encoder, "--f0", "fcpe",
                     "--no-progress", "--precision", "fp32"]) != 0:
                 raise SystemExit(f"resynthesis of {name} failed")
             for f in files:

