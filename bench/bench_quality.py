@@ -233,6 +233,9 @@ def main() -> None:
     # the base's Whisper (a base made on whisper-base units is fine-tuned and converted with them)
     encoder = builtin_for_unit_dim(base_info.get("unit_dim")) or "whisper-tiny.en"
     preprocess[preprocess.index("--content-encoder") + 1] = encoder
+    window = base_info.get("unit_window") or {}
+    if a.unit_window == "auto" and window and encoder != "whisper-tiny.en":  # the base's window, as its fine-tune needs
+        a.unit_window = ",".join(str(window[k]) for k in ("window_frames", "chunk_frames", "lookahead_frames"))
     if cli(["preprocess", str(raw), str(a.out / "data"), *preprocess, "--workers", str(a.workers),
             "--val-per-speaker", "1", "--no-progress", "--unit-window", a.unit_window,
             "--perturb-copies", str(a.perturb_copies)]) != 0:
