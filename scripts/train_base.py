@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Train the shipped ``tiny-base``: synthesise the multi-voice corpus, preprocess it with Whisper tiny.en,
+"""Train the shipped ``tiny-base``: synthesise the multi-voice corpus, preprocess it with Whisper tiny.en (or
+the multilingual Whisper base: ``--content-encoder whisper-base``),
 train ``svc-pl fit --config tiny`` for a fixed time, write ``svc_pl/pretrained/tiny-base.safetensors`` and
 evaluate it on held-out voices (model card ``svc_pl/pretrained/tiny-base.md``).
 
@@ -61,6 +62,9 @@ def content_encoder_of(unit_dim: int) -> str:
     if name is None:
         sys.exit(f"no Whisper encoder of this script gives {unit_dim}-d units (known: {BUILTIN_UNIT_DIM})")
     return name
+
+
+_WHISPER_TITLE = {"whisper-tiny.en": "Whisper tiny.en", "whisper-base": "multilingual Whisper base"}
 
 
 def stage_data(work: Path, workers: int, content_encoder: str = "whisper-tiny.en") -> None:
@@ -439,12 +443,15 @@ def write_card(work: Path, summary: dict) -> Path:
     hours = sum(1 for _ in (work / "data").rglob("*.pt"))
     n = meta["net"]
     window = meta["dataset_info"].get("unit_window") or {}
+    unit_dim = int(meta["dataset_info"]["unit_dim"])
+    encoder = content_encoder_of(unit_dim)
     warm = meta.get("init_from")
     lines = [
         "# tiny-base", "",
         "A pretrained base for `svc-pl fit --config tiny --model.init_from tiny-base` (16 kHz, hop 320, "
-        "Whisper tiny.en units, 384-d). Made by `python scripts/train_base.py WORK --minutes "
-        f"{meta['train_minutes']:.0f}" + (" --init-from PREVIOUS_BASE" if warm else "") + "`.", "",
+        f"{_WHISPER_TITLE[encoder]} units, {unit_dim}-d). Made by `python scripts/train_base.py WORK --minutes "
+        f"{meta['train_minutes']:.0f}" + (f" --content-encoder {encoder}" if encoder != "whisper-tiny.en" else "")
+        + (" --init-from PREVIOUS_BASE" if warm else "") + "`.", "",
         "## Model", "",
         f"- Prior encoder: {n['n_layers']} transformer layers, {n['hidden_channels']} channels, coarse-F0 embedding "
         "(so-vits-svc's `enc_p`), F0 predictor for `--auto-predict-f0`.",
@@ -461,7 +468,10 @@ def write_card(work: Path, summary: dict) -> Path:
          f"{window['window_frames'] * 20} ms of audio ending {window['lookahead_frames'] * 20} ms after them, "
          "without Whisper's 30 s padding, so `svc-pl live` and `svc-pl infer` give the model the units it "
          "learned on. Datasets for fine-tuning get the same units from `svc-pl preprocess --content-encoder "
-         "whisper-tiny.en` (the default for that encoder); a dataset with other units is refused.")
+         + ("whisper-tiny.en` (the default for that encoder)" if encoder == "whisper-tiny.en" else
+            f"{encoder} --unit-window {window['window_frames']},{window['chunk_frames']},"
+            f"{window['lookahead_frames']} --perturb-copies 2`")
+         + "; a dataset with other units is refused.")
         if window else "- Whole-clip units, as so-vits-svc makes them.",
         "- Trained on speaker-perturbed units (`--perturb-copies 2`): each step reads the units of one of two "
         "copies of the clip whose voice was changed (Praat formant shift and pitch randomisation, random "

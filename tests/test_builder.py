@@ -398,6 +398,12 @@ def test_base_warm_start_carries_the_input_layer_over_to_other_units(tmp_path):
                                           shipped_state["pre.bias"].float(), padding=2)[..., 2:-2]
     assert torch.allclose(got, want, atol=0.02 * want.abs().mean().item()), (got - want).abs().max()
     assert all(torch.equal(state[k], v) for k, v in shipped_state.items() if not k.startswith("pre."))
+    # the data stage's preprocessing and the evaluate stage's conversion follow the units' encoder
+    args = script.preprocess_args("whisper-base")
+    assert args[args.index("--content-encoder") + 1] == "whisper-base" and "50,4,2" in args
+    assert script.content_encoder_of(512) == "whisper-base" and script.content_encoder_of(384) == "whisper-tiny.en"
+    with pytest.raises(SystemExit, match="768-d"):
+        script.content_encoder_of(768)
 
 
 def test_each_unpredictable_sentence_of_the_base_is_sung_by_a_voice_that_does_not_speak_it():
