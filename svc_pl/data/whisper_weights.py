@@ -56,6 +56,7 @@ class WhisperDims:
     n_audio_head: int = 6
     n_audio_layer: int = 4
 
+
 def builtin_for_unit_dim(unit_dim: int | None) -> str | None:
     """The short name whose units are ``unit_dim`` wide (the Whisper a base of that ``unit_dim`` was made on), or
     None when no short name gives them."""
