@@ -98,6 +98,10 @@ class ReadOnce:
         return self.texts[key]
 
 
+# the intelligibility figures also reported over the sung files alone (the issue's target is a sung lyric)
+SUNG_SPLIT = ("wer_vs_source", "cer_vs_source", "wer_vs_lyrics", "wer2_vs_source", "cer2_vs_source")
+
+
 def mean_over_seeds(rows: dict[str, dict[str, float]], groups: dict[str, list[str]]) -> dict[str, dict[str, float]]:
     """A row per group: the mean of each figure over the group's rows (one system fine-tuned at several seeds)."""
     return {label: {k: float(np.mean([rows[m][k] for m in members])) for k in rows[members[0]]}
@@ -164,6 +168,10 @@ def main() -> None:
     ap.add_argument("--converted-dir", default=None, help="folder name for the outputs under --out (default "
                     "converted, or converted_r<ratio> with retrieval)")
     ap.add_argument("--phrases", type=int, default=8)
+    ap.add_argument("--more-held-out", type=int, default=0, metavar="N",
+                    help="also judge N more held-out sentences (svc_pl.corpus HELD_OUT_MORE, never in the base), each "
+                         "spoken and sung: 2N more files than the default 5 (4 phrases, 1 sung line), whose word "
+                         "error rate moves by a word per seed; the sung files' WER is also printed on its own")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--base", default="tiny-base",
                     help="the base to fine-tune (a name or a .safetensors; an earlier one: `git show "
@@ -202,6 +210,7 @@ def main() -> None:
         DERIVED_VOICES,
         EVAL_MELODIES,
         EVAL_SENTENCES,
+        HELD_OUT_MORE,
         HELD_OUT_VOICES,
         TRAIN_MELODIES,
         TRAIN_SENTENCES,
@@ -212,6 +221,8 @@ def main() -> None:
     from svc_pl.data.audio import load_audio, resample
     from svc_pl.evaluate import Transcriber, evaluate_f0, intelligibility, require_speaker_extra, speaker_similarity
 
+    if not 0 <= a.more_held_out <= len(HELD_OUT_MORE):
+        ap.error(f"--more-held-out {a.more_held_out}: give 0 to {len(HELD_OUT_MORE)}, the held-out sentences there are")
     require_speaker_extra()
     transcriber = ReadOnce(Transcriber())  # fails early, with the install hint, without the asr extra
     second = ReadOnce(Transcriber(a.second_asr)) if a.second_asr else None
@@ -222,7 +233,8 @@ def main() -> None:
     raw, held = a.out / "raw", a.out / "held_out"
     for name in (a.target, a.source):
         render_voice(raw, VOICES[name], TRAIN_SENTENCES[:a.phrases], TRAIN_MELODIES[:3])
-        render_voice(held, VOICES[name], EVAL_SENTENCES, EVAL_MELODIES)
+        more = HELD_OUT_MORE[:a.more_held_out]
+        render_voice(held, VOICES[name], EVAL_SENTENCES + more, EVAL_MELODIES, sung_sentences=more)
     # the base's hop (a base of another hop than the recipe's is fine-tuned on data of its own hop)
     from svc_pl.data.whisper_weights import builtin_for_unit_dim
     from svc_pl.pretrained import load_base, pretrained_path
@@ -329,12 +341,13 @@ def main() -> None:
                         "wer_vs_source": words["wer_vs_source"], "cer_vs_source": words["cer_vs_source"],
                         "wer_vs_lyrics": words["wer_vs_lyrics"], "cer_vs_lyrics": words["cer_vs_lyrics"],
                         **{k: words[k] for k in ("wer2_vs_source", "cer2_vs_source") if k in words}})
+            sung = s.name.startswith("sung")  # the same figures over the sung files alone (nan on the spoken)
+            per[-1] |= {f"{k}_sung": per[-1][k] if sung else np.nan for k in SUNG_SPLIT if k in per[-1]}
         # a file counts at most as all words wrong: Whisper's greedy decoding sometimes loops ("no, no, no, ...")
         # on a garbled file, and one such file would otherwise outweigh the rest
         for p in per:
-            for k in ("wer_vs_source", "cer_vs_source", "wer_vs_lyrics", "cer_vs_lyrics", "wer2_vs_source",
-                      "cer2_vs_source"):
-                if k in p:
+            for k in p:
+                if k.startswith(("wer", "cer")):
                     p[k] = min(1.0, p[k])
         rows[label] = {k: float(np.nanmean([p[k] for p in per])) for k in per[0]}
     if len(seeds) > 1:  # the figure to compare: each system's mean over the fine-tune seeds
@@ -368,6 +381,12 @@ def main() -> None:
               f"| {r['wer_vs_source']:.2f} / {r['cer_vs_source']:.2f} "
               f"| {r['wer_vs_lyrics']:.2f} / {r['cer_vs_lyrics']:.2f} |"
               + (f" {r['wer2_vs_source']:.2f} / {r['cer2_vs_source']:.2f} |" if second else ""))
+    n_sung = sum(s.name.startswith("sung") for s in sources)
+    print(f"\nThe {n_sung} sung files alone, WER / CER vs B's transcript (tiny.en"
+          + (f"; {a.second_asr}" if second else "") + "):")
+    for label, r in rows.items():
+        print(f"  {label}: {r['wer_vs_source_sung']:.2f} / {r['cer_vs_source_sung']:.2f}"
+              + (f"; {r['wer2_vs_source_sung']:.2f} / {r['cer2_vs_source_sung']:.2f}" if second else ""))
     print(f"\nB's own WER against the lyrics: {lyrics_wer_b:.2f}. (F0 of 'source unchanged' is against the "
           f"untransposed source.) Transcripts and JSON: {report}")
 

@@ -26,6 +26,8 @@ from svc_pl.corpus_texts import (  # noqa: F401 - the texts are part of this mod
     EVAL_SENTENCES,
     EXTRA_SENTENCES,
     HARVARD_SENTENCES,
+    HELD_OUT_MORE,
+    HELD_OUT_MORE_SENTENCES,
     LYRICS,
     MELODIES,
     SENTENCES,

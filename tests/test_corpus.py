@@ -6,6 +6,8 @@ import pytest
 from svc_pl.corpus import (
     BASE_VOICES,
     EXTRA_SENTENCES,
+    HELD_OUT_MORE,
+    HELD_OUT_MORE_SENTENCES,
     MELODIES,
     SENTENCES,
     SUNG_SENTENCE_IDS,
@@ -13,6 +15,7 @@ from svc_pl.corpus import (
     SUS_SENTENCE_IDS,
     SUS_SENTENCES,
     TRAIN_MELODIES,
+    TRAIN_SENTENCES,
     VOICES,
     render_voice,
     spread_over,
@@ -35,8 +38,21 @@ def test_sung_sentences_are_new_words_at_their_own_indices():
     assert [SENTENCES[i] for i in SUNG_SENTENCE_IDS] == SUNG_SENTENCES and len(set(SENTENCES)) == len(SENTENCES)
     assert text_of(f"raw/es_m1/sungs_{SUNG_SENTENCE_IDS[3]}.wav") == SUNG_SENTENCES[3]
     # the unpredictable sentences come after them, so the indices of the base's earlier material never moved
-    assert SUS_SENTENCE_IDS[0] == SUNG_SENTENCE_IDS[-1] + 1 == 136 and SENTENCES[SUS_SENTENCE_IDS[0]:] == SUS_SENTENCES
+    assert SUS_SENTENCE_IDS[0] == SUNG_SENTENCE_IDS[-1] + 1 == 136
+    assert [SENTENCES[i] for i in SUS_SENTENCE_IDS] == SUS_SENTENCES
     assert text_of(f"raw/es_m1/speech_{SUS_SENTENCE_IDS[-1]}.wav") == SUS_SENTENCES[-1]
+
+
+
+def test_more_held_out_sentences_come_last_and_are_in_none_of_the_base_material():
+    """bench_quality --more-held-out judges on these: appended after everything the base renders (its indices never
+    moved), no index in any of the base's lists, and no sentence the base speaks or sings under another index."""
+    assert HELD_OUT_MORE[0] == SUS_SENTENCE_IDS[-1] + 1 and HELD_OUT_MORE[-1] == len(SENTENCES) - 1
+    assert [SENTENCES[i] for i in HELD_OUT_MORE] == HELD_OUT_MORE_SENTENCES
+    base = set(TRAIN_SENTENCES) | set(EXTRA_SENTENCES) | set(SUNG_SENTENCE_IDS) | set(SUS_SENTENCE_IDS)
+    assert not base & set(HELD_OUT_MORE)
+    assert not {SENTENCES[i].lower() for i in base} & {t.lower() for t in HELD_OUT_MORE_SENTENCES}
+    assert text_of(f"held_out/joe/sungs_{HELD_OUT_MORE[2]}.wav") == HELD_OUT_MORE_SENTENCES[2]
 
 
 def test_a_sung_sentence_is_rendered_on_its_training_melody(tmp_path):
