@@ -102,6 +102,20 @@ class ReadOnce:
 SUNG_SPLIT = ("wer_vs_source", "cer_vs_source", "wer_vs_lyrics", "wer2_vs_source", "cer2_vs_source")
 
 
+def summarise(per_file: dict[str, dict[str, float]]) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """One system's row (each figure's mean over the files, and the :data:`SUNG_SPLIT` figures over the sung files
+    alone as ``<figure>_sung``) and its per-file figures. A file's error rate counts at most 1 (all words wrong):
+    Whisper's greedy decoding sometimes loops ("no, no, no, ...") on a garbled file, and one such file would
+    otherwise outweigh the rest."""
+    capped = {name: {k: float(min(1.0, v) if k.startswith(("wer", "cer")) else v) for k, v in p.items()}
+              for name, p in per_file.items()}
+    row = {k: float(np.nanmean([p[k] for p in capped.values()])) for k in next(iter(capped.values()))}
+    sung = [p for name, p in capped.items() if name.startswith("sung")]
+    row |= {f"{k}_sung": float(np.mean([p[k] for p in sung])) if sung else float("nan") for k in SUNG_SPLIT
+            if k in row}
+    return row, capped
+
+
 def mean_over_seeds(rows: dict[str, dict[str, float]], groups: dict[str, list[str]]) -> dict[str, dict[str, float]]:
     """A row per group: the mean of each figure over the group's rows (one system fine-tuned at several seeds)."""
     return {label: {k: float(np.mean([rows[m][k] for m in members])) for k in rows[members[0]]}
@@ -312,7 +326,7 @@ def main() -> None:
         for seed, (_, resynth) in outputs.items():
             resynth_labels.append("target resynthesised (A -> A)" + ("" if seed is None else f", seed {seed}"))
             systems[resynth_labels[-1]] = lambda s, r=resynth: r / s.name
-    rows, transcripts = {}, {}
+    rows, transcripts, per_file = {}, {}, {}
     for label, out_of in systems.items():
         per = []
         for s in sources:
@@ -341,15 +355,7 @@ def main() -> None:
                         "wer_vs_source": words["wer_vs_source"], "cer_vs_source": words["cer_vs_source"],
                         "wer_vs_lyrics": words["wer_vs_lyrics"], "cer_vs_lyrics": words["cer_vs_lyrics"],
                         **{k: words[k] for k in ("wer2_vs_source", "cer2_vs_source") if k in words}})
-            sung = s.name.startswith("sung")  # the same figures over the sung files alone (nan on the spoken)
-            per[-1] |= {f"{k}_sung": per[-1][k] if sung else np.nan for k in SUNG_SPLIT if k in per[-1]}
-        # a file counts at most as all words wrong: Whisper's greedy decoding sometimes loops ("no, no, no, ...")
-        # on a garbled file, and one such file would otherwise outweigh the rest
-        for p in per:
-            for k in p:
-                if k.startswith(("wer", "cer")):
-                    p[k] = min(1.0, p[k])
-        rows[label] = {k: float(np.nanmean([p[k] for p in per])) for k in per[0]}
+        rows[label], per_file[label] = summarise({s.name: p for s, p in zip(sources, per)})
     if len(seeds) > 1:  # the figure to compare: each system's mean over the fine-tune seeds
         rows |= mean_over_seeds(rows, {"svc_pl, mean over seeds": [svc_label(seed) for seed in seeds],
                                        "target resynthesised, mean over seeds": resynth_labels})
@@ -362,6 +368,7 @@ def main() -> None:
               "match_units": a.match_units, "fit_args": a.fit_arg, "second_asr": a.second_asr,
               "held_out_files": [s.name for s in sources], "words": {s.name: text_of(s) for s in sources},
               "source_wer_vs_lyrics": lyrics_wer_b, "transcripts": transcripts,
+              "per_file": per_file,
               "total_seconds": round(time.time() - t0, 1), "rows": rows}
     report = a.out / (f"quality-{a.converted_dir}.json" if a.converted_dir else "quality.json")
     report.write_text(json.dumps(result, indent=2))

@@ -229,6 +229,27 @@ def test_bench_reads_each_recording_once_per_judge():
     assert calls == [16000, 22050, 16000]
 
 
+def test_bench_quality_row_caps_each_file_and_splits_off_the_sung_files():
+    """A system's row: the mean over files, each file's error rate capped at 1 (a looping transcript), and the words
+    figures again over the sung files alone (the issue's target is a sung lyric)."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("bench_quality", Path(__file__).parents[1] / "bench/bench_quality.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    per = {"speech_16.wav": {"wer_vs_source": 0.0, "cer_vs_source": 0.0, "sim_A": 0.8},
+           "sung_5.wav": {"wer_vs_source": 3.0, "cer_vs_source": 0.5, "sim_A": 0.7},
+           "sungs_456.wav": {"wer_vs_source": 0.2, "cer_vs_source": 0.1, "sim_A": np.nan}}
+    row, files = bench.summarise(per)
+    assert row["wer_vs_source"] == pytest.approx(0.4) and row["sim_A"] == pytest.approx(0.75)
+    assert row["wer_vs_source_sung"] == pytest.approx(0.6) and row["cer_vs_source_sung"] == pytest.approx(0.3)
+    assert "sim_A_sung" not in row and files["sung_5.wav"]["wer_vs_source"] == 1.0
+    assert per["sung_5.wav"]["wer_vs_source"] == 3.0  # the caller's figures are left as they were
+    row, _ = bench.summarise({"speech_16.wav": {"wer_vs_source": 0.5}})
+    assert np.isnan(row["wer_vs_source_sung"])
+
+
 def test_bench_quality_mean_over_seeds():
     """`bench_quality --seeds`: one row per seed and their mean, per figure, for each system fine-tuned per seed."""
     import importlib.util
