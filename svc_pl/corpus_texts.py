@@ -365,7 +365,7 @@ SUS_SENTENCES = [
 SENTENCES += SUS_SENTENCES
 # More held-out words for judging (written for this corpus, indices 456-471 of SENTENCES; never in the base): four
 # sentences moved a word error rate by a word per seed, so bench/bench_quality.py --more-held-out speaks and sings
-# some of these too. Everyday words a singer could have in a lyric, no names, each heard once.
+# some of these too. Everyday words a singer could have in a lyric, no names.
 HELD_OUT_FIRST = len(SENTENCES)
 HELD_OUT_MORE_SENTENCES = [
     "The kettle whistled while we waited for the rain to stop.",

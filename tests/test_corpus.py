@@ -43,7 +43,6 @@ def test_sung_sentences_are_new_words_at_their_own_indices():
     assert text_of(f"raw/es_m1/speech_{SUS_SENTENCE_IDS[-1]}.wav") == SUS_SENTENCES[-1]
 
 
-
 def test_more_held_out_sentences_come_last_and_are_in_none_of_the_base_material():
     """bench_quality --more-held-out judges on these: appended after everything the base renders (its indices never
     moved), no index in any of the base's lists, and no sentence the base speaks or sings under another index."""
