@@ -250,6 +250,7 @@ def main() -> None:
         more = HELD_OUT_MORE[:a.more_held_out]
         render_voice(held, VOICES[name], EVAL_SENTENCES + more, EVAL_MELODIES, sung_sentences=more)
     # the base's hop (a base of another hop than the recipe's is fine-tuned on data of its own hop)
+    from svc_pl.data.unit_window import UnitWindow
     from svc_pl.data.whisper_weights import builtin_for_unit_dim
     from svc_pl.pretrained import load_base, pretrained_path
 
@@ -261,7 +262,7 @@ def main() -> None:
     preprocess[preprocess.index("--content-encoder") + 1] = encoder
     window = base_info.get("unit_window") or {}
     if a.unit_window == "auto" and window and encoder != "whisper-tiny.en":  # the base's window, as its fine-tune needs
-        a.unit_window = ",".join(str(window[k]) for k in ("window_frames", "chunk_frames", "lookahead_frames"))
+        a.unit_window = UnitWindow.from_dict(window).spec
     if cli(["preprocess", str(raw), str(a.out / "data"), *preprocess, "--workers", str(a.workers),
             "--val-per-speaker", "1", "--no-progress", "--unit-window", a.unit_window,
             "--perturb-copies", str(a.perturb_copies)]) != 0:

@@ -426,6 +426,7 @@ def write_card(work: Path, summary: dict) -> Path:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     from svc_pl.corpus import BASE_VOICES, HARVARD_SENTENCES, HELD_OUT_VOICES, SUNG_SENTENCES, SUS_SENTENCES
+    from svc_pl.data.unit_window import UnitWindow
     from svc_pl.io import write_text_atomic
     from svc_pl.pretrained import load_base
 
@@ -463,14 +464,13 @@ def write_card(work: Path, summary: dict) -> Path:
         "- No discriminator: trained on multi-resolution STFT loss (FFT 2048/1024/512/256) + mel L1.",
         "- Weights stored as float16 safetensors (no pickle).", "",
         "## Units", "",
-        (f"- Made as a live stream makes them (`--unit-window {window['window_frames']},{window['chunk_frames']},"
-         f"{window['lookahead_frames']}`): every {window['chunk_frames'] * 20} ms of units from one Whisper call on "
+        (f"- Made as a live stream makes them (`--unit-window {UnitWindow.from_dict(window).spec}`): every "
+         f"{window['chunk_frames'] * 20} ms of units from one Whisper call on "
          f"{window['window_frames'] * 20} ms of audio ending {window['lookahead_frames'] * 20} ms after them, "
          "without Whisper's 30 s padding, so `svc-pl live` and `svc-pl infer` give the model the units it "
          "learned on. Datasets for fine-tuning get the same units from `svc-pl preprocess --content-encoder "
          + ("whisper-tiny.en` (the default for that encoder)" if encoder == "whisper-tiny.en" else
-            f"{encoder} --unit-window {window['window_frames']},{window['chunk_frames']},"
-            f"{window['lookahead_frames']} --perturb-copies 2`")
+            f"{encoder} --unit-window {UnitWindow.from_dict(window).spec} --perturb-copies 2`")
          + "; a dataset with other units is refused.")
         if window else "- Whole-clip units, as so-vits-svc makes them.",
         "- Trained on speaker-perturbed units (`--perturb-copies 2`): each step reads the units of one of two "

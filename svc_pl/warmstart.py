@@ -136,8 +136,9 @@ def _from_base(net: nn.Module, path: PathLike, settings: dict[str, Any], info: d
             "preprocess with the base's encoder (--encoder whisper-ppg --content-encoder whisper-tiny.en)")
     base_window, our_window = dict(base_info.get("unit_window") or {}), dict(info.get("unit_window") or {})
     if base_window != our_window:
-        flag = ",".join(str(base_window[k]) for k in ("window_frames", "chunk_frames", "lookahead_frames")
-                        ) if base_window else "off"
+        from svc_pl.data.unit_window import UnitWindow
+
+        flag = UnitWindow.from_dict(base_window).spec if base_window else "off"
         raise UserFacingError(
             f"{path}: the base was trained on units made {_window_words(base_window)} but this dataset's "
             f"units are made {_window_words(our_window)}: preprocess again with --unit-window {flag}")

@@ -92,6 +92,7 @@ def test_windowed_units_differ_from_whole_clip_units_and_depend_on_no_future(tin
 def test_unit_window_parse():
     assert UnitWindow.parse("off") is None and UnitWindow.parse("on") == UnitWindow()
     assert UnitWindow.parse("60,5,1") == UnitWindow(60, 5, 1)
+    assert UnitWindow(60, 5, 1).spec == "60,5,1" and UnitWindow.parse(UnitWindow().spec) == UnitWindow()
     assert UnitWindow.from_dict(UnitWindow(60, 5, 1).to_dict()) == UnitWindow(60, 5, 1)
     with pytest.raises(ValueError, match="WINDOW,CHUNK,LOOKAHEAD"):
         UnitWindow.parse("60,5")
@@ -194,6 +195,21 @@ def test_converter_uses_the_models_window_and_base_window_is_checked(windowed_da
     assert "trained on units made from whole clips" in err and "--unit-window off" in err
     assert json.loads((data / "dataset.json").read_text())["unit_window"]
 
+
+
+def test_a_windowed_base_asks_a_whole_clip_dataset_for_its_window_flag():
+    """The other way round: a dataset of whole-clip units under the shipped (windowed) base is refused with the
+    base's own --unit-window W,C,L, checked before any weight is loaded."""
+    from types import SimpleNamespace
+
+    from svc_pl.errors import UserFacingError
+    from svc_pl.pretrained import load_base, pretrained_path
+    from svc_pl.warmstart import _from_base
+
+    meta = load_base(pretrained_path("tiny-base"))[1]
+    info = dict(meta["dataset_info"], unit_window={})
+    with pytest.raises(UserFacingError, match="--unit-window 50,4,2"):
+        _from_base(SimpleNamespace(ssl_dim=int(info["unit_dim"])), "tiny-base", meta["net"], info)
 
 def test_offline_pieces_get_the_units_a_stream_gets(tiny_en, speech):
     """A piece that starts off the chunk grid (a slice after a silence, padded): its units are the recording's

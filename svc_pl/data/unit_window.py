@@ -71,6 +71,11 @@ class UnitWindow:
             return None
         return cls(int(d["window_frames"]), int(d["chunk_frames"]), int(d["lookahead_frames"]))
 
+    @property
+    def spec(self) -> str:
+        """``"W,C,L"``: the window as ``--unit-window`` takes it (:meth:`parse` reads it back)."""
+        return f"{self.window_frames},{self.chunk_frames},{self.lookahead_frames}"
+
     @classmethod
     def parse(cls, spec: str) -> UnitWindow | None:
         """``"off"`` -> None; ``"on"`` -> defaults; ``"W,C,L"`` frames -> that window."""
